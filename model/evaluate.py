@@ -1,0 +1,98 @@
+"""The `evaluate` stage: load the exported model through BentoML and score it on the validation split."""
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from model import classifier as store
+from model.classifier import Classifier
+from model.dataset import Split, load_prepared
+from model.metrics import confusion_matrix, scores
+from model.plots import plot_confusion, plot_history, plot_predictions
+from model.preprocess import to_tensor_batch
+
+PREVIEW_IMAGES = 24
+
+
+def load_history(path: Path) -> list[dict[str, float]]:
+    """Read the per-epoch history CSV written by `train`."""
+    with path.open(newline="") as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def predict(classifier: Classifier, split: Split) -> tuple[np.ndarray, float]:
+    """Return class probabilities for the split and the mean cross-entropy."""
+    probabilities = np.concatenate(
+        [classifier.probabilities(split.pixels[i : i + 256]) for i in range(0, len(split.pixels), 256)]
+    )
+    logp = torch.log(torch.from_numpy(probabilities).clamp_min(1e-12))
+    loss = float(nn.functional.nll_loss(logp, torch.from_numpy(split.labels)))
+    return probabilities, loss
+
+
+def write_confusion_csv(path: Path, split: Split, predicted: np.ndarray, classes: list[str]) -> None:
+    """Write one row per validation image, the data of DVC's confusion plot."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "actual", "predicted"])
+        for name, truth, guess in zip(split.files, split.labels, predicted, strict=True):
+            writer.writerow([name, classes[truth], classes[guess]])
+
+
+def evaluate(model_file: Path, prepared: Path, history: Path, out: Path) -> dict[str, object]:
+    """Score the exported model and write metrics, plot data and PNGs into `out`."""
+    stored = store.import_bentomodel(model_file)
+    classifier = store.load(stored.path)
+    val = load_prepared(prepared).val
+    probabilities, loss = predict(classifier, val)
+    predicted = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(val.labels, predicted, len(classifier.classes))
+    metrics = {
+        "val_loss": round(loss, 4),
+        "val_acc": round(float((predicted == val.labels).mean()), 4),
+        **scores(matrix, classifier.classes),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_confusion_csv(out / "confusion.csv", val, predicted, classifier.classes)
+    _draw(out / "plots", classifier, val, probabilities, matrix, load_history(history))
+    return metrics
+
+
+def _draw(
+    folder: Path, classifier: Classifier, val: Split, probabilities: np.ndarray, matrix: np.ndarray,
+    history: list[dict[str, float]],
+) -> None:
+    classes = classifier.classes
+    plot_history(folder / "training_history.png", [("head", history)])
+    plot_confusion(folder / "confusion_matrix.png", [("validation", matrix)], classes)
+    step = max(1, len(val.labels) // PREVIEW_IMAGES)
+    picks = list(range(0, len(val.labels), step))[:PREVIEW_IMAGES]
+    plot_predictions(
+        folder / "predictions.png",
+        val.pixels[picks],
+        [classes[val.labels[i]] for i in picks],
+        [classes[int(probabilities[i].argmax())] for i in picks],
+        [float(probabilities[i].max()) for i in picks],
+    )
+
+
+def main() -> None:
+    """Run the stage."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=Path("model/classifier.bentomodel"))
+    parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--history", type=Path, default=Path("evaluation/history.csv"))
+    parser.add_argument("--out", type=Path, default=Path("evaluation"))
+    args = parser.parse_args()
+    metrics = evaluate(args.model, args.prepared, args.history, args.out)
+    print(f"val_acc {metrics['val_acc']}  val_loss {metrics['val_loss']}  f1 {metrics['f1']}")
+
+
+if __name__ == "__main__":
+    main()
