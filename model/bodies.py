@@ -55,9 +55,7 @@ def _random_surface_point(rng: np.random.Generator, max_lat: float = 1.2) -> Poi
     return np.array([np.cos(lat) * np.sin(lon), np.sin(lat), np.cos(lat) * np.cos(lon)])
 
 
-def _craters(
-    colors: Colors, points: Points, rng: np.random.Generator, count: int, size: float
-) -> Colors:
+def _craters(colors: Colors, points: Points, rng: np.random.Generator, count: int, size: float) -> Colors:
     """Darken crater floors and brighten their rims."""
     for _ in range(count):
         center = _random_surface_point(rng, max_lat=1.5)
@@ -78,6 +76,7 @@ def _bands(points: Points, rng: np.random.Generator, count: float, wobble: float
 
 
 def earth(points: Points, rng: np.random.Generator) -> Colors:
+    """Oceans, green and brown continents, white clouds and polar caps."""
     ocean = _rgb(0.05, 0.2, 0.55)
     land = _mix(
         np.tile(_rgb(0.15, 0.45, 0.15), (len(points), 1)),
@@ -93,6 +92,7 @@ def earth(points: Points, rng: np.random.Generator) -> Colors:
 
 
 def jupiter(points: Points, rng: np.random.Generator) -> Colors:
+    """Cream and brown bands with the Great Red Spot."""
     light, dark = _rgb(0.88, 0.8, 0.66), _rgb(0.66, 0.43, 0.28)
     bands = _bands(points, rng, count=rng.uniform(7, 10), wobble=0.5)
     colors = _mix(np.tile(light, (len(points), 1)), np.tile(dark, (len(points), 1)), 0.5 + 0.5 * bands)
@@ -103,6 +103,7 @@ def jupiter(points: Points, rng: np.random.Generator) -> Colors:
 
 
 def mars(points: Points, rng: np.random.Generator) -> Colors:
+    """Rust red with dark plains and one white polar cap."""
     rust, dark = _rgb(0.78, 0.36, 0.17), _rgb(0.42, 0.2, 0.11)
     patches = np.clip(noise(points, rng, 3.0) * 0.8, 0, 1)
     colors = _mix(np.tile(rust, (len(points), 1)), np.tile(dark, (len(points), 1)), patches)
@@ -112,12 +113,14 @@ def mars(points: Points, rng: np.random.Generator) -> Colors:
 
 
 def mercury(points: Points, rng: np.random.Generator) -> Colors:
+    """Grey-brown and densely cratered."""
     grey = _rgb(0.55, 0.52, 0.48) * rng.uniform(0.9, 1.1)
     colors = np.tile(grey, (len(points), 1)) * (1 + 0.12 * noise(points, rng, 8.0))[:, None]
     return _craters(colors, points, rng, count=45, size=0.22)
 
 
 def moon(points: Points, rng: np.random.Generator) -> Colors:
+    """Light grey highlands, dark maria and a few bright craters."""
     highland, mare = _rgb(0.76, 0.76, 0.74), _rgb(0.33, 0.33, 0.35)
     maria = np.clip((noise(points, rng, 2.2) - 0.1) * 2.5, 0, 1)
     colors = _mix(np.tile(highland, (len(points), 1)), np.tile(mare, (len(points), 1)), maria)
@@ -125,6 +128,7 @@ def moon(points: Points, rng: np.random.Generator) -> Colors:
 
 
 def neptune(points: Points, rng: np.random.Generator) -> Colors:
+    """Deep blue with faint bands, a dark spot and white streaks."""
     deep, pale = _rgb(0.12, 0.25, 0.8), _rgb(0.3, 0.45, 0.95)
     bands = _bands(points, rng, count=rng.uniform(3, 5), wobble=0.3)
     colors = _mix(np.tile(deep, (len(points), 1)), np.tile(pale, (len(points), 1)), 0.5 + 0.3 * bands)
@@ -135,6 +139,7 @@ def neptune(points: Points, rng: np.random.Generator) -> Colors:
 
 
 def pluto(points: Points, rng: np.random.Generator) -> Colors:
+    """Tan and dark red-brown with a bright heart-shaped plain."""
     tan, dark = _rgb(0.72, 0.58, 0.45), _rgb(0.4, 0.24, 0.17)
     colors = _mix(
         np.tile(tan, (len(points), 1)),
@@ -148,12 +153,14 @@ def pluto(points: Points, rng: np.random.Generator) -> Colors:
 
 
 def saturn(points: Points, rng: np.random.Generator) -> Colors:
+    """Pale gold, softly banded (the rings are drawn by the renderer)."""
     gold, tan = _rgb(0.92, 0.83, 0.58), _rgb(0.78, 0.66, 0.42)
     bands = _bands(points, rng, count=rng.uniform(5, 8), wobble=0.2)
     return _mix(np.tile(gold, (len(points), 1)), np.tile(tan, (len(points), 1)), 0.5 + 0.4 * bands)
 
 
 def uranus(points: Points, rng: np.random.Generator) -> Colors:
+    """Pale cyan and nearly featureless, brighter towards the pole."""
     cyan = _rgb(0.6, 0.86, 0.88) * rng.uniform(0.92, 1.05)
     haze = 1 + 0.04 * noise(points, rng, 2.0)
     colors = np.tile(cyan, (len(points), 1)) * haze[:, None]
@@ -162,6 +169,7 @@ def uranus(points: Points, rng: np.random.Generator) -> Colors:
 
 
 def venus(points: Points, rng: np.random.Generator) -> Colors:
+    """Cream and ochre swirls of thick cloud."""
     cream, ochre = _rgb(0.93, 0.86, 0.66), _rgb(0.8, 0.66, 0.42)
     swirl = noise(points + 0.3 * noise(points, rng, 3.0)[:, None], rng, 5.0)
     chevron = np.sin(_latitude(points) * 3 + np.abs(points[:, 0]) * 4)

@@ -14,7 +14,6 @@ from model.classifier import Classifier
 from model.dataset import Split, load_prepared
 from model.metrics import confusion_matrix, scores
 from model.plots import plot_confusion, plot_history, plot_predictions
-from model.preprocess import to_tensor_batch
 
 PREVIEW_IMAGES = 24
 
@@ -65,7 +64,11 @@ def evaluate(model_file: Path, prepared: Path, history: Path, out: Path) -> dict
 
 
 def _draw(
-    folder: Path, classifier: Classifier, val: Split, probabilities: np.ndarray, matrix: np.ndarray,
+    folder: Path,
+    classifier: Classifier,
+    val: Split,
+    probabilities: np.ndarray,
+    matrix: np.ndarray,
     history: list[dict[str, float]],
 ) -> None:
     classes = classifier.classes

@@ -36,7 +36,9 @@ def decode(data: bytes) -> Image.Image:
     if not data:
         raise ImageRejected("the upload is empty: send a PNG, JPEG or WebP image")
     if len(data) > MAX_UPLOAD_BYTES:
-        raise ImageRejected(f"the upload is over {MAX_UPLOAD_BYTES} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        raise ImageRejected(
+            f"the upload is over {MAX_UPLOAD_BYTES} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -45,7 +47,11 @@ def decode(data: bytes) -> Image.Image:
                 raise ImageRejected(f"{image.format} images are not accepted: send a PNG, JPEG or WebP image")
             _check_size(image)
             image.load()
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        except (
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as error:
             raise _explain(error) from error
         except (OSError, SyntaxError, ValueError) as error:
             if isinstance(error, ImageRejected):

@@ -6,7 +6,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 
-def confusion_matrix(actual: NDArray[np.int64], predicted: NDArray[np.int64], classes: int) -> NDArray[np.int64]:
+def confusion_matrix(
+    actual: NDArray[np.int64], predicted: NDArray[np.int64], classes: int
+) -> NDArray[np.int64]:
     """Return counts indexed by [actual, predicted]."""
     matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (actual, predicted), 1)

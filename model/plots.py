@@ -7,15 +7,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from numpy.typing import NDArray  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from numpy.typing import NDArray
 
 History = list[dict[str, float]]
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
+def _save(figure: Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(figure)
@@ -50,7 +51,9 @@ def _matrix(axes: Axes, matrix: NDArray[np.int64], classes: list[str], title: st
     axes.set_yticks(range(len(classes)), classes)
     threshold = matrix.max() / 2 if matrix.size else 0
     for (row, col), count in np.ndenumerate(matrix):
-        axes.text(col, row, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+        axes.text(
+            col, row, str(count), ha="center", va="center", color="white" if count > threshold else "black"
+        )
 
 
 def plot_confusion(path: Path, panels: Sequence[tuple[str, NDArray[np.int64]]], classes: list[str]) -> None:
@@ -72,5 +75,7 @@ def plot_predictions(
         ax.axis("off")
     for ax, image, truth, guess, p in zip(axes.flat, images, actual, predicted, confidence, strict=False):
         ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
-        ax.set_title(f"{guess} {p:.0%}\n(true: {truth})", fontsize=8, color="black" if truth == guess else "red")
+        ax.set_title(
+            f"{guess} {p:.0%}\n(true: {truth})", fontsize=8, color="black" if truth == guess else "red"
+        )
     _save(figure, path)

@@ -48,7 +48,9 @@ def split(
     return train, val
 
 
-def load_images(items: list[tuple[Path, int]], prep: Preprocessing) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+def load_images(
+    items: list[tuple[Path, int]], prep: Preprocessing
+) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
     """Load, convert and resize the images; return pixels and labels."""
     pixels = np.stack([prep.to_pixels(Image.open(path)) for path, _ in items])
     labels = np.array([label for _, label in items], dtype=np.int64)

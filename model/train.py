@@ -76,7 +76,9 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.rot90(batch, turns, dims=(2, 3))
 
 
-def evaluate_loss(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int) -> tuple[float, float]:
+def evaluate_loss(
+    net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int
+) -> tuple[float, float]:
     """Return mean cross-entropy and accuracy on a data set."""
     net.eval()
     loss, correct = 0.0, 0
@@ -107,7 +109,7 @@ def _train_epoch(
         logits = net(inputs)
         loss = nn.functional.cross_entropy(logits, labels[index])
         optimizer.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         schedule.step()
         loss_sum += float(loss) * len(index)
@@ -115,18 +117,25 @@ def _train_epoch(
     return loss_sum / len(images), correct / len(images)
 
 
-def fit(data: PreparedData, config: TrainConfig, device: torch.device) -> tuple[CelestialNet, list[dict[str, float]]]:
+def fit(
+    data: PreparedData, config: TrainConfig, device: torch.device
+) -> tuple[CelestialNet, list[dict[str, float]]]:
     """Train the network and return it with its per-epoch history."""
     if config.output_classes != len(data.classes):
         raise ValueError(
-            f"train.output_classes is {config.output_classes} but the data set has {len(data.classes)} classes"
+            f"train.output_classes is {config.output_classes}"
+            f" but the data set has {len(data.classes)} classes"
         )
     seed_everything(config.seed)
-    arch = Architecture(data.preprocessing.channels, config.conv_size, config.dense_size, config.output_classes)
+    arch = Architecture(
+        data.preprocessing.channels, config.conv_size, config.dense_size, config.output_classes
+    )
     net = CelestialNet(arch).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * -(-len(data.train.labels) // config.batch_size)
+        optimizer,
+        max_lr=config.lr,
+        total_steps=config.epochs * -(-len(data.train.labels) // config.batch_size),
     )
     generator = torch.Generator().manual_seed(config.seed)
     train, val = _tensors(data.train, device), _tensors(data.val, device)
@@ -135,9 +144,18 @@ def fit(data: PreparedData, config: TrainConfig, device: torch.device) -> tuple[
         train_loss, train_acc = _train_epoch(net, optimizer, schedule, train, config.batch_size, generator)
         val_loss, val_acc = evaluate_loss(net, *val, config.batch_size)
         history.append(
-            {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+            }
         )
-        print(f"epoch {epoch:>3}: loss {train_loss:.4f} acc {train_acc:.3f} | val loss {val_loss:.4f} acc {val_acc:.3f}")
+        print(
+            f"epoch {epoch:>3}: loss {train_loss:.4f} acc {train_acc:.3f}"
+            f" | val loss {val_loss:.4f} acc {val_acc:.3f}"
+        )
     return net.cpu().eval(), history
 
 

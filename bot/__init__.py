@@ -1,0 +1,1 @@
+"""The orbit GitHub App."""

@@ -1,0 +1,74 @@
+"""Shared fixtures: an isolated BentoML store, and temporary copies of this repository."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+# Every test process gets its own model store, set before BentoML is first imported.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="orbit-bentoml-")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+for key, value in {
+    "GIT_AUTHOR_NAME": "orbit tests",
+    "GIT_AUTHOR_EMAIL": "tests@orbit.invalid",
+    "GIT_COMMITTER_NAME": "orbit tests",
+    "GIT_COMMITTER_EMAIL": "tests@orbit.invalid",
+}.items():
+    os.environ.setdefault(key, value)
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# Small enough to train in seconds, large enough to learn the classes.
+TINY_PARAMS = {
+    "generate": {"seed": 42, "images_per_class": 30, "image_size": 64},
+    "prepare": {"seed": 77, "split": 0.2, "image_size": [32, 32], "grayscale": False, "batch_size": 16},
+    "train": {"seed": 77, "lr": 0.005, "epochs": 8, "conv_size": 16, "dense_size": 32, "output_classes": 10},
+}
+
+
+def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command of the venv (dvc, git, bentoml) and capture its output."""
+    executable = BIN / command[0]
+    full = [str(executable), *command[1:]] if executable.exists() else command
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(full, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def copy_project(destination: Path, params: dict[str, dict[str, object]]) -> Path:
+    """Copy the tracked files of this repository into a new git repository with `params`."""
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for name in listed.splitlines():
+        source = REPO / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    for generated in ("dvc.lock", "evaluation"):
+        path = destination / generated
+        if path.is_dir():
+            shutil.rmtree(path)
+        path.unlink(missing_ok=True)
+    (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], destination)
+    run(["git", "add", "-A"], destination)
+    run(["git", "commit", "-q", "-m", "copy of the model project"], destination)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Return a copy of the project whose tiny pipeline has run once."""
+    project = copy_project(tmp_path_factory.mktemp("project"), TINY_PARAMS)
+    run(["dvc", "repro"], project)
+    yield project
