@@ -1,14 +1,17 @@
 """The BentoML service that classifies images of celestial bodies."""
 
+import asyncio
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import bentoml
-import torch
+import numpy as np
 from bentoml.exceptions import BentoMLException
+from numpy.typing import NDArray
 
 from model import MODEL_NAME
+from model.batching import MicroBatcher
 from model.classifier import Classifier, load
 from model.images import ImageRejected, decode
 
@@ -29,46 +32,42 @@ class TooManyImages(BentoMLException):
     error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise BadImage(ImageRejected(f"the upload could not be read ({error})")) from error
-
-
 @bentoml.service(
     name="celestial_bodies_classifier",
-    workers=2,
-    resources={"cpu": "2"},
+    workers=1,
     traffic={"timeout": 30, "max_concurrency": 256},
 )
 class CelestialBodiesClassifier:
-    """Classify one image (`/predict`) or several (`/predict_batch`)."""
+    """Classify one image (`/predict`, adaptively batched) or several (`/predict_batch`)."""
 
     bento_model = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
 
     def __init__(self) -> None:
-        # Two workers share two cores: one intra-op thread each avoids oversubscription.
-        torch.set_num_threads(1)
         self.classifier: Classifier | None = load(self.bento_model.path)
+        self.batcher = MicroBatcher(self.classifier.probabilities, max_batch=32)
 
     def __is_ready__(self) -> bool:
         """Ready only once the model is loaded."""
         return self.classifier is not None
 
-    def _classify(self, uploads: list[Path]) -> list[dict[str, Any]]:
+    def _pixels(self, uploads: list[Path]) -> NDArray[np.uint8]:
         if self.classifier is None:
             raise BentoMLException("the model is not loaded yet")
         try:
-            images = [decode(_read(path)) for path in uploads]
+            images = [decode(path.read_bytes()) for path in uploads]
         except ImageRejected as rejection:
             raise BadImage(rejection) from rejection
-        return self.classifier.classify(images)
+        except OSError as error:
+            raise BadImage(ImageRejected(f"the upload could not be read ({error})")) from error
+        return np.stack([self.classifier.preprocessing.to_pixels(image) for image in images])
 
     @bentoml.api(route="/predict")
-    def predict(self, image: Path) -> dict[str, Any]:
+    async def predict(self, image: Path) -> dict[str, Any]:
         """Return the most likely body and the probability of each class."""
-        return self._classify([image])[0]
+        pixels = await asyncio.to_thread(self._pixels, [image])
+        scores = await self.batcher.submit(pixels[0])
+        assert self.classifier is not None
+        return self.classifier.describe(scores)
 
     @bentoml.api(route="/predict_batch")
     def predict_batch(self, images: list[Path]) -> list[dict[str, Any]]:
@@ -77,4 +76,6 @@ class CelestialBodiesClassifier:
             raise BadImage(ImageRejected("send at least one image"))
         if len(images) > MAX_BATCH_FILES:
             raise TooManyImages(f"at most {MAX_BATCH_FILES} images a request")
-        return self._classify(images)
+        pixels = self._pixels(images)
+        assert self.classifier is not None
+        return [self.classifier.describe(row) for row in self.classifier.probabilities(pixels)]

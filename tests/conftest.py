@@ -5,7 +5,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 # Small enough to train in seconds, large enough to learn the classes.
-TINY_PARAMS = {
+TINY_PARAMS: dict[str, dict[str, object]] = {
     "generate": {"seed": 42, "images_per_class": 30, "image_size": 64},
     "prepare": {"seed": 77, "split": 0.2, "image_size": [32, 32], "grayscale": False, "batch_size": 16},
     "train": {"seed": 77, "lr": 0.005, "epochs": 8, "conv_size": 16, "dense_size": 32, "output_classes": 10},
@@ -67,8 +66,8 @@ def copy_project(destination: Path, params: dict[str, dict[str, object]]) -> Pat
 
 
 @pytest.fixture(scope="session")
-def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Return a copy of the project whose tiny pipeline has run once."""
     project = copy_project(tmp_path_factory.mktemp("project"), TINY_PARAMS)
     run(["dvc", "repro"], project)
-    yield project
+    return project

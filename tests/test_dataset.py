@@ -24,7 +24,8 @@ def test_same_seed_renders_the_same_image() -> None:
 def body_colour(body: str) -> np.ndarray:
     pixels = render(body, 64, image_rng(0, CLASSES.index(body), 0)).reshape(-1, 3).astype(float)
     lit = pixels[pixels.sum(axis=1) > 120]
-    return lit.mean(axis=0)
+    mean: np.ndarray = lit.mean(axis=0)
+    return mean
 
 
 def test_classes_differ_in_colour() -> None:

@@ -16,14 +16,23 @@ def ran_stages(output: str) -> set[str]:
 
 
 def test_outputs_exist_and_metrics_are_sane(trained_project: Path) -> None:
-    for output in ("data/raw/Jupiter", "data/prepared/val.npz", "model/classifier.bentomodel",
-                   "evaluation/history.csv", "evaluation/confusion.csv", "evaluation/plots/predictions.png",
-                   "evaluation/plots/confusion_matrix.png", "evaluation/plots/training_history.png"):
+    for output in (
+        "data/raw/Jupiter",
+        "data/prepared/val.npz",
+        "model/classifier.bentomodel",
+        "evaluation/history.csv",
+        "evaluation/confusion.csv",
+        "evaluation/plots/predictions.png",
+        "evaluation/plots/confusion_matrix.png",
+        "evaluation/plots/training_history.png",
+    ):
         assert (trained_project / output).exists(), output
     metrics = json.loads((trained_project / "evaluation/metrics.json").read_text())
     assert 0.5 <= metrics["val_acc"] <= 1.0
     assert 0.0 < metrics["val_loss"] < 2.3
-    assert set(metrics["per_class"]) == set(json.loads((trained_project / "data/prepared/dataset.json").read_text())["classes"])
+    assert set(metrics["per_class"]) == set(
+        json.loads((trained_project / "data/prepared/dataset.json").read_text())["classes"]
+    )
     assert {"precision", "recall", "f1"} <= set(metrics)
 
 
@@ -49,7 +58,9 @@ def test_changing_a_train_param_reruns_only_train_and_evaluate(tmp_path: Path) -
     forced = run(["dvc", "repro", "--force", "--single-item", "train"], project)
     assert ran_stages(forced.stdout) == {"train"}
     run(["dvc", "repro"], project)
-    assert json.loads((project / "evaluation/metrics.json").read_text()) == metrics_before  # same seed, same metrics
+    assert (
+        json.loads((project / "evaluation/metrics.json").read_text()) == metrics_before
+    )  # same seed, same metrics
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["lr"] = 0.004

@@ -1,0 +1,95 @@
+"""A real `bentoml serve` of the trained model answering HTTP: predictions and bad input."""
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from model.local import LocalServer, held_out_samples, serving
+from tests.conftest import run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(trained_project: Path) -> Iterator[LocalServer]:
+    tag = run(["bentoml", "build", "--output", "tag"], trained_project).stdout.strip().splitlines()[-1]
+    assert tag.startswith("__tag__:celestial_bodies_classifier:")
+    with serving(tag.removeprefix("__tag__:"), trained_project) as running:
+        yield running
+
+
+def upload(server: LocalServer, data: bytes, name: str = "x.png", kind: str = "image/png") -> httpx.Response:
+    return httpx.post(f"{server.url}/predict", files={"image": (name, data, kind)}, timeout=30)
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_ready_once_the_model_is_loaded(server: LocalServer) -> None:
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
+def test_held_out_images_are_classified(server: LocalServer, trained_project: Path) -> None:
+    samples = held_out_samples(trained_project, per_class=3)
+    right = 0
+    for path, truth in samples:
+        response = upload(server, path.read_bytes(), path.name, "application/octet-stream")
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert set(answer["probabilities"]) == {t for _, t in samples}
+        assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+        right += answer["prediction"] == truth
+    assert right / len(samples) >= 0.6
+
+
+def test_any_size_and_mode_is_accepted(server: LocalServer, trained_project: Path) -> None:
+    path, _ = held_out_samples(trained_project)[0]
+    big = Image.open(path).resize((900, 700)).convert("RGBA")
+    buffer = io.BytesIO()
+    big.convert("RGB").save(buffer, format="JPEG")
+    assert upload(server, buffer.getvalue(), "x.jpg", "image/jpeg").status_code == 200
+    assert upload(server, png(big)).status_code == 200
+
+
+def test_batch_endpoint_answers_in_order(server: LocalServer, trained_project: Path) -> None:
+    samples = held_out_samples(trained_project)[:4]
+    files = [("images", (p.name, p.read_bytes(), "image/png")) for p, _ in samples]
+    response = httpx.post(f"{server.url}/predict_batch", files=files, timeout=30)
+    assert response.status_code == 200
+    singles = [upload(server, p.read_bytes()).json()["prediction"] for p, _ in samples]
+    assert [a["prediction"] for a in response.json()] == singles
+
+
+BAD_UPLOADS = {
+    "not an image": (b"just some text\n" * 10, 400, "not an image"),
+    "empty": (b"", 400, "empty"),
+    "truncated": (png(Image.effect_noise((200, 200), 60).convert("RGB"))[:900], 400, "truncated"),
+    "decompression bomb": (png(Image.new("1", (30_000, 30_000))), 413, "pixels"),
+    "too large": (png(Image.new("L", (9_000, 3))), 413, "a side"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_UPLOADS)
+def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(
+    server: LocalServer, trained_project: Path, case: str
+) -> None:
+    data, status, message = BAD_UPLOADS[case]
+    response = upload(server, data)
+    assert response.status_code == status
+    assert message in response.text
+    good, _ = held_out_samples(trained_project)[0]
+    assert upload(server, good.read_bytes()).status_code == 200
+
+
+def test_missing_file_field_is_a_4xx(server: LocalServer) -> None:
+    response = httpx.post(
+        f"{server.url}/predict", files={"wrong": ("x.png", b"abc", "image/png")}, timeout=30
+    )
+    assert 400 <= response.status_code < 500
