@@ -1,6 +1,7 @@
 """`orbit`: the command line that fronts the bot, the runners, the reports and the model."""
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,10 +35,69 @@ def _add_local(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         sub.add_argument("--project", default=".", help="the model project's root (default: .)")
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.settings import load_settings
+
+    settings = load_settings()  # fail fast, with the variable's name, before uvicorn starts
+    settings.private_key()
+    uvicorn.run(
+        "bot.server:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=False,
+    )
+    return 0
+
+
+def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    serve = commands.add_parser("serve", help="run the GitHub App: webhook ingest and workers")
+    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server in a pod listens on all interfaces
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn processes (each runs its own workers)")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(run=_serve)
+
+
+def _inbox(args: argparse.Namespace) -> int:
+    from bot.inbox import Inbox, make_engine
+
+    inbox = Inbox(make_engine(os.environ.get("ORBIT_DATABASE_URL", "sqlite:///orbit.db")))
+    inbox.create_schema()
+    if args.action == "retry":
+        if not inbox.retry(args.id):
+            print(f"orbit: no dead work item {args.id}", file=sys.stderr)
+            return 1
+        print(f"work item {args.id} queued again")
+        return 0
+    for item in inbox.list_items(args.status, args.limit):
+        reason = (item["last_error"] or "").replace("\n", " ")[:100]
+        kind = f"{item['event']}.{item['action']}"
+        print(f"{item['id']:>6}  {item['status']:<8} {item['attempts']:>2}  {kind:<32} {reason}")
+    return 0
+
+
+def _add_inbox(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    inbox = commands.add_parser("inbox", help="list work items and retry dead letters (ORBIT_DATABASE_URL)")
+    actions = inbox.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="list work items, newest first")
+    listing.add_argument("--status", choices=["pending", "running", "done", "dead"])
+    listing.add_argument("--limit", type=int, default=50)
+    retry = actions.add_parser("retry", help="queue a dead work item again")
+    retry.add_argument("id", type=int)
+    inbox.set_defaults(run=_inbox)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every `orbit` subcommand."""
     parser = argparse.ArgumentParser(prog="orbit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_serve(commands)
+    _add_inbox(commands)
     _add_local(commands)
     return parser
 
@@ -50,9 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except KeyboardInterrupt:
         return 130
-    except RuntimeError as error:
+    except (RuntimeError, ValueError) as error:  # SettingsError, LocalRunError: one clear line
         print(f"orbit: {error}", file=sys.stderr)
-        return 1
+        return 2
 
 
 if __name__ == "__main__":

@@ -44,7 +44,10 @@ class CelestialBodiesClassifier:
 
     def __init__(self) -> None:
         self.classifier: Classifier | None = load(self.bento_model.path)
-        self.batcher = MicroBatcher(self.classifier.probabilities, max_batch=32)
+        classifier = self.classifier
+        self.batcher: MicroBatcher[NDArray[np.uint8], NDArray[np.float32]] = MicroBatcher(
+            lambda images: list(classifier.probabilities(np.stack(images))), max_batch=32
+        )
 
     def __is_ready__(self) -> bool:
         """Ready only once the model is loaded."""

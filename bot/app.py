@@ -1,0 +1,64 @@
+"""The bot's HTTP face: webhook ingest, health, readiness and metrics (Starlette under FastAPI)."""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.delivery import MAX_BODY_BYTES
+from bot.inbox import Inbox
+from bot.ingest import Ingest
+from bot.metrics import ACK_LATENCY
+from bot.worker import WorkerPool
+
+
+def create_app(
+    inbox: Inbox, ingest: Ingest, workers: WorkerPool | None, webhook_path: str = "/webhook"
+) -> FastAPI:
+    """Build the ASGI app; `workers` run in the same process unless None."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(workers.run(stop)) if workers else None
+        yield
+        stop.set()
+        if task:
+            await task
+
+    app = FastAPI(title="orbit", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def webhook(request: Request) -> Response:
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return JSONResponse({"message": "the body is over 25 MB"}, status_code=413)
+        body = await request.body()
+        answer = await ingest.receive(dict(request.headers), body)
+        ACK_LATENCY.observe(time.perf_counter() - started)
+        return JSONResponse({"message": answer.message}, status_code=answer.status.value)
+
+    async def healthz() -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz() -> Response:
+        try:
+            await asyncio.to_thread(inbox.ping)
+        except Exception as error:
+            return JSONResponse({"ready": False, "reason": type(error).__name__}, status_code=503)
+        return JSONResponse({"ready": True})
+
+    async def metrics() -> Response:
+        if workers:
+            await asyncio.to_thread(workers.refresh_depth)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route(webhook_path, webhook, methods=["POST"])
+    app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/readyz", readyz, methods=["GET"])
+    app.add_api_route("/metrics", metrics, methods=["GET"])
+    return app

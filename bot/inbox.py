@@ -1,0 +1,244 @@
+"""The durable inbox: deliveries and their work items, in SQLite or PostgreSQL through SQLAlchemy.
+
+A work item is claimed with a lease. A worker that dies (even by SIGKILL) leaves its item
+`running` with a lease that expires, after which any worker claims it again. Items with the same
+ordering key (one pull request) are claimed one at a time, oldest first.
+"""
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from bot.delivery import Delivery
+
+PENDING, RUNNING, DONE, DEAD = "pending", "running", "done", "dead"
+
+metadata = sa.MetaData()
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("delivery_id", sa.String(64), primary_key=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+)
+work_items = sa.Table(
+    "work_items",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "delivery_id", sa.String(64), sa.ForeignKey("deliveries.delivery_id"), unique=True, nullable=False
+    ),
+    sa.Column("ordering_key", sa.String(300), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("available_at", sa.Float, nullable=False),
+    sa.Column("lease_expires_at", sa.Float, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index("ix_work_items_claim", "status", "available_at"),
+    sa.Index("ix_work_items_key", "ordering_key", "id"),
+)
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A claimed unit of work: the delivery to handle and how often it was tried."""
+
+    id: int
+    attempts: int
+    delivery: Delivery
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A verified delivery to record, with the key that orders it."""
+
+    delivery: Delivery
+    ordering_key: str
+    body: bytes
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine; SQLite gets WAL, a busy timeout and immediate write transactions."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "isolation_level": None})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_immediate(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def backoff(attempts: int, base: float = 2.0, cap: float = 600.0) -> float:
+    """Return an exponential delay with full jitter for the given attempt count."""
+    return random.uniform(0, min(cap, base * 2 ** max(attempts - 1, 0)))
+
+
+class Inbox:
+    """Deliveries and work items in one database."""
+
+    def __init__(self, engine: Engine, lease_seconds: float = 300.0, max_attempts: int = 6) -> None:
+        self.engine = engine
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self._skip_locked = engine.dialect.name == "postgresql"
+
+    def create_schema(self) -> None:
+        """Create the tables that do not exist yet."""
+        metadata.create_all(self.engine)
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+    def record(self, batch: list[NewDelivery]) -> list[bool]:
+        """Store deliveries and queue their work in one transaction; False for one seen before."""
+        try:
+            return self._record(batch)
+        except sa.exc.IntegrityError:
+            return self._record(batch)  # another replica recorded one of them meanwhile
+
+    def _record(self, batch: list[NewDelivery]) -> list[bool]:
+        now = time.time()
+        ids = [item.delivery.delivery_id for item in batch]
+        with self.engine.begin() as connection:
+            query = sa.select(deliveries.c.delivery_id).where(deliveries.c.delivery_id.in_(ids))
+            seen = set(connection.scalars(query))
+            fresh, result = [], []
+            for item in batch:
+                is_new = item.delivery.delivery_id not in seen
+                seen.add(item.delivery.delivery_id)
+                result.append(is_new)
+                if is_new:
+                    fresh.append(item)
+            if fresh:
+                connection.execute(deliveries.insert(), [_delivery_row(item, now) for item in fresh])
+                connection.execute(work_items.insert(), [_work_row(item, now) for item in fresh])
+        return result
+
+    def claim(self) -> WorkItem | None:
+        """Take the oldest runnable item whose pull request has no earlier unfinished item."""
+        now = time.time()
+        with self.engine.begin() as connection:
+            row = connection.execute(self._claim_query(now)).first()
+            if row is None:
+                return None
+            connection.execute(
+                work_items.update()
+                .where(work_items.c.id == row.id)
+                .values(status=RUNNING, attempts=row.attempts + 1, lease_expires_at=now + self.lease_seconds)
+            )
+            delivery = connection.execute(
+                sa.select(deliveries).where(deliveries.c.delivery_id == row.delivery_id)
+            ).one()
+        payload = orjson.loads(delivery.payload)
+        return WorkItem(row.id, row.attempts + 1, Delivery(delivery.event, delivery.delivery_id, payload))
+
+    def _claim_query(self, now: float) -> sa.Select[Any]:
+        earlier = work_items.alias("earlier")
+        blocked = (
+            sa.select(earlier.c.id)
+            .where(earlier.c.ordering_key == work_items.c.ordering_key)
+            .where(earlier.c.id < work_items.c.id)
+            .where(earlier.c.status.in_((PENDING, RUNNING)))
+        )
+        runnable = sa.or_(
+            sa.and_(work_items.c.status == PENDING, work_items.c.available_at <= now),
+            sa.and_(work_items.c.status == RUNNING, work_items.c.lease_expires_at < now),
+        )
+        query = (
+            sa.select(work_items.c.id, work_items.c.delivery_id, work_items.c.attempts)
+            .where(runnable, ~sa.exists(blocked))
+            .order_by(work_items.c.id)
+            .limit(1)
+        )
+        return query.with_for_update(skip_locked=True, of=work_items) if self._skip_locked else query
+
+    def complete(self, item: WorkItem) -> None:
+        """Mark an item done."""
+        self._set(item.id, status=DONE, lease_expires_at=None, last_error=None)
+
+    def fail(self, item: WorkItem, reason: str, temporary: bool, retry_after: float | None = None) -> str:
+        """Schedule a retry with backoff, or dead-letter the item; return its new status."""
+        if temporary and item.attempts < self.max_attempts:
+            delay = max(retry_after or 0.0, backoff(item.attempts))
+            self._set(
+                item.id,
+                status=PENDING,
+                available_at=time.time() + delay,
+                lease_expires_at=None,
+                last_error=reason,
+            )
+            return PENDING
+        self._set(item.id, status=DEAD, lease_expires_at=None, last_error=reason)
+        return DEAD
+
+    def retry(self, item_id: int) -> bool:
+        """Put a dead item back in the queue with fresh attempts; False if there is none."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                work_items.update()
+                .where(work_items.c.id == item_id, work_items.c.status == DEAD)
+                .values(status=PENDING, attempts=0, available_at=time.time())
+            )
+        return result.rowcount == 1
+
+    def list_items(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Return work items (newest first) with their event, for the CLI."""
+        query = (
+            sa.select(work_items, deliveries.c.event, deliveries.c.action)
+            .join(deliveries, deliveries.c.delivery_id == work_items.c.delivery_id)
+            .order_by(work_items.c.id.desc())
+            .limit(limit)
+        )
+        if status:
+            query = query.where(work_items.c.status == status)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of work items in each status."""
+        query = sa.select(work_items.c.status, sa.func.count()).group_by(work_items.c.status)
+        with self.engine.connect() as connection:
+            return dict(connection.execute(query).tuples().all())
+
+    def _set(self, item_id: int, **values: Any) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(work_items.update().where(work_items.c.id == item_id).values(**values))
+
+
+def _delivery_row(item: NewDelivery, now: float) -> dict[str, Any]:
+    return {
+        "delivery_id": item.delivery.delivery_id,
+        "event": item.delivery.event,
+        "action": item.delivery.action,
+        "received_at": now,
+        "payload": item.body,
+    }
+
+
+def _work_row(item: NewDelivery, now: float) -> dict[str, Any]:
+    return {
+        "delivery_id": item.delivery.delivery_id,
+        "ordering_key": item.ordering_key,
+        "status": PENDING,
+        "attempts": 0,
+        "available_at": now,
+    }

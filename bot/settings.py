@@ -1,0 +1,74 @@
+"""The bot's configuration: `ORBIT_*` environment variables, read once at start-up."""
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """A required setting is missing or malformed; the message names it and never shows a value."""
+
+
+class Settings(BaseSettings):
+    """Everything the bot reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ORBIT_", extra="ignore", frozen=True)
+
+    github_app_id: int = Field(gt=0)
+    github_private_key: SecretStr | None = None
+    github_private_key_path: Path | None = None
+    webhook_secret: SecretStr = Field(min_length=1)
+    github_api_url: str = "https://api.github.com"
+    database_url: str = "sqlite:///orbit.db"
+    kube_namespace: str = "orbit"
+    runner_image: str = "ghcr.io/orbit/runner:latest"
+    gpu_resource: str = "nvidia.com/gpu"
+    max_gpu_runners: int = Field(default=4, ge=0)
+    registry: str = ""
+    public_domain: str = ""
+    webhook_path: str = "/webhook"
+    workers: int = Field(default=8, ge=1)
+    max_attempts: int = Field(default=6, ge=1)
+    lease_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_private_key(self) -> "Settings":
+        if self.github_private_key is None and self.github_private_key_path is None:
+            raise ValueError("ORBIT_GITHUB_PRIVATE_KEY or ORBIT_GITHUB_PRIVATE_KEY_PATH is required")
+        return self
+
+    def private_key(self) -> str:
+        """Return the App's PEM key, from the variable or the file."""
+        if self.github_private_key is not None:
+            return self.github_private_key.get_secret_value()
+        assert self.github_private_key_path is not None
+        try:
+            return self.github_private_key_path.read_text()
+        except OSError as error:
+            raise SettingsError(
+                f"ORBIT_GITHUB_PRIVATE_KEY_PATH: cannot read the key ({error.strerror})"
+            ) from error
+
+
+def load_settings() -> Settings:
+    """Read the settings, or raise `SettingsError` with one line naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = []
+        for issue in error.errors():
+            field = "_".join(str(part) for part in issue["loc"])
+            name = f"ORBIT_{field.upper()}" if field else ""
+            reason = (
+                "is required" if issue["type"] == "missing" else issue["msg"].removeprefix("Value error, ")
+            )
+            problems.append(f"{name} {reason}".strip())
+        raise SettingsError("bad configuration: " + "; ".join(problems)) from None

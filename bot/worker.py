@@ -1,0 +1,92 @@
+"""Workers: claim work items from the inbox and run their handlers, with retries and dead letters."""
+
+import asyncio
+import contextlib
+import logging
+from typing import cast
+
+from bot.context import Context, Feature
+from bot.errors import PermanentError, TemporaryError
+from bot.github import GitHubApi, GitHubApp
+from bot.inbox import DEAD, Inbox, WorkItem
+from bot.metrics import INBOX_DEPTH, WORK_ATTEMPTS
+from bot.payloads import installation_id
+from bot.router import Router
+
+log = logging.getLogger(__name__)
+
+
+class WorkerPool:
+    """`concurrency` workers in this process, woken by new deliveries or by a short poll."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        router: Router,
+        app: GitHubApp,
+        features: dict[str, Feature],
+        concurrency: int = 8,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.inbox, self.router, self.app, self.features = inbox, router, app, features
+        self.concurrency, self.poll_seconds = concurrency, poll_seconds
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Tell idle workers that new work is waiting."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set."""
+        await asyncio.gather(*(self._work(stop) for _ in range(self.concurrency)))
+
+    async def _work(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            item = await asyncio.to_thread(self.inbox.claim)
+            if item is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                continue
+            await self.handle(item)
+
+    async def handle(self, item: WorkItem) -> None:
+        """Run every handler of the item's delivery and record the outcome."""
+        delivery = item.delivery
+        context = Context(self._github_for(item), self.inbox.engine, self.features)
+        try:
+            for handler in self.router.handlers_for(delivery.event, delivery.action):
+                await handler(delivery, context)
+        except TemporaryError as error:
+            outcome = await asyncio.to_thread(self.inbox.fail, item, str(error), True, error.retry_after)
+            WORK_ATTEMPTS.labels("retry" if outcome != DEAD else "dead").inc()
+        except PermanentError as error:
+            await asyncio.to_thread(self.inbox.fail, item, str(error), False)
+            WORK_ATTEMPTS.labels("dead").inc()
+        except Exception as error:  # a handler bug: retried like a temporary failure, then dead-lettered
+            log.exception("handler failed on delivery %s", delivery.delivery_id)
+            reason = f"{type(error).__name__}: {error}"
+            outcome = await asyncio.to_thread(self.inbox.fail, item, reason, True)
+            WORK_ATTEMPTS.labels("retry" if outcome != DEAD else "dead").inc()
+        else:
+            await asyncio.to_thread(self.inbox.complete, item)
+            WORK_ATTEMPTS.labels("done").inc()
+
+    def _github_for(self, item: WorkItem) -> GitHubApi:
+        install = installation_id(item.delivery)
+        return (
+            self.app.for_installation(install) if install is not None else cast(GitHubApi, _NoInstallation())
+        )
+
+    def refresh_depth(self) -> None:
+        """Publish the inbox depth gauge."""
+        counts = self.inbox.counts()
+        for status in ("pending", "running", "done", "dead"):
+            INBOX_DEPTH.labels(status).set(counts.get(status, 0))
+
+
+class _NoInstallation:
+    """The GitHub client of a delivery that names no installation: every call is a permanent error."""
+
+    def __getattr__(self, name: str) -> object:
+        raise PermanentError(f"the delivery names no installation, so GitHub cannot be called ({name})")
