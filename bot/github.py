@@ -36,6 +36,10 @@ class GitHubApi(Protocol):
         """Comment on an issue or pull request and return the comment's id."""
         ...
 
+    async def changed_files(self, repo: Repo, number: int) -> list[str]:
+        """Return the paths a pull request changes (every page)."""
+        ...
+
 
 class GitHubApp(Protocol):
     """The App: hands out a client acting as one of its installations."""
@@ -105,6 +109,22 @@ class InstallationClient:
             lambda: self._github.rest.issues.async_create_comment(repo.owner, repo.name, number, body=body),
         )
         return int(response.json()["id"])
+
+    async def changed_files(self, repo: Repo, number: int) -> list[str]:
+        """Return the paths a pull request changes, following every page."""
+
+        async def collect() -> list[str]:
+            pages = self._github.rest.paginate(
+                self._github.rest.pulls.async_list_files,
+                owner=repo.owner,
+                repo=repo.name,
+                pull_number=number,
+                per_page=100,
+                map_func=lambda response: response.json(),
+            )
+            return [str(item["filename"]) async for item in pages]
+
+        return await call("list_pull_files", collect)
 
 
 class GitHubAppClient:

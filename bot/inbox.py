@@ -217,7 +217,7 @@ class Inbox:
         """Return the number of work items in each status."""
         query = sa.select(work_items.c.status, sa.func.count()).group_by(work_items.c.status)
         with self.engine.connect() as connection:
-            return dict(connection.execute(query).tuples().all())
+            return {str(row[0]): int(row[1]) for row in connection.execute(query)}
 
     def _set(self, item_id: int, **values: Any) -> None:
         with self.engine.begin() as connection:

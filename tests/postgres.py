@@ -1,0 +1,55 @@
+"""A private PostgreSQL server for the tests: the real thing, started from Debian's binaries."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from model.local import free_port
+
+
+def postgres_bin() -> Path | None:
+    """Return the newest installed PostgreSQL server's bin directory."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    return found[-1].parent if found else None
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root; CI runs as root.
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """Start a throwaway cluster on a free port and return its SQLAlchemy URL."""
+    if url := os.environ.get("ORBIT_TEST_POSTGRES_URL"):
+        yield url
+        return
+    binaries = postgres_bin()
+    if binaries is None:
+        pytest.fail("PostgreSQL is not installed: `make test` installs Debian's postgresql package")
+    # Not under pytest's temporary folder: that one is private to root, and the server runs as postgres.
+    root = Path(tempfile.mkdtemp(prefix="orbit-postgres-"))
+    data, sockets = root / "data", root / "sockets"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+        root.chmod(0o755)
+    subprocess.run(_as_server_user([str(binaries / "initdb"), "-D", str(data), "-U", "orbit", "--auth=trust"]),
+                   check=True, capture_output=True)
+    port = free_port()
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+    start = [str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "start"]
+    # The server must not inherit our pipes, or waiting for pg_ctl would wait for the server too.
+    subprocess.run(_as_server_user(start), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield f"postgresql+psycopg://orbit@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+                       check=False, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

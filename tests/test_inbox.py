@@ -1,0 +1,129 @@
+"""The inbox on SQLite and on a real PostgreSQL server: dedupe, order, leases, retries, dead letters."""
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bot.inbox import DEAD, DONE, PENDING, Inbox, NewDelivery, make_engine, metadata
+from bot.payloads import ordering_key
+from tests.fakes import body_of, comment_payload, delivery
+from tests.postgres import postgres_url  # noqa: F401 - fixture
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def inbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inbox]:
+    url = f"sqlite:///{tmp_path / 'inbox.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    metadata.drop_all(engine)
+    box = Inbox(engine, lease_seconds=60, max_attempts=3)
+    box.create_schema()
+    yield box
+    engine.dispose()
+
+
+def new(number: int = 7, delivery_id: str | None = None) -> NewDelivery:
+    payload = comment_payload("/help", number=number)
+    item = delivery("issue_comment", payload, delivery_id)
+    return NewDelivery(item, ordering_key(item), body_of(payload))
+
+
+def test_a_delivery_is_recorded_once(inbox: Inbox) -> None:
+    assert inbox.record([new(delivery_id="a"), new(delivery_id="b"), new(delivery_id="a")]) == [True, True, False]
+    assert inbox.record([new(delivery_id="b")]) == [False]
+    assert inbox.counts() == {PENDING: 2}
+
+
+def test_claimed_payload_round_trips(inbox: Inbox) -> None:
+    inbox.record([new(delivery_id="a")])
+    item = inbox.claim()
+    assert item is not None
+    assert item.attempts == 1
+    assert item.delivery.delivery_id == "a"
+    assert item.delivery.payload["comment"]["body"] == "/help"
+
+
+def test_one_pull_request_in_order_others_in_parallel(inbox: Inbox) -> None:
+    inbox.record([new(1, "pr1-first"), new(1, "pr1-second"), new(2, "pr2-first")])
+    first = inbox.claim()
+    second = inbox.claim()
+    assert first is not None and second is not None
+    assert (first.delivery.delivery_id, second.delivery.delivery_id) == ("pr1-first", "pr2-first")
+    assert inbox.claim() is None  # pr1-second waits for pr1-first
+    inbox.complete(first)
+    third = inbox.claim()
+    assert third is not None and third.delivery.delivery_id == "pr1-second"
+
+
+def test_an_expired_lease_is_claimed_again(inbox: Inbox) -> None:
+    inbox.lease_seconds = 0.2
+    inbox.record([new(delivery_id="a")])
+    assert inbox.claim() is not None
+    assert inbox.claim() is None
+    time.sleep(0.3)
+    again = inbox.claim()
+    assert again is not None
+    assert again.attempts == 2
+
+
+def test_temporary_failures_back_off_then_go_dead(inbox: Inbox) -> None:
+    inbox.record([new(delivery_id="a")])
+    for attempt in range(1, 4):
+        item = inbox.claim()
+        assert item is not None and item.attempts == attempt
+        status = inbox.fail(item, "GitHub answered 502", temporary=True, retry_after=0.0 if attempt < 3 else None)
+        _make_due(inbox)
+    assert status == DEAD
+    dead = inbox.list_items(DEAD)
+    assert dead[0]["last_error"] == "GitHub answered 502"
+    assert dead[0]["event"] == "issue_comment"
+
+
+def test_retry_after_is_honoured(inbox: Inbox) -> None:
+    inbox.record([new(delivery_id="a")])
+    item = inbox.claim()
+    assert item is not None
+    inbox.fail(item, "rate limited", temporary=True, retry_after=30)
+    assert inbox.claim() is None
+    with inbox.engine.connect() as connection:
+        available = connection.execute(sa.text("SELECT available_at FROM work_items")).scalar_one()
+    assert available >= time.time() + 29
+
+
+def test_a_permanent_failure_is_dead_at_once_and_can_be_retried(inbox: Inbox) -> None:
+    inbox.record([new(delivery_id="a")])
+    item = inbox.claim()
+    assert item is not None
+    assert inbox.fail(item, "GitHub answered 404", temporary=False) == DEAD
+    assert inbox.claim() is None
+    assert inbox.retry(item.id)
+    assert not inbox.retry(item.id)  # no longer dead
+    again = inbox.claim()
+    assert again is not None and again.attempts == 1
+    inbox.complete(again)
+    assert inbox.counts() == {DONE: 1}
+
+
+def test_concurrent_claimers_never_share_an_item(inbox: Inbox) -> None:
+    inbox.record([new(number, f"d{number}") for number in range(40)])
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def claimer() -> None:
+        while (item := inbox.claim()) is not None:
+            with lock:
+                claimed.append(item.delivery.delivery_id)
+
+    threads = [threading.Thread(target=claimer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == sorted(f"d{n}" for n in range(40))
+
+
+def _make_due(inbox: Inbox) -> None:
+    with inbox.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE work_items SET available_at = 0"))
