@@ -10,6 +10,7 @@ from typing import Literal, Protocol, TypeVar
 
 import httpx
 from githubkit import AppAuthStrategy, GitHub
+from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed
 
 from bot.errors import PermanentError, TemporaryError
@@ -131,7 +132,12 @@ class GitHubAppClient:
     """`GitHubApp` over githubkit; one instance shares the token cache of every installation."""
 
     def __init__(self, app_id: int, private_key: str, api_url: str) -> None:
-        self._github = GitHub(AppAuthStrategy(str(app_id), private_key), base_url=api_url, auto_retry=False)
+        self._github = GitHub(
+            AppAuthStrategy(str(app_id), private_key),
+            base_url=api_url,
+            auto_retry=False,  # retries belong to the inbox, which knows the attempt count
+            cache_strategy=MemCacheStrategy(),  # tokens cached per client, not per process
+        )
 
     def for_installation(self, installation_id: int) -> GitHubApi:
         """Return a client acting as the installation."""

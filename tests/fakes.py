@@ -63,7 +63,9 @@ def flaky(times: int) -> list[Exception]:
     return [TemporaryError("GitHub answered 502") for _ in range(times)]
 
 
-def comment_payload(body: str, number: int = 7, user: str = "octocat", user_type: str = "User") -> dict[str, Any]:
+def comment_payload(
+    body: str, number: int = 7, user: str = "octocat", user_type: str = "User"
+) -> dict[str, Any]:
     return {
         "action": "created",
         "issue": {"number": number, "pull_request": {"url": "https://api.github.com/repos/o/r/pulls/7"}},
@@ -77,7 +79,9 @@ def delivery(event: str, payload: dict[str, Any], delivery_id: str | None = None
     return Delivery(event, delivery_id or str(uuid.uuid4()), payload)
 
 
-def signed_headers(event: str, body: bytes, delivery_id: str | None = None, secret: bytes = SECRET) -> dict[str, str]:
+def signed_headers(
+    event: str, body: bytes, delivery_id: str | None = None, secret: bytes = SECRET
+) -> dict[str, str]:
     return {
         "content-type": "application/json",
         "x-github-event": event,

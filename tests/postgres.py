@@ -40,16 +40,32 @@ def postgres_url() -> Iterator[str]:
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
         root.chmod(0o755)
-    subprocess.run(_as_server_user([str(binaries / "initdb"), "-D", str(data), "-U", "orbit", "--auth=trust"]),
-                   check=True, capture_output=True)
+    subprocess.run(
+        _as_server_user([str(binaries / "initdb"), "-D", str(data), "-U", "orbit", "--auth=trust"]),
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-    start = [str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "start"]
+    start = [
+        str(binaries / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        options,
+        "-l",
+        str(root / "server.log"),
+        "-w",
+        "start",
+    ]
     # The server must not inherit our pipes, or waiting for pg_ctl would wait for the server too.
     subprocess.run(_as_server_user(start), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield f"postgresql+psycopg://orbit@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(_as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
-                       check=False, capture_output=True)
+        subprocess.run(
+            _as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+            check=False,
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)

@@ -42,7 +42,9 @@ async def test_help_replies_and_reacts() -> None:
 
 async def test_a_writer_hands_retrain_to_the_feature() -> None:
     github, feature = FakeGitHub(permissions={"octocat": "write"}), RecordingFeature()
-    await on_comment(delivery("issue_comment", comment_payload("/retrain now")), context(github, {"retrain": feature}))
+    await on_comment(
+        delivery("issue_comment", comment_payload("/retrain now")), context(github, {"retrain": feature})
+    )
     assert feature.calls == [("octo-org/model", 7, "octocat", "now")]
     assert github.named("comment")[0][2] == "training queued"
     assert github.named("reaction")[-1][2] == "rocket"
@@ -51,7 +53,9 @@ async def test_a_writer_hands_retrain_to_the_feature() -> None:
 @pytest.mark.parametrize("permission", ["read", "triage", "none"])
 async def test_a_non_writer_is_refused_and_nothing_happens(permission: str) -> None:
     github, feature = FakeGitHub(permissions={"octocat": permission}), RecordingFeature()
-    await on_comment(delivery("issue_comment", comment_payload("/deploy")), context(github, {"deploy": feature}))
+    await on_comment(
+        delivery("issue_comment", comment_payload("/deploy")), context(github, {"deploy": feature})
+    )
     assert feature.calls == []
     assert "needs write access" in github.named("comment")[0][2]
     assert github.named("reaction")[-1][2] == "confused"

@@ -13,9 +13,14 @@ from bot.payloads import ordering_key
 from tests.fakes import body_of, comment_payload, delivery
 from tests.postgres import postgres_url  # noqa: F401 - fixture
 
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def inbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inbox]:
-    url = f"sqlite:///{tmp_path / 'inbox.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    url = (
+        f"sqlite:///{tmp_path / 'inbox.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     engine = make_engine(url)
     metadata.drop_all(engine)
     box = Inbox(engine, lease_seconds=60, max_attempts=3)
@@ -31,7 +36,11 @@ def new(number: int = 7, delivery_id: str | None = None) -> NewDelivery:
 
 
 def test_a_delivery_is_recorded_once(inbox: Inbox) -> None:
-    assert inbox.record([new(delivery_id="a"), new(delivery_id="b"), new(delivery_id="a")]) == [True, True, False]
+    assert inbox.record([new(delivery_id="a"), new(delivery_id="b"), new(delivery_id="a")]) == [
+        True,
+        True,
+        False,
+    ]
     assert inbox.record([new(delivery_id="b")]) == [False]
     assert inbox.counts() == {PENDING: 2}
 
@@ -73,7 +82,9 @@ def test_temporary_failures_back_off_then_go_dead(inbox: Inbox) -> None:
     for attempt in range(1, 4):
         item = inbox.claim()
         assert item is not None and item.attempts == attempt
-        status = inbox.fail(item, "GitHub answered 502", temporary=True, retry_after=0.0 if attempt < 3 else None)
+        status = inbox.fail(
+            item, "GitHub answered 502", temporary=True, retry_after=0.0 if attempt < 3 else None
+        )
         _make_due(inbox)
     assert status == DEAD
     dead = inbox.list_items(DEAD)

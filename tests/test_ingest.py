@@ -32,15 +32,20 @@ class Bot:
         self.woken = 0
         self.ingest = Ingest(self.inbox, self.router, SECRET, self._wake)
         self.http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(create_app(self.inbox, self.ingest, self.workers)), base_url="http://bot"
+            transport=httpx.ASGITransport(create_app(self.inbox, self.ingest, self.workers)),
+            base_url="http://bot",
         )
 
     def _wake(self) -> None:
         self.woken += 1
 
-    async def send(self, event: str, payload: dict[str, Any], delivery_id: str | None = None) -> httpx.Response:
+    async def send(
+        self, event: str, payload: dict[str, Any], delivery_id: str | None = None
+    ) -> httpx.Response:
         body = body_of(payload)
-        return await self.http.post("/webhook", content=body, headers=signed_headers(event, body, delivery_id))
+        return await self.http.post(
+            "/webhook", content=body, headers=signed_headers(event, body, delivery_id)
+        )
 
     async def drain(self) -> int:
         handled = 0
@@ -87,7 +92,9 @@ async def test_an_oversized_body_is_413(bot: Bot) -> None:
 
 async def test_not_json_and_missing_headers_are_400(bot: Bot) -> None:
     body = b"<xml/>"
-    assert (await bot.http.post("/webhook", content=body, headers=signed_headers("push", body))).status_code == 400
+    assert (
+        await bot.http.post("/webhook", content=body, headers=signed_headers("push", body))
+    ).status_code == 400
     headers = signed_headers("push", b"{}")
     del headers["x-github-delivery"]
     assert (await bot.http.post("/webhook", content=b"{}", headers=headers)).status_code == 400
@@ -96,7 +103,9 @@ async def test_not_json_and_missing_headers_are_400(bot: Bot) -> None:
 async def test_ping_is_200_and_unwanted_events_are_counted_not_queued(bot: Bot) -> None:
     assert (await bot.send("ping", {"zen": "Keep it logically awesome.", "hook_id": 1})).status_code == 200
     assert (await bot.send("star", {"action": "created"})).status_code == 202
-    assert (await bot.send("issue_comment", {**comment_payload("/help"), "action": "edited"})).status_code == 202
+    assert (
+        await bot.send("issue_comment", {**comment_payload("/help"), "action": "edited"})
+    ).status_code == 202
     assert bot.inbox.counts() == {}
     metrics = (await bot.http.get("/metrics")).text
     assert 'orbit_deliveries_total{action="created",event="star",outcome="ignored"}' in metrics
@@ -124,8 +133,12 @@ async def test_readyz_is_503_when_the_database_is_gone(tmp_path: Path) -> None:
     assert response.json()["ready"] is False
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"{e['source']}-{e['event']}-{e['payload'].get('action', '')}")
-async def test_every_real_payload_is_acknowledged_and_never_crashes_a_worker(bot: Bot, example: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "example", EXAMPLES, ids=lambda e: f"{e['source']}-{e['event']}-{e['payload'].get('action', '')}"
+)
+async def test_every_real_payload_is_acknowledged_and_never_crashes_a_worker(
+    bot: Bot, example: dict[str, Any]
+) -> None:
     bot.app.github.permissions = {"Codertocat": "admin", "octocat": "write"}
     response = await bot.send(example["event"], example["payload"])
     assert response.status_code in (200, 202), response.text

@@ -2,7 +2,11 @@ import pytest
 
 from bot.settings import SettingsError, load_settings
 
-REQUIRED = {"ORBIT_GITHUB_APP_ID": "12345", "ORBIT_GITHUB_PRIVATE_KEY": "-----BEGIN KEY-----", "ORBIT_WEBHOOK_SECRET": "s3cr3t-value"}
+REQUIRED = {
+    "ORBIT_GITHUB_APP_ID": "12345",
+    "ORBIT_GITHUB_PRIVATE_KEY": "-----BEGIN KEY-----",
+    "ORBIT_WEBHOOK_SECRET": "s3cr3t-value",
+}
 
 
 @pytest.fixture
