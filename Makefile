@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv demo serve test test-fast lint format bench clean
+.PHONY: venv system-deps demo serve test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+system-deps:
+	scripts/system-deps
 
 demo: venv
 	$(BIN)/orbit local demo
@@ -31,13 +34,14 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: venv
+bench: venv system-deps
+	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/serve.py
 
 clean:

@@ -4,16 +4,32 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import Route
 
 from bot.delivery import MAX_BODY_BYTES
 from bot.inbox import Inbox
 from bot.ingest import Ingest
 from bot.metrics import ACK_LATENCY
 from bot.worker import WorkerPool
+
+
+async def _checkpoints(inbox: Inbox, stop: asyncio.Event, every: float = 1.0) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        await asyncio.to_thread(inbox.checkpoint)
+
+
+def _answer(status: HTTPStatus, message: str) -> Response:
+    return Response(
+        orjson.dumps({"message": message}), status_code=status.value, media_type="application/json"
+    )
 
 
 def create_app(
@@ -24,11 +40,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = asyncio.create_task(workers.run(stop)) if workers else None
+        tasks = [asyncio.create_task(_checkpoints(inbox, stop))]
+        if workers:
+            tasks.append(asyncio.create_task(workers.run(stop)))
         yield
         stop.set()
-        if task:
-            await task
+        await asyncio.gather(*tasks)
 
     app = FastAPI(title="orbit", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -36,11 +53,11 @@ def create_app(
         started = time.perf_counter()
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return JSONResponse({"message": "the body is over 25 MB"}, status_code=413)
+            return _answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "the body is over 25 MB")
         body = await request.body()
         answer = await ingest.receive(dict(request.headers), body)
         ACK_LATENCY.observe(time.perf_counter() - started)
-        return JSONResponse({"message": answer.message}, status_code=answer.status.value)
+        return _answer(answer.status, answer.message)
 
     async def healthz() -> Response:
         return PlainTextResponse("ok")
@@ -57,7 +74,8 @@ def create_app(
             await asyncio.to_thread(workers.refresh_depth)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_api_route(webhook_path, webhook, methods=["POST"])
+    # A plain Starlette route: the hot path skips FastAPI's parameter machinery.
+    app.router.routes.append(Route(webhook_path, webhook, methods=["POST"]))
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/readyz", readyz, methods=["GET"])
     app.add_api_route("/metrics", metrics, methods=["GET"])

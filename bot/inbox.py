@@ -7,11 +7,13 @@ ordering key (one pull request) are claimed one at a time, oldest first.
 
 import random
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from bot.delivery import Delivery
@@ -73,7 +75,10 @@ def make_engine(url: str) -> Engine:
         def _pragmas(connection: Any, _record: Any) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            # NORMAL: a commit survives the process being killed (SIGKILL) without an fsync per commit.
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints run out of band (Inbox.checkpoint), never inside an acknowledged write.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -103,6 +108,15 @@ class Inbox:
         """Create the tables that do not exist yet."""
         metadata.create_all(self.engine)
 
+    def checkpoint(self) -> None:
+        """Copy the SQLite write-ahead log into the database without blocking writers."""
+        if self.engine.dialect.name == "sqlite":
+            raw = self.engine.raw_connection()  # outside any transaction, as the pragma requires
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                raw.close()
+
     def ping(self) -> None:
         """Raise if the database cannot be reached."""
         with self.engine.connect() as connection:
@@ -110,28 +124,28 @@ class Inbox:
 
     def record(self, batch: list[NewDelivery]) -> list[bool]:
         """Store deliveries and queue their work in one transaction; False for one seen before."""
-        try:
-            return self._record(batch)
-        except sa.exc.IntegrityError:
-            return self._record(batch)  # another replica recorded one of them meanwhile
-
-    def _record(self, batch: list[NewDelivery]) -> list[bool]:
         now = time.time()
-        ids = [item.delivery.delivery_id for item in batch]
+        unique = list({item.delivery.delivery_id: item for item in reversed(batch)}.values())[::-1]
+        rows = [_delivery_row(item, now) for item in unique]
         with self.engine.begin() as connection:
-            query = sa.select(deliveries.c.delivery_id).where(deliveries.c.delivery_id.in_(ids))
-            seen = set(connection.scalars(query))
-            fresh, result = [], []
-            for item in batch:
-                is_new = item.delivery.delivery_id not in seen
-                seen.add(item.delivery.delivery_id)
-                result.append(is_new)
-                if is_new:
-                    fresh.append(item)
+            inserted = set(connection.scalars(self._insert_new(), rows) if rows else ())
+            fresh = [item for item in unique if item.delivery.delivery_id in inserted]
             if fresh:
-                connection.execute(deliveries.insert(), [_delivery_row(item, now) for item in fresh])
                 connection.execute(work_items.insert(), [_work_row(item, now) for item in fresh])
+        claimed: set[str] = set()
+        result = []
+        for item in batch:  # a repeat inside the batch is a duplicate too
+            delivery_id = item.delivery.delivery_id
+            result.append(delivery_id in inserted and delivery_id not in claimed)
+            claimed.add(delivery_id)
         return result
+
+    def _insert_new(self) -> sa.Executable:
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING the ids that were new (SQLite and PostgreSQL)."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(deliveries).on_conflict_do_nothing(index_elements=["delivery_id"])
+        returning: sa.Executable = statement.returning(deliveries.c.delivery_id, sort_by_parameter_order=True)
+        return returning
 
     def claim(self) -> WorkItem | None:
         """Take the oldest runnable item whose pull request has no earlier unfinished item."""
@@ -148,7 +162,7 @@ class Inbox:
             delivery = connection.execute(
                 sa.select(deliveries).where(deliveries.c.delivery_id == row.delivery_id)
             ).one()
-        payload = orjson.loads(delivery.payload)
+        payload = orjson.loads(zlib.decompress(delivery.payload))
         return WorkItem(row.id, row.attempts + 1, Delivery(delivery.event, delivery.delivery_id, payload))
 
     def _claim_query(self, now: float) -> sa.Select[Any]:
@@ -230,7 +244,7 @@ def _delivery_row(item: NewDelivery, now: float) -> dict[str, Any]:
         "event": item.delivery.event,
         "action": item.delivery.action,
         "received_at": now,
-        "payload": item.body,
+        "payload": zlib.compress(item.body, 1),
     }
 
 

@@ -1,0 +1,29 @@
+"""The bot's real ingest path for the benchmark: HTTP, signature, parsing, durable group-committed write.
+
+Workers are left out: by design the acknowledgement never waits on them.
+"""
+
+import os
+
+from fastapi import FastAPI
+
+from bot.app import create_app
+from bot.context import Context
+from bot.delivery import Delivery
+from bot.inbox import Inbox, make_engine
+from bot.ingest import Ingest
+from bot.router import Router
+
+
+def app() -> FastAPI:
+    """Build the ingest-only app from ORBIT_DATABASE_URL and ORBIT_WEBHOOK_SECRET."""
+    inbox = Inbox(make_engine(os.environ["ORBIT_DATABASE_URL"]))
+    inbox.create_schema()
+    router = Router()
+
+    @router.on("pull_request")
+    async def wanted(_: Delivery, __: Context) -> None:
+        """Make pull_request deliveries wanted, so each is stored."""
+
+    ingest = Ingest(inbox, router, os.environ["ORBIT_WEBHOOK_SECRET"].encode(), lambda: None)
+    return create_app(inbox, ingest, workers=None)
