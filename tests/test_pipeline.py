@@ -67,6 +67,8 @@ def test_changing_a_train_param_reruns_only_train_and_evaluate(tmp_path: Path) -
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = run(["dvc", "repro"], project)
     assert ran_stages(changed.stdout) == {"train", "evaluate"}
+    metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)
+    assert "val_acc" in metrics_diff["evaluation/metrics.json"]
     diff = json.loads(run(["dvc", "params", "diff", "--json"], project).stdout)
     assert diff["params.yaml"]["train.lr"]["old"] == 0.005
     assert diff["params.yaml"]["train.lr"]["new"] == 0.004
