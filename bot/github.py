@@ -6,7 +6,8 @@ or permanent errors.
 """
 
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 from githubkit import AppAuthStrategy, GitHub
@@ -19,7 +20,16 @@ from bot.payloads import Repo
 
 T = TypeVar("T")
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+RunStatus = Literal["queued", "in_progress", "waiting", "requested", "pending"]
 Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
+
+
+class NotFound(PermanentError):
+    """GitHub answered 404."""
+
+
+class Conflict(PermanentError):
+    """GitHub answered 409."""
 
 
 class GitHubApi(Protocol):
@@ -40,6 +50,113 @@ class GitHubApi(Protocol):
     async def changed_files(self, repo: Repo, number: int) -> list[str]:
         """Return the paths a pull request changes (every page)."""
         ...
+
+    async def pull_request(self, repo: Repo, number: int) -> "PullInfo":
+        """Return what training and deploying need of a pull request."""
+        ...
+
+    async def compare_files(self, repo: Repo, base: str, head: str) -> list[str]:
+        """Return the paths changed between two commits."""
+        ...
+
+    async def file_text(self, repo: Repo, path: str, ref: str) -> str | None:
+        """Return a file's text at a ref, or None when it does not exist."""
+        ...
+
+    async def create_check_run(self, repo: Repo, head_sha: str, name: str, title: str, summary: str) -> int:
+        """Create a queued check run and return its id."""
+        ...
+
+    async def update_check_run(self, repo: Repo, check_run_id: int, update: "CheckUpdate") -> None:
+        """Change a check run's status, conclusion or output."""
+        ...
+
+    async def check_runs(self, repo: Repo, ref: str, name: str) -> list[tuple[int, str]]:
+        """Return (id, status) of the check runs of that name at a commit."""
+        ...
+
+    async def dispatch_workflow(self, repo: Repo, workflow: str, ref: str, inputs: dict[str, str]) -> None:
+        """Start a workflow_dispatch run of a workflow file on a branch."""
+        ...
+
+    async def workflow_runs(self, repo: Repo, workflow: str, status: "RunStatus") -> list["RunInfo"]:
+        """Return the workflow's runs in that status (queued, in_progress, ...)."""
+        ...
+
+    async def cancel_run(self, repo: Repo, run_id: int) -> None:
+        """Cancel a workflow run; one already finished counts as cancelled."""
+        ...
+
+    async def workflow_job(self, repo: Repo, job_id: int) -> "JobInfo | None":
+        """Return a workflow job, or None when GitHub does not know it."""
+        ...
+
+    async def run_jobs(self, repo: Repo, run_id: int) -> list["JobInfo"]:
+        """Return the jobs of a workflow run."""
+        ...
+
+    async def generate_jit_config(
+        self, repo: Repo, name: str, labels: list[str], runner_group_id: int
+    ) -> tuple[int, str]:
+        """Register a just-in-time runner; return its id and its encoded configuration."""
+        ...
+
+    async def find_runner(self, repo: Repo, name: str) -> int | None:
+        """Return the id of the repository's self-hosted runner of that name, if registered."""
+        ...
+
+    async def delete_runner(self, repo: Repo, runner_id: int) -> None:
+        """Remove a self-hosted runner; one already gone counts as removed."""
+        ...
+
+
+@dataclass(frozen=True)
+class PullInfo:
+    """A pull request's head, base and state."""
+
+    number: int
+    head_sha: str
+    head_repo: str
+    base_repo: str
+    base_ref: str
+    default_branch: str
+    draft: bool
+    state: str
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A workflow run."""
+
+    id: int
+    status: str
+    title: str
+    head_sha: str
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A workflow job."""
+
+    id: int
+    run_id: int
+    status: str
+    labels: list[str]
+    head_sha: str
+    html_url: str
+    runner_name: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class CheckUpdate:
+    """The fields of a check run to change; None leaves a field as it is."""
+
+    status: str | None = None
+    conclusion: str | None = None
+    title: str | None = None
+    summary: str | None = None
+    details_url: str | None = None
 
 
 class GitHubApp(Protocol):
@@ -62,7 +179,8 @@ async def call(name: str, request: Callable[[], Awaitable[T]]) -> T:
         GITHUB_CALLS.labels(name, str(status)).inc()
         if status >= 500 or status == 429:
             raise TemporaryError(f"GitHub answered {status} to {name}", _retry_after(error)) from error
-        raise PermanentError(f"GitHub answered {status} to {name}") from error
+        kind = {404: NotFound, 409: Conflict}.get(status, PermanentError)
+        raise kind(f"GitHub answered {status} to {name}") from error
     except (RequestError, httpx.TransportError) as error:
         GITHUB_CALLS.labels(name, "network").inc()
         raise TemporaryError(f"network error calling GitHub ({name}): {type(error).__name__}") from error
@@ -80,6 +198,7 @@ class InstallationClient:
 
     def __init__(self, github: GitHub[AppAuthStrategy], installation_id: int) -> None:
         self._github = github.with_auth(github.auth.as_installation(installation_id))
+        self._rest = self._github.rest
 
     async def collaborator_permission(self, repo: Repo, username: str) -> str:
         """Return the user's permission on the repository."""
@@ -89,7 +208,7 @@ class InstallationClient:
                 repo.owner, repo.name, username
             ),
         )
-        return str(response.json().get("permission", "none"))
+        return str(_body(response).get("permission", "none"))
 
     async def add_reaction(self, repo: Repo, comment_id: int, content: Reaction) -> None:
         """React to a comment."""
@@ -109,7 +228,7 @@ class InstallationClient:
             "create_comment",
             lambda: self._github.rest.issues.async_create_comment(repo.owner, repo.name, number, body=body),
         )
-        return int(response.json()["id"])
+        return int(_body(response)["id"])
 
     async def changed_files(self, repo: Repo, number: int) -> list[str]:
         """Return the paths a pull request changes, following every page."""
@@ -121,11 +240,216 @@ class InstallationClient:
                 repo=repo.name,
                 pull_number=number,
                 per_page=100,
-                map_func=lambda response: response.json(),
+                map_func=_body,
             )
             return [str(item["filename"]) async for item in pages]
 
         return await call("list_pull_files", collect)
+
+    async def pull_request(self, repo: Repo, number: int) -> PullInfo:
+        """Return a pull request's head, base and state."""
+        response = await call("get_pull", lambda: self._rest.pulls.async_get(repo.owner, repo.name, number))
+        data = _body(response)
+        return PullInfo(
+            number=number,
+            head_sha=str(data["head"]["sha"]),
+            head_repo=str((data["head"].get("repo") or {}).get("full_name", "")),
+            base_repo=str(data["base"]["repo"]["full_name"]),
+            base_ref=str(data["base"]["ref"]),
+            default_branch=str(data["base"]["repo"].get("default_branch", data["base"]["ref"])),
+            draft=bool(data.get("draft", False)),
+            state=str(data.get("state", "open")),
+        )
+
+    async def compare_files(self, repo: Repo, base: str, head: str) -> list[str]:
+        """Return the paths changed between two commits."""
+        response = await call(
+            "compare",
+            lambda: self._rest.repos.async_compare_commits(repo.owner, repo.name, f"{base}...{head}"),
+        )
+        return [str(item["filename"]) for item in _body(response).get("files") or []]
+
+    async def file_text(self, repo: Repo, path: str, ref: str) -> str | None:
+        """Return a file's text at a ref, or None when it does not exist."""
+        try:
+            response = await call(
+                "get_content",
+                lambda: self._rest.repos.async_get_content(
+                    repo.owner,
+                    repo.name,
+                    path,
+                    ref=ref,
+                    headers={"Accept": "application/vnd.github.raw+json"},
+                ),
+            )
+        except NotFound:
+            return None
+        return response.text
+
+    async def create_check_run(self, repo: Repo, head_sha: str, name: str, title: str, summary: str) -> int:
+        """Create a queued check run and return its id."""
+        response = await call(
+            "create_check_run",
+            lambda: self._rest.checks.async_create(
+                repo.owner,
+                repo.name,
+                name=name,
+                head_sha=head_sha,
+                status="queued",
+                output={"title": title, "summary": summary},
+            ),
+        )
+        return int(_body(response)["id"])
+
+    async def update_check_run(self, repo: Repo, check_run_id: int, update: CheckUpdate) -> None:
+        """Change a check run's status, conclusion or output."""
+        fields: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("status", update.status),
+                ("conclusion", update.conclusion),
+                ("details_url", update.details_url),
+            )
+            if v is not None
+        }
+        if update.title is not None and update.summary is not None:
+            fields["output"] = {"title": update.title, "summary": update.summary[:65_000]}
+        if update.conclusion is not None:
+            fields["status"] = "completed"
+        await call(
+            "update_check_run",
+            lambda: self._rest.checks.async_update(repo.owner, repo.name, check_run_id, **fields),
+        )
+
+    async def check_runs(self, repo: Repo, ref: str, name: str) -> list[tuple[int, str]]:
+        """Return (id, status) of the check runs of that name at a commit."""
+        response = await call(
+            "list_check_runs",
+            lambda: self._rest.checks.async_list_for_ref(
+                repo.owner, repo.name, ref, check_name=name, filter_="all"
+            ),
+        )
+        return [(int(run["id"]), str(run["status"])) for run in _body(response).get("check_runs") or []]
+
+    async def dispatch_workflow(self, repo: Repo, workflow: str, ref: str, inputs: dict[str, str]) -> None:
+        """Start a workflow_dispatch run (GitHub answers 204, with no body to read)."""
+        await call(
+            "dispatch_workflow",
+            lambda: self._rest.actions.async_create_workflow_dispatch(
+                repo.owner, repo.name, workflow, ref=ref, inputs=inputs
+            ),
+        )
+
+    async def workflow_runs(self, repo: Repo, workflow: str, status: "RunStatus") -> list[RunInfo]:
+        """Return the workflow's runs in that status."""
+        response = await call(
+            "list_workflow_runs",
+            lambda: self._rest.actions.async_list_workflow_runs(
+                repo.owner,
+                repo.name,
+                workflow,
+                status=status,
+                per_page=100,
+            ),
+        )
+        return [
+            RunInfo(
+                int(run["id"]),
+                str(run.get("status", "")),
+                str(run.get("display_title") or run.get("name") or ""),
+                str(run.get("head_sha", "")),
+            )
+            for run in _body(response).get("workflow_runs") or []
+        ]
+
+    async def cancel_run(self, repo: Repo, run_id: int) -> None:
+        """Cancel a run; a 409 (already finished) counts as done."""
+        try:
+            await call(
+                "cancel_run",
+                lambda: self._rest.actions.async_cancel_workflow_run(repo.owner, repo.name, run_id),
+            )
+        except Conflict:
+            return
+
+    async def workflow_job(self, repo: Repo, job_id: int) -> JobInfo | None:
+        """Return a workflow job, or None when GitHub does not know it."""
+        try:
+            response = await call(
+                "get_job",
+                lambda: self._rest.actions.async_get_job_for_workflow_run(repo.owner, repo.name, job_id),
+            )
+        except NotFound:
+            return None
+        return _job(_body(response))
+
+    async def run_jobs(self, repo: Repo, run_id: int) -> list[JobInfo]:
+        """Return the jobs of a workflow run."""
+        response = await call(
+            "list_jobs",
+            lambda: self._rest.actions.async_list_jobs_for_workflow_run(
+                repo.owner, repo.name, run_id, per_page=100
+            ),
+        )
+        return [_job(job) for job in _body(response).get("jobs") or []]
+
+    async def generate_jit_config(
+        self, repo: Repo, name: str, labels: list[str], runner_group_id: int
+    ) -> tuple[int, str]:
+        """Register a just-in-time runner; return its id and its encoded configuration."""
+        response = await call(
+            "generate_jitconfig",
+            lambda: self._rest.actions.async_generate_runner_jitconfig_for_repo(
+                repo.owner,
+                repo.name,
+                name=name,
+                runner_group_id=runner_group_id,
+                labels=labels,
+                work_folder="_work",
+            ),
+        )
+        data = _body(response)
+        return int(data["runner"]["id"]), str(data["encoded_jit_config"])
+
+    async def find_runner(self, repo: Repo, name: str) -> int | None:
+        """Return the id of the repository's self-hosted runner of that name, if registered."""
+        response = await call(
+            "list_runners",
+            lambda: self._rest.actions.async_list_self_hosted_runners_for_repo(
+                repo.owner, repo.name, name=name
+            ),
+        )
+        runners = [r for r in _body(response).get("runners") or [] if r.get("name") == name]
+        return int(runners[0]["id"]) if runners else None
+
+    async def delete_runner(self, repo: Repo, runner_id: int) -> None:
+        """Remove a self-hosted runner; one already gone counts as removed."""
+        try:
+            await call(
+                "delete_runner",
+                lambda: self._rest.actions.async_delete_self_hosted_runner_from_repo(
+                    repo.owner, repo.name, runner_id
+                ),
+            )
+        except NotFound:
+            return
+
+
+def _body(response: Any) -> Any:  # JSON, read leniently field by field
+    return response.json()
+
+
+def _job(data: dict[str, Any]) -> JobInfo:
+    return JobInfo(
+        id=int(data["id"]),
+        run_id=int(data.get("run_id") or 0),
+        status=str(data.get("status", "")),
+        labels=[str(label) for label in data.get("labels") or []],
+        head_sha=str(data.get("head_sha", "")),
+        html_url=str(data.get("html_url") or ""),
+        runner_name=str(data.get("runner_name") or ""),
+        created_at=str(data.get("created_at") or ""),
+    )
 
 
 class GitHubAppClient:

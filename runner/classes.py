@@ -26,10 +26,18 @@ def default_classes(image: str, gpu_resource: str, max_gpu_runners: int) -> dict
     gpu_toleration = {"key": gpu_resource, "operator": "Exists", "effect": "NoSchedule"}
     return {
         "orbit-gpu": RunnerClass(
-            "orbit-gpu", image, cpu="4", memory="16Gi", gpus=1, gpu_resource=gpu_resource,
-            tolerations=(gpu_toleration,), max_pods=max_gpu_runners,
+            "orbit-gpu",
+            image,
+            cpu="4",
+            memory="16Gi",
+            gpus=1,
+            gpu_resource=gpu_resource,
+            tolerations=(gpu_toleration,),
+            max_pods=max_gpu_runners,
         ),
-        "orbit-cpu": RunnerClass("orbit-cpu", image, cpu="2", memory="4Gi", deadline_seconds=3600, shm_size="256Mi"),
+        "orbit-cpu": RunnerClass(
+            "orbit-cpu", image, cpu="2", memory="4Gi", deadline_seconds=3600, shm_size="256Mi"
+        ),
     }
 
 

@@ -1,4 +1,4 @@
-"""The Kubernetes calls the runner feature makes, behind a Protocol; the real one uses the `kubernetes` client."""
+"""The Kubernetes calls of the runner feature, behind a Protocol; the real one uses the official client."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,7 +74,9 @@ class KubeCluster:
                 raise translate(error, "create pod") from error
         except HTTPError as error:
             raise TemporaryError(f"cannot reach Kubernetes: {type(error).__name__}") from error
-        existing = self._call("read pod", self.api.read_namespaced_pod, manifest["metadata"]["name"], self.namespace)
+        existing = self._call(
+            "read pod", self.api.read_namespaced_pod, manifest["metadata"]["name"], self.namespace
+        )
         return str(existing.metadata.uid), False
 
     def create_secret(self, manifest: dict[str, Any]) -> None:
@@ -87,7 +89,10 @@ class KubeCluster:
 
     def delete_runner(self, name: str) -> None:
         """Delete pod and secret by name."""
-        for kind, delete in (("pod", self.api.delete_namespaced_pod), ("secret", self.api.delete_namespaced_secret)):
+        for kind, delete in (
+            ("pod", self.api.delete_namespaced_pod),
+            ("secret", self.api.delete_namespaced_secret),
+        ):
             try:
                 delete(name, self.namespace)
             except ApiException as error:
@@ -102,12 +107,14 @@ class KubeCluster:
     def pod_events(self, name: str) -> list[str]:
         """Return the messages of the pod's events."""
         events = self._call(
-            "list events", self.api.list_namespaced_event, self.namespace,
+            "list events",
+            self.api.list_namespaced_event,
+            self.namespace,
             field_selector=f"involvedObject.name={name}",
         )
         return [str(event.message) for event in events.items if event.message]
 
-    def _call(self, action: str, method: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - client objects
+    def _call(self, action: str, method: Any, *args: Any, **kwargs: Any) -> Any:  # client objects
         try:
             return method(*args, **kwargs)
         except ApiException as error:
@@ -116,7 +123,7 @@ class KubeCluster:
             raise TemporaryError(f"cannot reach Kubernetes: {type(error).__name__}") from error
 
 
-def _runner_pod(pod: Any) -> RunnerPod:  # noqa: ANN401 - a V1Pod
+def _runner_pod(pod: Any) -> RunnerPod:  # a V1Pod
     statuses = (pod.status.container_statuses or []) if pod.status else []
     waiting = next((s.state.waiting.reason for s in statuses if s.state and s.state.waiting), None)
     return RunnerPod(

@@ -8,7 +8,7 @@ import orjson
 
 from bot.delivery import Delivery, signature_of
 from bot.errors import TemporaryError
-from bot.github import GitHubApi, Reaction
+from bot.github import CheckUpdate, GitHubApi, JobInfo, PullInfo, Reaction, RunInfo, RunStatus
 from bot.payloads import Repo
 
 SECRET = b"it's a secret to everybody"
@@ -42,6 +42,78 @@ class FakeGitHub:
     async def changed_files(self, repo: Repo, number: int) -> list[str]:
         self._record("files", repo.full_name, number)
         return self.files
+
+    pulls: dict[int, PullInfo] = field(default_factory=dict)
+    texts: dict[tuple[str, str], str] = field(default_factory=dict)
+    compared: list[str] = field(default_factory=list)
+    check_run_status: dict[int, str] = field(default_factory=dict)
+    check_run_sha: dict[int, str] = field(default_factory=dict)
+    runs: list[RunInfo] = field(default_factory=list)
+    jobs: dict[int, JobInfo] = field(default_factory=dict)
+    runners: dict[str, int] = field(default_factory=dict)
+
+    async def pull_request(self, repo: Repo, number: int) -> PullInfo:
+        self._record("get_pull", repo.full_name, number)
+        return self.pulls[number]
+
+    async def compare_files(self, repo: Repo, base: str, head: str) -> list[str]:
+        self._record("compare", repo.full_name, base, head)
+        return self.compared
+
+    async def file_text(self, repo: Repo, path: str, ref: str) -> str | None:
+        self._record("file", repo.full_name, path, ref)
+        return self.texts.get((path, ref))
+
+    async def create_check_run(self, repo: Repo, head_sha: str, name: str, title: str, summary: str) -> int:
+        self._record("create_check", repo.full_name, head_sha, name, title)
+        check_id = 500 + len(self.check_run_status)
+        self.check_run_status[check_id] = "queued"
+        self.check_run_sha[check_id] = head_sha
+        return check_id
+
+    async def update_check_run(self, repo: Repo, check_run_id: int, update: CheckUpdate) -> None:
+        self._record("update_check", repo.full_name, check_run_id, update)
+        if update.conclusion:
+            self.check_run_status[check_run_id] = "completed"
+        elif update.status:
+            self.check_run_status[check_run_id] = update.status
+
+    async def check_runs(self, repo: Repo, ref: str, name: str) -> list[tuple[int, str]]:
+        self._record("list_checks", repo.full_name, ref)
+        return [(i, self.check_run_status[i]) for i, sha in self.check_run_sha.items() if sha == ref]
+
+    async def dispatch_workflow(self, repo: Repo, workflow: str, ref: str, inputs: dict[str, str]) -> None:
+        self._record("dispatch", repo.full_name, workflow, ref, inputs)
+
+    async def workflow_runs(self, repo: Repo, workflow: str, status: RunStatus) -> list[RunInfo]:
+        self._record("list_runs", repo.full_name, workflow, status)
+        return [run for run in self.runs if run.status == status]
+
+    async def cancel_run(self, repo: Repo, run_id: int) -> None:
+        self._record("cancel", repo.full_name, run_id)
+
+    async def workflow_job(self, repo: Repo, job_id: int) -> JobInfo | None:
+        self._record("get_job", repo.full_name, job_id)
+        return self.jobs.get(job_id)
+
+    async def run_jobs(self, repo: Repo, run_id: int) -> list[JobInfo]:
+        self._record("list_jobs", repo.full_name, run_id)
+        return [job for job in self.jobs.values() if job.run_id == run_id]
+
+    async def generate_jit_config(
+        self, repo: Repo, name: str, labels: list[str], runner_group_id: int
+    ) -> tuple[int, str]:
+        self._record("jit", repo.full_name, name, tuple(labels), runner_group_id)
+        self.runners[name] = 9000 + len(self.runners)
+        return self.runners[name], f"JITCONFIG-SECRET-{name}"
+
+    async def find_runner(self, repo: Repo, name: str) -> int | None:
+        self._record("find_runner", repo.full_name, name)
+        return self.runners.get(name)
+
+    async def delete_runner(self, repo: Repo, runner_id: int) -> None:
+        self._record("delete_runner", repo.full_name, runner_id)
+        self.runners = {name: rid for name, rid in self.runners.items() if rid != runner_id}
 
     def named(self, name: str) -> list[tuple[Any, ...]]:
         return [args for call, args in self.calls if call == name]

@@ -40,8 +40,12 @@ class KubeState:
     def add_event(self, pod: str, message: str, namespace: str = "orbit") -> None:
         name = f"{pod}.{uuid.uuid4().hex[:8]}"
         self.objects[("events", namespace, name)] = {
-            "apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": {"kind": "Pod", "name": pod}, "message": message, "reason": "FailedScheduling",
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": {"kind": "Pod", "name": pod},
+            "message": message,
+            "reason": "FailedScheduling",
         }
 
     def set_status(self, pod: str, namespace: str = "orbit", **status: Any) -> None:
@@ -49,7 +53,14 @@ class KubeState:
 
 
 def _status(code: int, reason: str, message: str) -> JSONResponse:
-    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": message}
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": reason,
+        "code": code,
+        "message": message,
+    }
     return JSONResponse(body, status_code=code)
 
 
@@ -69,7 +80,7 @@ def _matches(obj: dict[str, Any], label_selector: str | None, field_selector: st
     return True
 
 
-def make_app(state: KubeState) -> Starlette:  # noqa: C901 - one closure per verb
+def make_app(state: KubeState) -> Starlette:
     """Return the double's ASGI app."""
 
     def fault() -> JSONResponse | None:
@@ -84,17 +95,25 @@ def make_app(state: KubeState) -> Starlette:  # noqa: C901 - one closure per ver
         if (failed := fault()) is not None:
             return failed
         if request.method == "GET":
-            items = [obj for obj in state.of(kind, namespace).values()
-                     if _matches(obj, request.query_params.get("labelSelector"),
-                                 request.query_params.get("fieldSelector"))]
-            return JSONResponse({"apiVersion": "v1", "kind": f"{KINDS[kind]}List", "metadata": {}, "items": items})
+            items = [
+                obj
+                for obj in state.of(kind, namespace).values()
+                if _matches(
+                    obj, request.query_params.get("labelSelector"), request.query_params.get("fieldSelector")
+                )
+            ]
+            return JSONResponse(
+                {"apiVersion": "v1", "kind": f"{KINDS[kind]}List", "metadata": {}, "items": items}
+            )
         obj = await request.json()
         name = obj["metadata"]["name"]
         if (kind, namespace, name) in state.objects:
             return _status(409, "AlreadyExists", f'{kind} "{name}" already exists')
         state.version += 1
         obj["metadata"].update(
-            namespace=namespace, uid=str(uuid.uuid4()), resourceVersion=str(state.version),
+            namespace=namespace,
+            uid=str(uuid.uuid4()),
+            resourceVersion=str(state.version),
             creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
         if kind == "pods":
@@ -116,10 +135,12 @@ def make_app(state: KubeState) -> Starlette:  # noqa: C901 - one closure per ver
             return JSONResponse(obj)  # as the API server does: the object, now being deleted
         return JSONResponse(obj)
 
-    return Starlette(routes=[
-        Route("/api/v1/namespaces/{namespace}/{kind}", collection, methods=["GET", "POST"]),
-        Route("/api/v1/namespaces/{namespace}/{kind}/{name}", item, methods=["GET", "DELETE"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/api/v1/namespaces/{namespace}/{kind}", collection, methods=["GET", "POST"]),
+            Route("/api/v1/namespaces/{namespace}/{kind}/{name}", item, methods=["GET", "DELETE"]),
+        ]
+    )
 
 
 def _collect_garbage(state: KubeState, owner_uid: str) -> None:

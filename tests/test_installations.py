@@ -24,7 +24,9 @@ def installation(action: str, repos: list[str]) -> dict[str, object]:
 
 async def test_installation_lifecycle() -> None:
     ctx = context()
-    await on_installation(delivery("installation", installation("created", ["octo-org/a", "octo-org/b"])), ctx)
+    await on_installation(
+        delivery("installation", installation("created", ["octo-org/a", "octo-org/b"])), ctx
+    )
     assert repositories(ctx) == [(9, "octo-org/a"), (9, "octo-org/b")]
 
     changed = {
@@ -36,7 +38,9 @@ async def test_installation_lifecycle() -> None:
     await on_repositories(delivery("installation_repositories", changed), ctx)
     assert repositories(ctx) == [(9, "octo-org/a"), (9, "octo-org/c")]
 
-    await on_installation(delivery("installation", installation("created", ["octo-org/a"])), ctx)  # redelivered
+    await on_installation(
+        delivery("installation", installation("created", ["octo-org/a"])), ctx
+    )  # redelivered
     assert repositories(ctx) == [(9, "octo-org/a"), (9, "octo-org/c")]
 
     await on_installation(delivery("installation", installation("deleted", [])), ctx)
@@ -45,5 +49,7 @@ async def test_installation_lifecycle() -> None:
 
 async def test_an_installation_event_without_an_id_changes_nothing() -> None:
     ctx = context()
-    await on_installation(delivery("installation", {"action": "created", "repositories": [{"full_name": "a/b"}]}), ctx)
+    await on_installation(
+        delivery("installation", {"action": "created", "repositories": [{"full_name": "a/b"}]}), ctx
+    )
     assert repositories(ctx) == []

@@ -44,7 +44,10 @@ def test_the_pod_has_every_field_and_no_secret(kube: tuple[KubeState, KubeCluste
     spec, container = pod["spec"], pod["spec"]["containers"][0]
     assert JIT not in str(pod)
     env = {e["name"]: e for e in container["env"]}
-    assert env["ACTIONS_RUNNER_INPUT_JITCONFIG"]["valueFrom"]["secretKeyRef"] == {"name": "orbit-runner-555", "key": "jitconfig"}
+    assert env["ACTIONS_RUNNER_INPUT_JITCONFIG"]["valueFrom"]["secretKeyRef"] == {
+        "name": "orbit-runner-555",
+        "key": "jitconfig",
+    }
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
@@ -56,8 +59,12 @@ def test_the_pod_has_every_field_and_no_secret(kube: tuple[KubeState, KubeCluste
     assert volumes["work"] == {"name": "work", "emptyDir": {}}
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
     assert pod["metadata"]["labels"] == {
-        "app.kubernetes.io/managed-by": "orbit", "orbit.dev/repository": "octo-org.model", "orbit.dev/run": "77",
-        "orbit.dev/job": "555", "orbit.dev/pull-request": "7", "orbit.dev/class": "orbit-gpu",
+        "app.kubernetes.io/managed-by": "orbit",
+        "orbit.dev/repository": "octo-org.model",
+        "orbit.dev/run": "77",
+        "orbit.dev/job": "555",
+        "orbit.dev/pull-request": "7",
+        "orbit.dev/class": "orbit-gpu",
     }
     secret = state.of("secrets")[runner_name(555)]
     assert secret["stringData"] == {"jitconfig": JIT}
@@ -80,7 +87,9 @@ def test_a_second_create_changes_nothing(kube: tuple[KubeState, KubeCluster]) ->
     assert len(state.of("secrets")) == 1
 
 
-def test_deleting_the_pod_takes_the_secret_and_a_missing_one_is_fine(kube: tuple[KubeState, KubeCluster]) -> None:
+def test_deleting_the_pod_takes_the_secret_and_a_missing_one_is_fine(
+    kube: tuple[KubeState, KubeCluster],
+) -> None:
     state, cluster = kube
     create_runner(cluster)
     cluster.delete_runner(runner_name(555))
@@ -92,11 +101,27 @@ def test_deleting_the_pod_takes_the_secret_and_a_missing_one_is_fine(kube: tuple
 def test_listing_finds_only_managed_pods_with_their_state(kube: tuple[KubeState, KubeCluster]) -> None:
     state, cluster = kube
     create_runner(cluster)
-    stranger = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {"containers": []}}
+    stranger = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"containers": []},
+    }
     cluster.api.create_namespaced_pod("orbit", stranger)
-    state.set_status(runner_name(555), phase="Pending", containerStatuses=[
-        {"name": "runner", "image": "i", "imageID": "", "ready": False, "restartCount": 0,
-         "state": {"waiting": {"reason": "ImagePullBackOff"}}}])
+    state.set_status(
+        runner_name(555),
+        phase="Pending",
+        containerStatuses=[
+            {
+                "name": "runner",
+                "image": "i",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff"}},
+            }
+        ],
+    )
     state.add_event(runner_name(555), "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
     (pod,) = cluster.runner_pods()
     assert (pod.name, pod.phase, pod.waiting_reason) == ("orbit-runner-555", "Pending", "ImagePullBackOff")
@@ -104,8 +129,12 @@ def test_listing_finds_only_managed_pods_with_their_state(kube: tuple[KubeState,
     assert cluster.pod_events(runner_name(555)) == ["0/3 nodes are available: 3 Insufficient nvidia.com/gpu."]
 
 
-@pytest.mark.parametrize(("code", "kind"), [(500, TemporaryError), (503, TemporaryError), (403, PermanentError)])
-def test_api_failures_are_classified(kube: tuple[KubeState, KubeCluster], code: int, kind: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("code", "kind"), [(500, TemporaryError), (503, TemporaryError), (403, PermanentError)]
+)
+def test_api_failures_are_classified(
+    kube: tuple[KubeState, KubeCluster], code: int, kind: type[Exception]
+) -> None:
     state, cluster = kube
     state.fail_next = [code]
     with pytest.raises(kind):
