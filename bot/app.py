@@ -2,8 +2,10 @@
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 
 import orjson
@@ -17,6 +19,8 @@ from bot.inbox import Inbox
 from bot.ingest import Ingest
 from bot.metrics import ACK_LATENCY
 from bot.worker import WorkerPool
+
+log = logging.getLogger(__name__)
 
 
 async def _checkpoints(inbox: Inbox, stop: asyncio.Event, every: float = 1.0) -> None:
@@ -32,8 +36,31 @@ def _answer(status: HTTPStatus, message: str) -> Response:
     )
 
 
+@dataclass(frozen=True)
+class Periodic:
+    """A background job run at start-up and then every `every` seconds (the reconciler)."""
+
+    name: str
+    run: Callable[[], Awaitable[object]]
+    every: float
+
+
+async def _repeat(job: Periodic, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await job.run()
+        except Exception:  # a failed pass is logged; the next one runs on time
+            log.exception("%s failed", job.name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), job.every)
+
+
 def create_app(
-    inbox: Inbox, ingest: Ingest, workers: WorkerPool | None, webhook_path: str = "/webhook"
+    inbox: Inbox,
+    ingest: Ingest,
+    workers: WorkerPool | None,
+    webhook_path: str = "/webhook",
+    periodic: Sequence[Periodic] = (),
 ) -> FastAPI:
     """Build the ASGI app; `workers` run in the same process unless None."""
 
@@ -41,6 +68,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         tasks = [asyncio.create_task(_checkpoints(inbox, stop))]
+        tasks += [asyncio.create_task(_repeat(job, stop)) for job in periodic]
         if workers:
             tasks.append(asyncio.create_task(workers.run(stop)))
         yield

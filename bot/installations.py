@@ -1,6 +1,7 @@
 """Which repositories the App can act on, recorded from installation events."""
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from bot.context import Context
 from bot.delivery import Delivery
@@ -88,6 +89,11 @@ def _add(ctx: Context, install: int, names: list[str]) -> None:
 
 def repositories(ctx: Context) -> list[tuple[int, str]]:
     """Return (installation, repository) pairs the App can act on."""
+    return repository_list(ctx.engine)
+
+
+def repository_list(engine: Engine) -> list[tuple[int, str]]:
+    """Return (installation, repository) pairs the App can act on, from the database."""
     query = sa.select(installed_repositories).order_by(installed_repositories.c.full_name)
-    with ctx.engine.connect() as connection:
+    with engine.connect() as connection:
         return [(row.installation_id, row.full_name) for row in connection.execute(query)]

@@ -1,28 +1,63 @@
-"""Wire the bot together from its settings: database, router, GitHub client, workers, app."""
+"""Wire the bot together from its settings: database, routers, GitHub client, workers, runners, app."""
+
+import logging
 
 from fastapi import FastAPI
 
 from bot import commands, installations
-from bot.app import create_app
+from bot.app import Periodic, create_app
+from bot.context import Feature
 from bot.github import GitHubAppClient
 from bot.inbox import Inbox, make_engine
 from bot.ingest import Ingest
 from bot.router import Router
 from bot.settings import Settings, load_settings
 from bot.worker import WorkerPool
+from runner import jobs, training
+from runner.classes import default_classes
+from runner.jobs import Runners
+from runner.kube import KubeCluster
+from runner.reconcile import Reconciler
 
-ROUTERS = (commands.router, installations.router)
+ROUTERS = (commands.router, installations.router, training.router)
+log = logging.getLogger(__name__)
+
+
+def runners_from(settings: Settings) -> Runners | None:
+    """Return the runner machinery, or None when it is disabled or no cluster is configured."""
+    if not settings.runners_enabled:
+        return None
+    try:
+        cluster = KubeCluster(settings.kube_namespace)
+    except Exception as error:
+        log.warning("runner pods are disabled: no Kubernetes configuration (%s)", type(error).__name__)
+        return None
+    return Runners(
+        cluster, default_classes(settings.runner_image, settings.gpu_resource, settings.max_gpu_runners)
+    )
 
 
 def build_app(settings: Settings) -> FastAPI:
-    """Return the ASGI app with its inbox, workers and GitHub client."""
+    """Return the ASGI app with its inbox, workers, GitHub client and, when configured, runners."""
     inbox = Inbox(make_engine(settings.database_url), settings.lease_seconds, settings.max_attempts)
     inbox.create_schema()
-    router = Router.compose(ROUTERS)
     github = GitHubAppClient(settings.github_app_id, settings.private_key(), settings.github_api_url)
-    workers = WorkerPool(inbox, router, github, features={}, concurrency=settings.workers)
+    runners = runners_from(settings)
+    routers = [*ROUTERS, jobs.make_router(runners)] if runners else list(ROUTERS)
+    router = Router.compose(routers)
+    features: dict[str, Feature] = {"retrain": training.Retrain()}
+    workers = WorkerPool(inbox, router, github, features=features, concurrency=settings.workers)
     ingest = Ingest(inbox, router, settings.webhook_secret.get_secret_value().encode(), workers.wake)
-    return create_app(inbox, ingest, workers, settings.webhook_path)
+    periodic = []
+    if runners:
+        reconciler = Reconciler(
+            runners,
+            github,
+            lambda: installations.repository_list(inbox.engine),
+            settings.pending_limit_seconds,
+        )
+        periodic.append(Periodic("reconcile", reconciler.run_once, settings.reconcile_seconds))
+    return create_app(inbox, ingest, workers, settings.webhook_path, periodic)
 
 
 def app_from_environment() -> FastAPI:

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=8, ge=1)
     max_attempts: int = Field(default=6, ge=1)
     lease_seconds: float = Field(default=300.0, gt=0)
+    runners_enabled: bool = True
+    reconcile_seconds: float = Field(default=60.0, gt=0)
+    pending_limit_seconds: float = Field(default=600.0, gt=0)
 
     @field_validator("github_api_url")
     @classmethod

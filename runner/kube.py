@@ -19,10 +19,12 @@ class RunnerPod:
 
     name: str
     labels: dict[str, str]
+    annotations: dict[str, str]
     phase: str
     created: datetime | None
     started: datetime | None
     waiting_reason: str | None
+    reason: str | None
 
 
 class Cluster(Protocol):
@@ -129,10 +131,12 @@ def _runner_pod(pod: Any) -> RunnerPod:  # a V1Pod
     return RunnerPod(
         name=pod.metadata.name,
         labels=dict(pod.metadata.labels or {}),
+        annotations=dict(pod.metadata.annotations or {}),
         phase=(pod.status.phase if pod.status else None) or "Unknown",
         created=pod.metadata.creation_timestamp,
         started=pod.status.start_time if pod.status else None,
         waiting_reason=waiting,
+        reason=pod.status.reason if pod.status else None,
     )
 
 

@@ -90,12 +90,17 @@ def _container(job: RunnerJob, klass: RunnerClass) -> dict[str, Any]:
     }
 
 
-def pod_manifest(job: RunnerJob, klass: RunnerClass) -> dict[str, Any]:
+def pod_manifest(job: RunnerJob, klass: RunnerClass, installation: int = 0) -> dict[str, Any]:
     """Return the runner Pod: non-root, one job, a deadline, GPU limit when the class has GPUs."""
+    annotations = {f"{LABEL_PREFIX}/repository": job.repo, f"{LABEL_PREFIX}/installation": str(installation)}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": runner_name(job.job_id), "labels": labels(job, klass)},
+        "metadata": {
+            "name": runner_name(job.job_id),
+            "labels": labels(job, klass),
+            "annotations": annotations,
+        },
         "spec": {
             "restartPolicy": "Never",
             "activeDeadlineSeconds": klass.deadline_seconds,

@@ -32,6 +32,7 @@ class KubeState:
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[float, str, str]] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)
+    fail_next_create: list[int] = field(default_factory=list)
     version: int = 0
 
     def of(self, kind: str, namespace: str = "orbit") -> dict[str, dict[str, Any]]:
@@ -105,6 +106,8 @@ def make_app(state: KubeState) -> Starlette:
             return JSONResponse(
                 {"apiVersion": "v1", "kind": f"{KINDS[kind]}List", "metadata": {}, "items": items}
             )
+        if state.fail_next_create:
+            return _status(state.fail_next_create.pop(0), "Forbidden", "injected failure on create")
         obj = await request.json()
         name = obj["metadata"]["name"]
         if (kind, namespace, name) in state.objects:

@@ -1,0 +1,135 @@
+"""Ephemeral runners: a pod per queued orbit job, gone when the job completes."""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from bot.context import Context
+from bot.delivery import Delivery
+from bot.errors import PermanentError
+from bot.github import CheckUpdate, GitHubApi, JobInfo
+from bot.payloads import Repo, dig, installation_id, repository
+from bot.router import Router
+from runner.classes import RunnerClass, class_for
+from runner.kube import Cluster
+from runner.podspec import RunnerJob, pod_manifest, runner_name, secret_manifest
+from runner.training import CHECK_NAME, TITLE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runners:
+    """Starts and stops runner pods for one cluster and its runner classes."""
+
+    cluster: Cluster
+    classes: dict[str, RunnerClass]
+
+    async def start(self, github: GitHubApi, repo: Repo, job: JobInfo, installation: int) -> bool:
+        """Start a runner for a still-queued orbit job; return whether a new pod was created."""
+        klass = class_for(job.labels, self.classes)
+        if klass is None or job.status != "queued":
+            return False
+        pods = await asyncio.to_thread(self.cluster.runner_pods)
+        if any(pod.labels.get("orbit.dev/job") == str(job.id) for pod in pods):
+            return False  # a redelivery: the pod exists
+        if sum(pod.labels.get("orbit.dev/class") == klass.label for pod in pods) >= klass.max_pods:
+            log.info("class %s is at its cap; job %s waits for the reconciler", klass.label, job.id)
+            return False
+        target = RunnerJob(
+            repo.full_name, job.id, job.run_id, await _pull_number(github, repo, job), tuple(job.labels)
+        )
+        await self._create(github, repo, target, klass, installation)
+        return True
+
+    async def _create(
+        self, github: GitHubApi, repo: Repo, job: RunnerJob, klass: RunnerClass, installation: int
+    ) -> None:
+        name = runner_name(job.job_id)
+        runner_id, jit_config = await github.generate_jit_config(
+            repo, name, list(job.labels), klass.runner_group_id
+        )
+        manifest = pod_manifest(job, klass, installation)
+        try:
+            uid, _ = await asyncio.to_thread(self.cluster.create_pod, manifest)
+            await asyncio.to_thread(self.cluster.create_secret, secret_manifest(job, klass, jit_config, uid))
+        except Exception:
+            await github.delete_runner(repo, runner_id)  # a registered runner with no pod would be an orphan
+            await asyncio.to_thread(self.cluster.delete_runner, name)
+            raise
+
+    async def stop(self, github: GitHubApi, repo: Repo, job_id: int) -> None:
+        """Delete the job's pod and secret and unregister its runner if it is still registered."""
+        name = runner_name(job_id)
+        await asyncio.to_thread(self.cluster.delete_runner, name)
+        runner_id = await github.find_runner(repo, name)
+        if runner_id is not None:
+            await github.delete_runner(repo, runner_id)
+
+
+async def _pull_number(github: GitHubApi, repo: Repo, job: JobInfo) -> int | None:
+    for status in ("queued", "in_progress"):
+        for run in await github.workflow_runs(repo, "train.yml", status):
+            match = TITLE.search(run.title)
+            if run.id == job.run_id and match:
+                return int(match["number"])
+    return None
+
+
+def _job_from_payload(delivery: Delivery) -> JobInfo | None:
+    job = delivery.payload.get("workflow_job")
+    job_id, run_id = dig(job, "id", kind=int), dig(job, "run_id", kind=int)
+    labels = dig(job, "labels", kind=list)
+    if job_id is None or run_id is None or labels is None:
+        return None
+    return JobInfo(
+        id=job_id,
+        run_id=run_id,
+        status=dig(job, "status", kind=str) or "",
+        labels=[str(x) for x in labels],
+        head_sha=dig(job, "head_sha", kind=str) or "",
+        html_url=dig(job, "html_url", kind=str) or "",
+        runner_name=dig(job, "runner_name", kind=str) or "",
+        created_at=dig(job, "created_at", kind=str) or "",
+    )
+
+
+def make_router(runners: Runners) -> Router:
+    """Return the router of workflow_job events for these runners."""
+    router = Router()
+
+    @router.on("workflow_job", "queued")
+    async def queued(delivery: Delivery, ctx: Context) -> None:
+        repo, job, install = repository(delivery), _job_from_payload(delivery), installation_id(delivery)
+        if repo is None or job is None or install is None or class_for(job.labels, runners.classes) is None:
+            return
+        current = await ctx.github.workflow_job(repo, job.id)  # the event may be stale
+        if current is not None:
+            await runners.start(ctx.github, repo, current, install)
+
+    @router.on("workflow_job", "in_progress")
+    async def in_progress(delivery: Delivery, ctx: Context) -> None:
+        repo, job = repository(delivery), _job_from_payload(delivery)
+        if repo is None or job is None or class_for(job.labels, runners.classes) is None or not job.head_sha:
+            return
+        summary = (
+            f"Running on `{job.runner_name or runner_name(job.id)}`. [Follow the job's log]({job.html_url})."
+        )
+        for check_id, status in await ctx.github.check_runs(repo, job.head_sha, CHECK_NAME):
+            if status != "completed":
+                update = CheckUpdate(
+                    status="in_progress", title="Training", summary=summary, details_url=job.html_url or None
+                )
+                await ctx.github.update_check_run(repo, check_id, update)
+
+    @router.on("workflow_job", "completed")
+    async def completed(delivery: Delivery, ctx: Context) -> None:
+        repo, job = repository(delivery), _job_from_payload(delivery)
+        if repo is None or job is None or class_for(job.labels, runners.classes) is None:
+            return
+        try:
+            await runners.stop(ctx.github, repo, job.id)
+        except PermanentError:
+            log.warning("could not unregister the runner of job %s", job.id)
+
+    return router

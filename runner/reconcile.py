@@ -1,0 +1,141 @@
+"""The reconciler: makes the pods match the jobs after lost webhooks, crashes and stuck pods.
+
+- a queued orbit job with no pod gets one (oldest first, within each class's cap);
+- a pod whose job completed, was cancelled or is unknown is deleted with its secret;
+- a pod Pending longer than the limit is reported on the check run with the reason from its events;
+- a pod past its deadline is deleted and the check run fails with that reason.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bot.errors import PermanentError, TemporaryError
+from bot.github import CheckUpdate, GitHubApi, GitHubApp, JobInfo
+from bot.payloads import Repo
+from runner.jobs import Runners
+from runner.kube import RunnerPod
+from runner.training import CHECK_NAME
+
+log = logging.getLogger(__name__)
+WORKFLOWS = ("train.yml", "deploy.yml")
+
+
+@dataclass
+class Outcome:
+    """What one pass did, for logs and tests."""
+
+    started: list[int] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    reported_pending: list[str] = field(default_factory=list)
+    deadline_exceeded: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Reconciler:
+    """One pass over every runner pod and every installed repository's queued jobs."""
+
+    runners: Runners
+    app: GitHubApp
+    repositories: Callable[[], list[tuple[int, str]]]
+    pending_limit_s: float = 600.0
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    async def run_once(self) -> Outcome:
+        """Reconcile once; a failure on one pod or repository does not stop the others."""
+        outcome = Outcome()
+        pods = await asyncio.to_thread(self.runners.cluster.runner_pods)
+        for pod in pods:
+            try:
+                await self._check_pod(pod, outcome)
+            except (TemporaryError, PermanentError) as error:
+                log.warning("reconciling pod %s: %s", pod.name, error)
+        await self._start_lost_jobs(outcome)
+        return outcome
+
+    async def _check_pod(self, pod: RunnerPod, outcome: Outcome) -> None:
+        repo_name = pod.annotations.get("orbit.dev/repository", "")
+        install, job_id = (
+            pod.annotations.get("orbit.dev/installation", ""),
+            pod.labels.get("orbit.dev/job", ""),
+        )
+        if "/" not in repo_name or not install.isdigit() or not job_id.isdigit():
+            await asyncio.to_thread(self.runners.cluster.delete_runner, pod.name)  # not ours to keep
+            outcome.deleted.append(pod.name)
+            return
+        repo, github = Repo(*repo_name.split("/", 1)), self.app.for_installation(int(install))
+        job = await github.workflow_job(repo, int(job_id))
+        if pod.reason == "DeadlineExceeded":
+            await self.runners.stop(github, repo, int(job_id))
+            outcome.deadline_exceeded.append(pod.name)
+            if job is not None:
+                await _fail_check(github, repo, job, "The runner pod ran past its deadline and was stopped.")
+        elif (
+            job is None
+            or job.status == "completed"
+            or pod.phase in ("Succeeded", "Failed")
+            or _lost_secret(pod)
+        ):
+            await self.runners.stop(github, repo, int(job_id))
+            outcome.deleted.append(pod.name)
+        elif pod.phase == "Pending" and self._age(pod) > self.pending_limit_s:
+            await self._report_pending(github, repo, job, pod)
+            outcome.reported_pending.append(pod.name)
+
+    def _age(self, pod: RunnerPod) -> float:
+        return (self.now() - pod.created).total_seconds() if pod.created else 0.0
+
+    async def _report_pending(self, github: GitHubApi, repo: Repo, job: JobInfo, pod: RunnerPod) -> None:
+        events = await asyncio.to_thread(self.runners.cluster.pod_events, pod.name)
+        reason = pod.waiting_reason or (events[-1] if events else "no reason given by Kubernetes")
+        summary = (
+            f"The runner pod `{pod.name}` has been Pending for {self._age(pod) / 60:.0f} minutes:"
+            f" {reason}\n\n"
+            "It starts as soon as the cluster has capacity (a free GPU, a pullable image)."
+        )
+        for check_id, status in await github.check_runs(repo, job.head_sha, CHECK_NAME):
+            if status != "completed":
+                update = CheckUpdate(title="Waiting for a GPU runner", summary=summary)
+                await github.update_check_run(repo, check_id, update)
+
+    async def _start_lost_jobs(self, outcome: Outcome) -> None:
+        candidates: list[tuple[str, int, Repo, JobInfo]] = []
+        for install, full_name in self.repositories():
+            repo, github = Repo(*full_name.split("/", 1)), self.app.for_installation(install)
+            try:
+                candidates += [
+                    (job.created_at, install, repo, job) for job in await self._queued_jobs(github, repo)
+                ]
+            except (TemporaryError, PermanentError) as error:
+                log.warning("listing queued jobs of %s: %s", full_name, error)
+        for _, install, repo, job in sorted(candidates, key=lambda c: c[0]):  # oldest first
+            if await self.runners.start(self.app.for_installation(install), repo, job, install):
+                outcome.started.append(job.id)
+
+    async def _queued_jobs(self, github: GitHubApi, repo: Repo) -> list[JobInfo]:
+        jobs = []
+        for workflow in WORKFLOWS:
+            for status in ("queued", "in_progress"):
+                for run in await github.workflow_runs(repo, workflow, status):
+                    jobs += [job for job in await github.run_jobs(repo, run.id) if job.status == "queued"]
+        return jobs
+
+
+def _lost_secret(pod: RunnerPod) -> bool:
+    """Return whether the pod waits for a secret that will never come (the bot died between the two).
+
+    Deleting it lets the next pass start the still-queued job afresh, with a new JIT config.
+    """
+    return pod.waiting_reason == "CreateContainerConfigError"
+
+
+async def _fail_check(github: GitHubApi, repo: Repo, job: JobInfo, reason: str) -> None:
+    for check_id, status in await github.check_runs(repo, job.head_sha, CHECK_NAME):
+        if status != "completed":
+            await github.update_check_run(
+                repo,
+                check_id,
+                CheckUpdate(conclusion="failure", title="Runner deadline exceeded", summary=reason),
+            )

@@ -1,0 +1,254 @@
+"""Runner pods for workflow jobs, and the reconciler, against the Kubernetes API double and a GitHub fake."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from kubernetes import client
+
+from bot.context import Context
+from bot.github import JobInfo, RunInfo
+from bot.payloads import Repo
+from runner.classes import default_classes
+from runner.jobs import Runners, make_router
+from runner.kube import KubeCluster
+from runner.reconcile import Reconciler
+from runner.training import run_title
+from tests.fakes import FakeApp, FakeGitHub, delivery
+from tests.kube_double import KubeState, serve_kube
+
+REPO = Repo("octo-org", "model")
+SHA = "c" * 40
+
+
+@pytest.fixture
+def kube() -> Iterator[tuple[KubeState, Runners]]:
+    state = KubeState()
+    with serve_kube(state) as url:
+        cluster = KubeCluster("orbit", client.CoreV1Api(client.ApiClient(client.Configuration(host=url))))
+        yield state, Runners(cluster, default_classes("ghcr.io/octo-org/runner:1", "nvidia.com/gpu", 2))
+
+
+def job(
+    job_id: int,
+    status: str = "queued",
+    labels: tuple[str, ...] = ("self-hosted", "orbit-gpu"),
+    created: str = "",
+) -> JobInfo:
+    return JobInfo(
+        job_id,
+        77,
+        status,
+        list(labels),
+        SHA,
+        f"https://github.com/o/r/actions/runs/77/job/{job_id}",
+        f"orbit-runner-{job_id}" if status != "queued" else "",
+        created or f"2026-11-27T10:00:{job_id % 60:02d}Z",
+    )
+
+
+def job_event(action: str, info: JobInfo) -> dict[str, Any]:
+    return {
+        "action": action,
+        "workflow_job": {
+            "id": info.id,
+            "run_id": info.run_id,
+            "status": info.status,
+            "labels": info.labels,
+            "head_sha": info.head_sha,
+            "html_url": info.html_url,
+            "runner_name": info.runner_name,
+        },
+        "repository": {"full_name": "octo-org/model"},
+        "installation": {"id": 42},
+    }
+
+
+def github_with(*jobs: JobInfo) -> FakeGitHub:
+    github = FakeGitHub()
+    github.jobs = {j.id: j for j in jobs}
+    github.runs = [RunInfo(77, "in_progress", run_title(7, SHA), SHA)]
+    return github
+
+
+async def handle(runners: Runners, github: FakeGitHub, action: str, info: JobInfo) -> None:
+    router = make_router(runners)
+    context = Context(github, sa.create_engine("sqlite://"), {})
+    for handler in router.handlers_for("workflow_job", action):
+        await handler(delivery("workflow_job", job_event(action, info)), context)
+
+
+async def test_a_queued_job_gets_a_pod_and_a_secret_and_nothing_leaks(
+    kube: tuple[KubeState, Runners],
+) -> None:
+    state, runners = kube
+    github = github_with(job(555))
+    await handle(runners, github, "queued", job(555))
+    pod = state.of("pods")["orbit-runner-555"]
+    secret = state.of("secrets")["orbit-runner-555"]
+    assert github.named("get_job") == [("octo-org/model", 555)]  # still queued? asked of the API
+    assert github.named("jit") == [("octo-org/model", "orbit-runner-555", ("self-hosted", "orbit-gpu"), 1)]
+    assert secret["stringData"]["jitconfig"] == "JITCONFIG-SECRET-orbit-runner-555"
+    assert "JITCONFIG-SECRET" not in str(pod)
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
+    assert pod["metadata"]["labels"]["orbit.dev/pull-request"] == "7"
+    assert pod["metadata"]["annotations"] == {
+        "orbit.dev/repository": "octo-org/model",
+        "orbit.dev/installation": "42",
+    }
+
+
+async def test_a_redelivered_event_creates_nothing_new(kube: tuple[KubeState, Runners]) -> None:
+    state, runners = kube
+    github = github_with(job(555))
+    for _ in range(3):
+        await handle(runners, github, "queued", job(555))
+    assert len(state.of("pods")) == 1
+    assert len(github.named("jit")) == 1
+
+
+async def test_a_job_no_longer_queued_gets_no_pod(kube: tuple[KubeState, Runners]) -> None:
+    state, runners = kube
+    github = github_with(job(555, status="completed"))
+    await handle(runners, github, "queued", job(555))
+    assert state.of("pods") == {}
+    assert github.named("jit") == []
+
+
+async def test_jobs_for_other_runners_are_ignored(kube: tuple[KubeState, Runners]) -> None:
+    state, runners = kube
+    github = github_with()
+    await handle(runners, github, "queued", job(556, labels=("ubuntu-latest",)))
+    assert github.calls == []
+    assert state.of("pods") == {}
+
+
+async def test_a_pod_that_cannot_be_created_unregisters_its_runner(kube: tuple[KubeState, Runners]) -> None:
+    state, runners = kube
+    github = github_with(job(555))
+    state.fail_next_create = [403]
+    with pytest.raises(Exception, match="403"):
+        await handle(runners, github, "queued", job(555))
+    assert github.named("delete_runner") == [("octo-org/model", 9000)]
+    assert state.of("pods") == {}
+
+
+async def test_in_progress_shows_the_runner_and_log_on_the_check_run(kube: tuple[KubeState, Runners]) -> None:
+    _, runners = kube
+    github = github_with(job(555, status="in_progress"))
+    check = await github.create_check_run(REPO, SHA, "orbit/train", "Training queued", "")
+    await handle(runners, github, "in_progress", job(555, status="in_progress"))
+    ((_, check_id, update),) = github.named("update_check")
+    assert check_id == check
+    assert update.status == "in_progress"
+    assert "orbit-runner-555" in update.summary
+    assert update.details_url == "https://github.com/o/r/actions/runs/77/job/555"
+
+
+async def test_completed_removes_pod_secret_and_runner(kube: tuple[KubeState, Runners]) -> None:
+    state, runners = kube
+    github = github_with(job(555))
+    await handle(runners, github, "queued", job(555))
+    await handle(runners, github, "completed", job(555, status="completed"))
+    assert state.of("pods") == {}
+    assert state.of("secrets") == {}
+    assert github.runners == {}
+
+
+def reconciler(runners: Runners, github: FakeGitHub, now: datetime | None = None) -> Reconciler:
+    return Reconciler(
+        runners,
+        FakeApp(github),
+        lambda: [(42, "octo-org/model")],
+        pending_limit_s=600,
+        now=(lambda: now) if now else (lambda: datetime.now(UTC)),
+    )
+
+
+async def test_a_lost_webhook_is_recovered_and_the_cap_holds_the_rest_oldest_first(
+    kube: tuple[KubeState, Runners],
+) -> None:
+    state, runners = kube
+    queued = [job(600 + i, created=f"2026-11-27T10:00:0{9 - i}Z") for i in range(4)]  # 603 is the oldest
+    github = github_with(*queued)
+    outcome = await reconciler(runners, github).run_once()
+    assert outcome.started == [603, 602]  # ORBIT_MAX_GPU_RUNNERS is 2 in this fixture
+    assert sorted(state.of("pods")) == ["orbit-runner-602", "orbit-runner-603"]
+    github.jobs[603] = job(603, status="completed")
+    again = await reconciler(runners, github).run_once()
+    assert again.deleted == ["orbit-runner-603"]
+    assert again.started == [601]
+
+
+async def test_orphans_and_unknown_jobs_are_deleted(kube: tuple[KubeState, Runners]) -> None:
+    state, runners = kube
+    github = github_with(job(555))
+    await handle(runners, github, "queued", job(555))
+    del github.jobs[555]  # GitHub no longer knows the job
+    outcome = await reconciler(runners, github).run_once()
+    assert outcome.deleted == ["orbit-runner-555"]
+    assert state.of("pods") == {}
+
+
+async def test_a_pod_pending_too_long_is_reported_with_the_reason(kube: tuple[KubeState, Runners]) -> None:
+    state, runners = kube
+    github = github_with(job(555))
+    await handle(runners, github, "queued", job(555))
+    github.jobs[555] = job(555)
+    await github.create_check_run(REPO, SHA, "orbit/train", "Training queued", "")
+    state.add_event("orbit-runner-555", "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")
+    later = datetime.now(UTC) + timedelta(minutes=15)
+    outcome = await reconciler(runners, github, now=later).run_once()
+    assert outcome.reported_pending == ["orbit-runner-555"]
+    update = github.named("update_check")[-1][2]
+    assert "Insufficient nvidia.com/gpu" in update.summary
+    assert "orbit-runner-555" in state.of("pods")
+
+
+async def test_a_pod_past_its_deadline_is_deleted_and_the_check_fails(
+    kube: tuple[KubeState, Runners],
+) -> None:
+    state, runners = kube
+    github = github_with(job(555))
+    await handle(runners, github, "queued", job(555))
+    github.jobs[555] = job(555, status="in_progress")
+    check = await github.create_check_run(REPO, SHA, "orbit/train", "Training", "")
+    state.set_status("orbit-runner-555", phase="Failed", reason="DeadlineExceeded")
+    outcome = await reconciler(runners, github).run_once()
+    assert outcome.deadline_exceeded == ["orbit-runner-555"]
+    assert state.of("pods") == {}
+    assert github.check_run_status[check] == "completed"
+    assert github.named("update_check")[-1][2].conclusion == "failure"
+
+
+async def test_a_restart_in_the_middle_leaves_no_orphan_and_no_duplicate(
+    kube: tuple[KubeState, Runners],
+) -> None:
+    state, runners = kube
+    github = github_with(job(555), job(556))
+    await handle(runners, github, "queued", job(555))  # the bot dies before handling 556
+    state.objects.pop(("secrets", "orbit", "orbit-runner-555"))  # ...and between pod and secret
+    state.set_status(
+        "orbit-runner-555",
+        phase="Pending",
+        containerStatuses=[
+            {
+                "name": "runner",
+                "image": "i",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "CreateContainerConfigError"}},
+            }
+        ],
+    )  # what the kubelet reports
+    fresh = Runners(runners.cluster, runners.classes)  # a new process
+    first = await reconciler(fresh, github).run_once()
+    assert first.deleted == ["orbit-runner-555"]
+    await reconciler(fresh, github).run_once()
+    await reconciler(fresh, github).run_once()
+    assert sorted(state.of("pods")) == ["orbit-runner-555", "orbit-runner-556"]
+    assert sorted(state.of("secrets")) == ["orbit-runner-555", "orbit-runner-556"]
+    assert github.runners.keys() == {"orbit-runner-555", "orbit-runner-556"}  # the stale registration is gone
