@@ -63,6 +63,35 @@ def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     serve.set_defaults(run=_serve)
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bot.github import GitHubAppClient
+    from bot.inbox import Inbox, make_engine
+    from bot.installations import repository_list
+    from bot.server import runners_from
+    from bot.settings import load_settings
+    from runner.reconcile import Reconciler
+
+    settings = load_settings()
+    runners = runners_from(settings)
+    if runners is None:
+        print("orbit: runner pods are disabled or no Kubernetes configuration was found", file=sys.stderr)
+        return 2
+    inbox = Inbox(make_engine(settings.database_url))
+    inbox.create_schema()
+    github = GitHubAppClient(settings.github_app_id, settings.private_key(), settings.github_api_url)
+    reconciler = Reconciler(
+        runners, github, lambda: repository_list(inbox.engine), settings.pending_limit_seconds
+    )
+    outcome = asyncio.run(reconciler.run_once())
+    print(
+        f"started {len(outcome.started)}, deleted {len(outcome.deleted)}, "
+        f"pending reported {len(outcome.reported_pending)}, past deadline {len(outcome.deadline_exceeded)}"
+    )
+    return 0
+
+
 def _inbox(args: argparse.Namespace) -> int:
     from bot.inbox import Inbox, make_engine
 
@@ -98,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands)
     _add_inbox(commands)
+    reconcile = commands.add_parser(
+        "reconcile", help="match runner pods to GitHub jobs once (serve does it periodically)"
+    )
+    reconcile.set_defaults(run=_reconcile)
     _add_local(commands)
     return parser
 
