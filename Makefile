@@ -42,6 +42,7 @@ test-fast: venv
 
 bench: venv system-deps
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/runner.py
 	$(BIN)/python bench/serve.py
 
 clean:

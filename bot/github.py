@@ -146,6 +146,7 @@ class JobInfo:
     html_url: str
     runner_name: str
     created_at: str
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -449,6 +450,7 @@ def _job(data: dict[str, Any]) -> JobInfo:
         html_url=str(data.get("html_url") or ""),
         runner_name=str(data.get("runner_name") or ""),
         created_at=str(data.get("created_at") or ""),
+        name=str(data.get("name") or ""),
     )
 
 
@@ -461,6 +463,9 @@ class GitHubAppClient:
             base_url=api_url,
             auto_retry=False,  # retries belong to the inbox, which knows the attempt count
             cache_strategy=MemCacheStrategy(),  # tokens cached per client, not per process
+            http_cache=False,  # handlers need fresh state (is the job still queued?), not cached pages
+            # One shared transport: connections are reused, and no TLS context is built per request.
+            async_transport=httpx.AsyncHTTPTransport(retries=0),
         )
 
     def for_installation(self, installation_id: int) -> GitHubApi:

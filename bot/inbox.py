@@ -5,7 +5,9 @@ A work item is claimed with a lease. A worker that dies (even by SIGKILL) leaves
 ordering key (one pull request) are claimed one at a time, oldest first.
 """
 
+import contextlib
 import random
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -103,6 +105,9 @@ class Inbox:
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self._skip_locked = engine.dialect.name == "postgresql"
+        # SQLite has one writer; threads of this process queue here instead of in SQLite's busy
+        # handler, whose sleeps grow to 100 ms. PostgreSQL needs no such lock.
+        self._writer = threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
 
     def create_schema(self) -> None:
         """Create the tables that do not exist yet."""
@@ -127,7 +132,7 @@ class Inbox:
         now = time.time()
         unique = list({item.delivery.delivery_id: item for item in reversed(batch)}.values())[::-1]
         rows = [_delivery_row(item, now) for item in unique]
-        with self.engine.begin() as connection:
+        with self._writer, self.engine.begin() as connection:
             inserted = set(connection.scalars(self._insert_new(), rows) if rows else ())
             fresh = [item for item in unique if item.delivery.delivery_id in inserted]
             if fresh:
@@ -150,7 +155,7 @@ class Inbox:
     def claim(self) -> WorkItem | None:
         """Take the oldest runnable item whose pull request has no earlier unfinished item."""
         now = time.time()
-        with self.engine.begin() as connection:
+        with self._writer, self.engine.begin() as connection:
             row = connection.execute(self._claim_query(now)).first()
             if row is None:
                 return None
@@ -206,7 +211,7 @@ class Inbox:
 
     def retry(self, item_id: int) -> bool:
         """Put a dead item back in the queue with fresh attempts; False if there is none."""
-        with self.engine.begin() as connection:
+        with self._writer, self.engine.begin() as connection:
             result = connection.execute(
                 work_items.update()
                 .where(work_items.c.id == item_id, work_items.c.status == DEAD)
@@ -234,7 +239,7 @@ class Inbox:
             return {str(row[0]): int(row[1]) for row in connection.execute(query)}
 
     def _set(self, item_id: int, **values: Any) -> None:
-        with self.engine.begin() as connection:
+        with self._writer, self.engine.begin() as connection:
             connection.execute(work_items.update().where(work_items.c.id == item_id).values(**values))
 
 

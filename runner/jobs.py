@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 
 from bot.context import Context
@@ -13,9 +14,10 @@ from bot.router import Router
 from runner.classes import RunnerClass, class_for
 from runner.kube import Cluster
 from runner.podspec import RunnerJob, pod_manifest, runner_name, secret_manifest
-from runner.training import CHECK_NAME, TITLE
+from runner.training import CHECK_NAME
 
 log = logging.getLogger(__name__)
+JOB_NAME = re.compile(r"PR #(?P<number>\d+)")
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,7 @@ class Runners:
         if sum(pod.labels.get("orbit.dev/class") == klass.label for pod in pods) >= klass.max_pods:
             log.info("class %s is at its cap; job %s waits for the reconciler", klass.label, job.id)
             return False
-        target = RunnerJob(
-            repo.full_name, job.id, job.run_id, await _pull_number(github, repo, job), tuple(job.labels)
-        )
+        target = RunnerJob(repo.full_name, job.id, job.run_id, pull_number(job), tuple(job.labels))
         await self._create(github, repo, target, klass, installation)
         return True
 
@@ -67,13 +67,10 @@ class Runners:
             await github.delete_runner(repo, runner_id)
 
 
-async def _pull_number(github: GitHubApi, repo: Repo, job: JobInfo) -> int | None:
-    for status in ("queued", "in_progress"):
-        for run in await github.workflow_runs(repo, "train.yml", status):
-            match = TITLE.search(run.title)
-            if run.id == job.run_id and match:
-                return int(match["number"])
-    return None
+def pull_number(job: JobInfo) -> int | None:
+    """Return the PR a training job belongs to, from its name (train.yml names it `train PR #N`)."""
+    match = JOB_NAME.search(job.name)
+    return int(match["number"]) if match else None
 
 
 def _job_from_payload(delivery: Delivery) -> JobInfo | None:

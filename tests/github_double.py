@@ -50,14 +50,61 @@ def make_app(state: GitHubState) -> Starlette:
         state.comments.append({**request.path_params, **(await request.json())})
         return JSONResponse({"id": len(state.comments)}, status_code=201)
 
+    async def job(request: Request) -> JSONResponse:
+        job_id = int(request.path_params["job"])
+        return JSONResponse(
+            {
+                "id": job_id,
+                "run_id": job_id + 1_000_000,
+                "status": "queued",
+                "labels": ["self-hosted", "orbit-gpu"],
+                "head_sha": "f" * 40,
+                "html_url": f"https://github.example/job/{job_id}",
+                "created_at": "2026-11-27T10:00:00Z",
+            }
+        )
+
+    async def runs(request: Request) -> JSONResponse:
+        return JSONResponse({"total_count": 0, "workflow_runs": []})
+
+    async def run(request: Request) -> JSONResponse:
+        run_id = int(request.path_params["run"])
+        return JSONResponse(
+            {
+                "id": run_id,
+                "status": "queued",
+                "display_title": f"orbit/train PR #{run_id % 1000} at " + "f" * 40,
+                "head_sha": "f" * 40,
+            }
+        )
+
+    async def jit(request: Request) -> JSONResponse:
+        body = await request.json()
+        return JSONResponse(
+            {
+                "runner": {"id": abs(hash(body["name"])) % 10**9, "name": body["name"]},
+                "encoded_jit_config": "ZW5jb2RlZC1qaXQtY29uZmln",
+            },
+            status_code=201,
+        )
+
     return Starlette(
         routes=[
+            Route("/repos/{owner}/{repo}/actions/jobs/{job:int}", job),
+            Route("/repos/{owner}/{repo}/actions/workflows/{workflow}/runs", runs),
+            Route("/repos/{owner}/{repo}/actions/runs/{run:int}", run),
+            Route("/repos/{owner}/{repo}/actions/runners/generate-jitconfig", jit, methods=["POST"]),
             Route("/app/installations/{installation}/access_tokens", access_token, methods=["POST"]),
             Route("/repos/{owner}/{repo}/collaborators/{user}/permission", permission),
             Route("/repos/{owner}/{repo}/issues/comments/{comment}/reactions", reaction, methods=["POST"]),
             Route("/repos/{owner}/{repo}/issues/{number:int}/comments", comment, methods=["POST"]),
         ]
     )
+
+
+def app() -> Starlette:
+    """Return a double with fresh state (for `uvicorn --factory` in its own process)."""
+    return make_app(GitHubState())
 
 
 @contextmanager

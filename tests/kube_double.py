@@ -110,6 +110,7 @@ def make_app(state: KubeState) -> Starlette:
             return _status(state.fail_next_create.pop(0), "Forbidden", "injected failure on create")
         obj = await request.json()
         name = obj["metadata"]["name"]
+        state.requests.append((time.monotonic(), "CREATE", f"{kind}/{name}"))
         if (kind, namespace, name) in state.objects:
             return _status(409, "AlreadyExists", f'{kind} "{name}" already exists')
         state.version += 1
@@ -138,12 +139,21 @@ def make_app(state: KubeState) -> Starlette:
             return JSONResponse(obj)  # as the API server does: the object, now being deleted
         return JSONResponse(obj)
 
+    async def seen(_: Request) -> JSONResponse:
+        return JSONResponse([list(entry) for entry in state.requests])
+
     return Starlette(
         routes=[
+            Route("/_requests", seen),
             Route("/api/v1/namespaces/{namespace}/{kind}", collection, methods=["GET", "POST"]),
             Route("/api/v1/namespaces/{namespace}/{kind}/{name}", item, methods=["GET", "DELETE"]),
         ]
     )
+
+
+def app() -> Starlette:
+    """Return a double with fresh state (for `uvicorn --factory` in its own process)."""
+    return make_app(KubeState())
 
 
 def _collect_garbage(state: KubeState, owner_uid: str) -> None:

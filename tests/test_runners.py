@@ -46,6 +46,7 @@ def job(
         f"https://github.com/o/r/actions/runs/77/job/{job_id}",
         f"orbit-runner-{job_id}" if status != "queued" else "",
         created or f"2026-11-27T10:00:{job_id % 60:02d}Z",
+        "train PR #7",
     )
 
 

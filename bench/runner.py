@@ -1,0 +1,159 @@
+"""Benchmark: from a `workflow_job` queued delivery arriving to the Pod create request at the API double.
+
+The real bot (ingest, inbox, workers, GitHub client, Kubernetes client) runs against a GitHub double and a
+Kubernetes API double on localhost. 200 jobs arrive in bursts of 20 at once. Goal: p99 under 500 ms.
+"""
+
+import sys
+from pathlib import Path
+
+# This file is named like the `runner` package it measures: import from the repository root, not from here.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
+
+import asyncio  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+import uvicorn  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+from kubernetes import client  # noqa: E402
+
+from bot.app import create_app  # noqa: E402
+from bot.delivery import signature_of  # noqa: E402
+from bot.github import GitHubAppClient  # noqa: E402
+from bot.inbox import Inbox, make_engine  # noqa: E402
+from bot.ingest import Ingest  # noqa: E402
+from bot.router import Router  # noqa: E402
+from bot.worker import WorkerPool  # noqa: E402
+from model.local import free_port, stop, tool  # noqa: E402
+from runner.classes import default_classes  # noqa: E402
+from runner.jobs import Runners, make_router  # noqa: E402
+from runner.kube import KubeCluster  # noqa: E402
+
+SECRET = b"benchmark"
+JOBS, BURST = 200, 20
+
+
+def bot_app(database: Path, github_url: str, kube_url: str) -> uvicorn.Server:
+    inbox = Inbox(make_engine(f"sqlite:///{database}"))
+    inbox.create_schema()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    github = GitHubAppClient(1, key.decode(), github_url)
+    classes = {
+        k: v.__class__(**{**v.__dict__, "max_pods": 10_000})
+        for k, v in default_classes("img", "nvidia.com/gpu", 1).items()
+    }
+    cluster = KubeCluster("orbit", client.CoreV1Api(client.ApiClient(client.Configuration(host=kube_url))))
+    router = Router.compose([make_router(Runners(cluster, classes))])
+    workers = WorkerPool(inbox, router, github, features={}, concurrency=16, poll_seconds=0.5)
+    ingest = Ingest(inbox, router, SECRET, workers.wake)
+    config = uvicorn.Config(
+        create_app(inbox, ingest, workers), host="127.0.0.1", port=free_port(), log_level="warning"
+    )
+    return uvicorn.Server(config)
+
+
+def delivery(job_id: int) -> tuple[bytes, dict[str, str]]:
+    body = orjson.dumps(
+        {
+            "action": "queued",
+            "workflow_job": {
+                "id": job_id,
+                "run_id": job_id + 1_000_000,
+                "status": "queued",
+                "labels": ["self-hosted", "orbit-gpu"],
+                "head_sha": "f" * 40,
+            },
+            "repository": {"full_name": "octo-org/model"},
+            "installation": {"id": 1},
+        }
+    )
+    headers = {
+        "content-type": "application/json",
+        "x-github-event": "workflow_job",
+        "x-github-delivery": f"job-{job_id}",
+        "x-hub-signature-256": signature_of(SECRET, body),
+    }
+    return body, headers
+
+
+async def send_all(url: str) -> dict[int, float]:
+    sent: dict[int, float] = {}
+    async with httpx.AsyncClient(base_url=url) as http:
+        for burst in range(JOBS // BURST):
+            ids = range(burst * BURST + 1, (burst + 1) * BURST + 1)
+
+            async def one(job_id: int) -> None:
+                body, headers = delivery(job_id)
+                sent[job_id] = time.monotonic()
+                response = await http.post("/webhook", content=body, headers=headers)
+                assert response.status_code == 202
+
+            await asyncio.gather(*(one(i) for i in ids))
+            await asyncio.sleep(0.5)
+    return sent
+
+
+def serve_double(factory: str, probe: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """Run a double in its own process, so it does not share the bot's interpreter."""
+    port = free_port()
+    command = [tool("uvicorn"), factory, "--factory", "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            httpx.get(url + probe, timeout=1)
+            return url, process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{factory} did not start")
+
+
+def pod_creations(kube: httpx.Client) -> dict[int, float]:
+    """Return when the double received each pod's create request (CLOCK_MONOTONIC, shared by processes)."""
+    seen = kube.get("/_requests").json()
+    return {
+        int(what.rsplit("-", 1)[1]): at
+        for at, verb, what in seen
+        if verb == "CREATE" and what.startswith("pods/")
+    }
+
+
+def main() -> None:
+    kube_url, kube = serve_double("tests.kube_double:app", "/_requests")
+    github_url, github = serve_double("tests.github_double:app", "/repos/o/r/actions/runs/1")
+    created: dict[int, float] = {}
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            server = bot_app(Path(scratch) / "orbit.db", github_url, kube_url)
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            while not server.started:
+                time.sleep(0.02)
+            sent = asyncio.run(send_all(f"http://127.0.0.1:{server.config.port}"))
+            deadline = time.monotonic() + 60
+            with httpx.Client(base_url=kube_url) as poll:
+                while len(created := pod_creations(poll)) < JOBS and time.monotonic() < deadline:
+                    time.sleep(0.5)
+            server.should_exit = True
+            thread.join(timeout=10)
+    finally:
+        stop(kube)
+        stop(github)
+    latencies = sorted((created[job] - sent[job]) * 1000 for job in created)
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99) - 1]
+    print(f"pods created: {len(created)}/{JOBS} (bursts of {BURST})")
+    print(f"delivery -> pod create request: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {latencies[-1]:.0f} ms")
+    print(f"goal p99 < 500 ms: {'met' if p99 < 500 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
