@@ -39,6 +39,7 @@ def bot_env(api_url: str, database: Path) -> dict[str, str]:
         "ORBIT_DATABASE_URL": f"sqlite:///{database}",
         "ORBIT_LEASE_SECONDS": "2",
         "ORBIT_WORKERS": "4",
+        "ORBIT_RUNNERS_ENABLED": "false",  # this test is about the inbox, not a cluster
     }
 
 
