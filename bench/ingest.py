@@ -17,11 +17,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 from bot.delivery import signature_of
 from bot.inbox import Inbox, make_engine
-from model.local import LocalServer, free_port, stop, tool
+from model.local import LocalServer, free_port, stop, tool, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"benchmark secret"
@@ -69,13 +67,8 @@ def start_server(database: Path) -> LocalServer:
     ]
     process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     server = LocalServer(f"http://127.0.0.1:{port}", process)
-    for _ in range(300):
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("the ingest server did not start")
+    wait_ready(server, timeout=30, path="/healthz")
+    return server
 
 
 def wrk_script(folder: Path, body: bytes) -> Path:

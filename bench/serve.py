@@ -17,7 +17,16 @@ import httpx
 
 from model import MODEL_NAME
 from model.classifier import import_bentomodel
-from model.local import LocalServer, build_bento, free_port, held_out_samples, serving, stop, tool
+from model.local import (
+    LocalServer,
+    build_bento,
+    free_port,
+    held_out_samples,
+    serving,
+    stop,
+    tool,
+    wait_ready,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = (1, 8, 32)
@@ -98,18 +107,8 @@ def minimal_server(model_dir: str) -> LocalServer:
     ]
     process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     server = LocalServer(f"http://127.0.0.1:{port}", process)
-    wait_ready_minimal(server)
+    wait_ready(server, timeout=120, path="/docs")
     return server
-
-
-def wait_ready_minimal(server: LocalServer) -> None:
-    for _ in range(600):
-        try:
-            if httpx.get(f"{server.url}/docs", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError("the minimal endpoint did not start")
 
 
 def main() -> None:

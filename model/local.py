@@ -54,17 +54,17 @@ class LocalServer:
     process: subprocess.Popen[bytes]
 
 
-def wait_ready(server: LocalServer, timeout: float = READY_TIMEOUT_S) -> None:
-    """Wait until `/readyz` answers 200, or fail if the server exits or the time runs out."""
+def wait_ready(server: LocalServer, timeout: float = READY_TIMEOUT_S, path: str = "/readyz") -> None:
+    """Wait until `path` answers 200, or fail if the server exits or the time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise LocalRunError(f"bentoml serve exited with code {server.process.returncode}")
+            raise LocalRunError(f"the server exited with code {server.process.returncode}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}{path}", timeout=2).status_code == 200:
                 return
-        time.sleep(0.3)
-    raise LocalRunError(f"the service was not ready after {timeout:.0f} s")
+        time.sleep(0.1)
+    raise LocalRunError(f"the server was not ready after {timeout:.0f} s")
 
 
 @contextlib.contextmanager

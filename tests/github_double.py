@@ -1,20 +1,17 @@
 """A stateful GitHub REST double served over real HTTP, for tests that run the bot as a process."""
 
 import asyncio
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from model.local import free_port
+from tests.serving import serve_in_thread
 
 
 @dataclass
@@ -107,17 +104,6 @@ def app() -> Starlette:
     return make_app(GitHubState())
 
 
-@contextmanager
-def serve_github(state: GitHubState) -> Iterator[str]:
-    """Serve the double on localhost in a thread; yield its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(make_app(state), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+def serve_github(state: GitHubState) -> AbstractContextManager[str]:
+    """Serve the double on localhost in a thread; the context yields its base URL."""
+    return serve_in_thread(make_app(state))

@@ -5,22 +5,19 @@ Stateful where orbit's tests need the real semantics that kmock lacks: uid and r
 collection of objects owned by a deleted pod.
 """
 
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from model.local import free_port
+from tests.serving import serve_in_thread
 
 KINDS = {"pods": "Pod", "secrets": "Secret", "events": "Event"}
 
@@ -163,17 +160,6 @@ def _collect_garbage(state: KubeState, owner_uid: str) -> None:
             del state.objects[key]
 
 
-@contextmanager
-def serve_kube(state: KubeState) -> Iterator[str]:
-    """Serve the double on localhost in a thread; yield its URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(make_app(state), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+def serve_kube(state: KubeState) -> AbstractContextManager[str]:
+    """Serve the double on localhost in a thread; the context yields its base URL."""
+    return serve_in_thread(make_app(state))

@@ -1,0 +1,27 @@
+"""Serve an ASGI app on localhost in a thread, for doubles that tests talk to over real HTTP."""
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+from model.local import free_port
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:  # any ASGI app
+    """Serve `app` until the block ends; yield its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
