@@ -22,6 +22,7 @@ from model.local import (
     build_bento,
     free_port,
     held_out_samples,
+    run_step,
     serving,
     stop,
     tool,
@@ -114,7 +115,7 @@ def minimal_server(model_dir: str) -> LocalServer:
 def main() -> None:
     bentomodel = ROOT / "model/classifier.bentomodel"
     if not bentomodel.exists():
-        subprocess.run([tool("dvc"), "repro"], cwd=ROOT, check=True)
+        run_step("train the pipeline", [tool("dvc"), "repro"], ROOT)
     stored = import_bentomodel(bentomodel)
     images = encode_uploads([path.read_bytes() for path, _ in held_out_samples(ROOT, per_class=3)])
     build_bento(ROOT)

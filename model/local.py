@@ -24,10 +24,16 @@ class LocalRunError(RuntimeError):
     """A step of a local run failed; the message says which and why."""
 
 
+def tool_environment() -> dict[str, str]:
+    """Return the environment with this Python's scripts first on PATH (dvc stages run `python`)."""
+    scripts = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def run_step(title: str, command: list[str], cwd: Path) -> None:
     """Run one command, streaming its output, and stop with its name if it fails."""
     print(f"\n==> {title}: {' '.join(command)}", flush=True)
-    result = subprocess.run(command, cwd=cwd, check=False)
+    result = subprocess.run(command, cwd=cwd, env=tool_environment(), check=False)
     if result.returncode != 0:
         raise LocalRunError(f"'{' '.join(command)}' failed with exit code {result.returncode}")
 
@@ -72,7 +78,7 @@ def serving(target: str, cwd: Path, port: int | None = None) -> Iterator[LocalSe
     """Serve a Bento (tag or directory) on localhost for the duration of the block."""
     port = port or free_port()
     command = [tool("bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=cwd, start_new_session=True)
+    process = subprocess.Popen(command, cwd=cwd, env=tool_environment(), start_new_session=True)
     server = LocalServer(f"http://127.0.0.1:{port}", process)
     try:
         wait_ready(server)
