@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,17 +75,24 @@ def wait_ready(server: LocalServer, timeout: float = READY_TIMEOUT_S, path: str 
 
 
 @contextlib.contextmanager
-def serving(target: str, cwd: Path, port: int | None = None) -> Iterator[LocalServer]:
-    """Serve a Bento (tag or directory) on localhost for the duration of the block."""
+def serving(
+    target: str, cwd: Path, port: int | None = None, log: Path | None = None
+) -> Iterator[LocalServer]:
+    """Serve a Bento (tag or directory) on localhost for the block; its output goes to `log` if given."""
     port = port or free_port()
     command = [tool("bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=cwd, env=tool_environment(), start_new_session=True)
+    output = log.open("wb") if log else None
+    process = subprocess.Popen(
+        command, cwd=cwd, env=tool_environment(), start_new_session=True, stdout=output, stderr=output
+    )
     server = LocalServer(f"http://127.0.0.1:{port}", process)
     try:
         wait_ready(server)
         yield server
     finally:
         stop(process)
+        if output:
+            output.close()
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -152,8 +160,9 @@ def demo(project: Path) -> None:
     run_step("train the pipeline", [tool("dvc"), "repro"], project)
     run_step("store the outputs in the DVC remote", [tool("dvc"), "push"], project)
     build_bento(project)
-    with serving(f"{MODEL_NAME}:latest", project) as server:
-        print(f"\nserving on {server.url}")
+    log = Path(tempfile.gettempdir()) / "orbit-demo-serve.log"
+    with serving(f"{MODEL_NAME}:latest", project, log=log) as server:
+        print(f"\nserving on {server.url} (server log: {log})")
         print_predictions(server.url, held_out_samples(project))
     print_metrics(project)
     print("\nthe server is stopped; `make serve` keeps one running")

@@ -112,7 +112,7 @@ def _train_epoch(
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         schedule.step()
-        loss_sum += float(loss) * len(index)
+        loss_sum += float(loss.detach()) * len(index)
         correct += int((logits.argmax(1) == labels[index]).sum())
     return loss_sum / len(images), correct / len(images)
 
