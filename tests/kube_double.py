@@ -49,6 +49,18 @@ class KubeState:
     def set_status(self, pod: str, namespace: str = "orbit", **status: Any) -> None:
         self.objects[("pods", namespace, pod)]["status"] = status
 
+    def set_waiting(self, pod: str, reason: str, namespace: str = "orbit") -> None:
+        """Report the runner container as waiting, as the kubelet does (ImagePullBackOff, ...)."""
+        container = {
+            "name": "runner",
+            "image": "i",
+            "imageID": "",
+            "ready": False,
+            "restartCount": 0,
+            "state": {"waiting": {"reason": reason}},
+        }
+        self.set_status(pod, namespace, phase="Pending", containerStatuses=[container])
+
 
 def _status(code: int, reason: str, message: str) -> JSONResponse:
     body = {

@@ -108,20 +108,7 @@ def test_listing_finds_only_managed_pods_with_their_state(kube: tuple[KubeState,
         "spec": {"containers": []},
     }
     cluster.api.create_namespaced_pod("orbit", stranger)
-    state.set_status(
-        runner_name(555),
-        phase="Pending",
-        containerStatuses=[
-            {
-                "name": "runner",
-                "image": "i",
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "state": {"waiting": {"reason": "ImagePullBackOff"}},
-            }
-        ],
-    )
+    state.set_waiting(runner_name(555), "ImagePullBackOff")
     state.add_event(runner_name(555), "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
     (pod,) = cluster.runner_pods()
     assert (pod.name, pod.phase, pod.waiting_reason) == ("orbit-runner-555", "Pending", "ImagePullBackOff")

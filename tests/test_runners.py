@@ -231,20 +231,7 @@ async def test_a_restart_in_the_middle_leaves_no_orphan_and_no_duplicate(
     github = github_with(job(555), job(556))
     await handle(runners, github, "queued", job(555))  # the bot dies before handling 556
     state.objects.pop(("secrets", "orbit", "orbit-runner-555"))  # ...and between pod and secret
-    state.set_status(
-        "orbit-runner-555",
-        phase="Pending",
-        containerStatuses=[
-            {
-                "name": "runner",
-                "image": "i",
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "state": {"waiting": {"reason": "CreateContainerConfigError"}},
-            }
-        ],
-    )  # what the kubelet reports
+    state.set_waiting("orbit-runner-555", "CreateContainerConfigError")  # what the kubelet reports
     fresh = Runners(runners.cluster, runners.classes)  # a new process
     first = await reconciler(fresh, github).run_once()
     assert first.deleted == ["orbit-runner-555"]
