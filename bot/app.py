@@ -23,13 +23,6 @@ from bot.worker import WorkerPool
 log = logging.getLogger(__name__)
 
 
-async def _checkpoints(inbox: Inbox, stop: asyncio.Event, every: float = 1.0) -> None:
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-        await asyncio.to_thread(inbox.checkpoint)
-
-
 def _answer(status: HTTPStatus, message: str) -> Response:
     return Response(
         orjson.dumps({"message": message}), status_code=status.value, media_type="application/json"
@@ -38,7 +31,7 @@ def _answer(status: HTTPStatus, message: str) -> Response:
 
 @dataclass(frozen=True)
 class Periodic:
-    """A background job run at start-up and then every `every` seconds (the reconciler)."""
+    """A background job run at start-up and then every `every` seconds (checkpoints, the reconciler)."""
 
     name: str
     run: Callable[[], Awaitable[object]]
@@ -67,8 +60,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(_checkpoints(inbox, stop))]
-        tasks += [asyncio.create_task(_repeat(job, stop)) for job in periodic]
+        checkpoint = Periodic("checkpoint", lambda: asyncio.to_thread(inbox.checkpoint), 1.0)
+        tasks = [asyncio.create_task(_repeat(job, stop)) for job in (checkpoint, *periodic)]
         if workers:
             tasks.append(asyncio.create_task(workers.run(stop)))
         yield

@@ -66,24 +66,15 @@ def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def _reconcile(args: argparse.Namespace) -> int:
     import asyncio
 
-    from bot.github import GitHubAppClient
-    from bot.inbox import Inbox, make_engine
-    from bot.installations import repository_list
-    from bot.server import runners_from
+    from bot.server import github_app, open_inbox, reconciler_for, runners_from
     from bot.settings import load_settings
-    from runner.reconcile import Reconciler
 
     settings = load_settings()
     runners = runners_from(settings)
     if runners is None:
         print("orbit: runner pods are disabled or no Kubernetes configuration was found", file=sys.stderr)
         return 2
-    inbox = Inbox(make_engine(settings.database_url))
-    inbox.create_schema()
-    github = GitHubAppClient(settings.github_app_id, settings.private_key(), settings.github_api_url)
-    reconciler = Reconciler(
-        runners, github, lambda: repository_list(inbox.engine), settings.pending_limit_seconds
-    )
+    reconciler = reconciler_for(settings, open_inbox(settings), github_app(settings), runners)
     outcome = asyncio.run(reconciler.run_once())
     print(
         f"started {len(outcome.started)}, deleted {len(outcome.deleted)}, "

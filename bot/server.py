@@ -39,9 +39,8 @@ def runners_from(settings: Settings) -> Runners | None:
 
 def build_app(settings: Settings) -> FastAPI:
     """Return the ASGI app with its inbox, workers, GitHub client and, when configured, runners."""
-    inbox = Inbox(make_engine(settings.database_url), settings.lease_seconds, settings.max_attempts)
-    inbox.create_schema()
-    github = GitHubAppClient(settings.github_app_id, settings.private_key(), settings.github_api_url)
+    inbox = open_inbox(settings)
+    github = github_app(settings)
     runners = runners_from(settings)
     routers = [*ROUTERS, jobs.make_router(runners)] if runners else list(ROUTERS)
     router = Router.compose(routers)
@@ -50,14 +49,28 @@ def build_app(settings: Settings) -> FastAPI:
     ingest = Ingest(inbox, router, settings.webhook_secret.get_secret_value().encode(), workers.wake)
     periodic = []
     if runners:
-        reconciler = Reconciler(
-            runners,
-            github,
-            lambda: installations.repository_list(inbox.engine),
-            settings.pending_limit_seconds,
-        )
+        reconciler = reconciler_for(settings, inbox, github, runners)
         periodic.append(Periodic("reconcile", reconciler.run_once, settings.reconcile_seconds))
     return create_app(inbox, ingest, workers, settings.webhook_path, periodic)
+
+
+def github_app(settings: Settings) -> GitHubAppClient:
+    """Return the App's GitHub client."""
+    return GitHubAppClient(settings.github_app_id, settings.private_key(), settings.github_api_url)
+
+
+def open_inbox(settings: Settings) -> Inbox:
+    """Return the inbox of the configured database, its tables created."""
+    inbox = Inbox(make_engine(settings.database_url), settings.lease_seconds, settings.max_attempts)
+    inbox.create_schema()
+    return inbox
+
+
+def reconciler_for(settings: Settings, inbox: Inbox, github: GitHubAppClient, runners: Runners) -> Reconciler:
+    """Return the reconciler over the installed repositories recorded in the inbox's database."""
+    return Reconciler(
+        runners, github, lambda: installations.repository_list(inbox.engine), settings.pending_limit_seconds
+    )
 
 
 def app_from_environment() -> FastAPI:
