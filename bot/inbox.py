@@ -130,20 +130,20 @@ class Inbox:
     def record(self, batch: list[NewDelivery]) -> list[bool]:
         """Store deliveries and queue their work in one transaction; False for one seen before."""
         now = time.time()
-        unique = list({item.delivery.delivery_id: item for item in reversed(batch)}.values())[::-1]
-        rows = [_delivery_row(item, now) for item in unique]
+        first: dict[str, NewDelivery] = {}
+        for item in batch:
+            first.setdefault(item.delivery.delivery_id, item)
+        rows = [_delivery_row(item, now) for item in first.values()]
         with self._writer, self.engine.begin() as connection:
             inserted = set(connection.scalars(self._insert_new(), rows) if rows else ())
-            fresh = [item for item in unique if item.delivery.delivery_id in inserted]
+            fresh = [item for delivery_id, item in first.items() if delivery_id in inserted]
             if fresh:
                 connection.execute(work_items.insert(), [_work_row(item, now) for item in fresh])
-        claimed: set[str] = set()
-        result = []
-        for item in batch:  # a repeat inside the batch is a duplicate too
-            delivery_id = item.delivery.delivery_id
-            result.append(delivery_id in inserted and delivery_id not in claimed)
-            claimed.add(delivery_id)
-        return result
+        # Only the first copy of a new delivery is new; a repeat inside the batch is a duplicate too.
+        return [
+            item is first[item.delivery.delivery_id] and item.delivery.delivery_id in inserted
+            for item in batch
+        ]
 
     def _insert_new(self) -> sa.Executable:
         """INSERT ... ON CONFLICT DO NOTHING RETURNING the ids that were new (SQLite and PostgreSQL)."""

@@ -87,11 +87,6 @@ def _add(ctx: Context, install: int, names: list[str]) -> None:
                 )
 
 
-def repositories(ctx: Context) -> list[tuple[int, str]]:
-    """Return (installation, repository) pairs the App can act on."""
-    return repository_list(ctx.engine)
-
-
 def repository_list(engine: Engine) -> list[tuple[int, str]]:
     """Return (installation, repository) pairs the App can act on, from the database."""
     query = sa.select(installed_repositories).order_by(installed_repositories.c.full_name)

@@ -101,17 +101,15 @@ class Reconciler:
                 await github.update_check_run(repo, check_id, update)
 
     async def _start_lost_jobs(self, outcome: Outcome) -> None:
-        candidates: list[tuple[str, int, Repo, JobInfo]] = []
+        candidates: list[tuple[JobInfo, GitHubApi, Repo, int]] = []
         for install, full_name in self.repositories():
             repo, github = Repo(*full_name.split("/", 1)), self.app.for_installation(install)
             try:
-                candidates += [
-                    (job.created_at, install, repo, job) for job in await self._queued_jobs(github, repo)
-                ]
+                candidates += [(job, github, repo, install) for job in await self._queued_jobs(github, repo)]
             except (TemporaryError, PermanentError) as error:
                 log.warning("listing queued jobs of %s: %s", full_name, error)
-        for _, install, repo, job in sorted(candidates, key=lambda c: c[0]):  # oldest first
-            if await self.runners.start(self.app.for_installation(install), repo, job, install):
+        for job, github, repo, install in sorted(candidates, key=lambda c: c[0].created_at):  # oldest first
+            if await self.runners.start(github, repo, job, install):
                 outcome.started.append(job.id)
 
     async def _queued_jobs(self, github: GitHubApi, repo: Repo) -> list[JobInfo]:

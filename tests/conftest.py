@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from model.local import tool_environment
+
 # Every test process gets its own model store, set before BentoML is first imported.
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="orbit-bentoml-")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -37,8 +39,9 @@ def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.Complet
     """Run a command of the venv (dvc, git, bentoml) and capture its output."""
     executable = BIN / command[0]
     full = [str(executable), *command[1:]] if executable.exists() else command
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(full, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        full, cwd=cwd, env=tool_environment(), capture_output=True, text=True, check=False
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

@@ -4,7 +4,7 @@ import sqlalchemy as sa
 
 from bot.context import Context
 from bot.inbox import metadata
-from bot.installations import on_installation, on_repositories, repositories
+from bot.installations import on_installation, on_repositories, repository_list
 from tests.fakes import FakeGitHub, delivery
 
 
@@ -27,7 +27,7 @@ async def test_installation_lifecycle() -> None:
     await on_installation(
         delivery("installation", installation("created", ["octo-org/a", "octo-org/b"])), ctx
     )
-    assert repositories(ctx) == [(9, "octo-org/a"), (9, "octo-org/b")]
+    assert repository_list(ctx.engine) == [(9, "octo-org/a"), (9, "octo-org/b")]
 
     changed = {
         "action": "added",
@@ -36,15 +36,15 @@ async def test_installation_lifecycle() -> None:
         "repositories_removed": [{"full_name": "octo-org/b"}],
     }
     await on_repositories(delivery("installation_repositories", changed), ctx)
-    assert repositories(ctx) == [(9, "octo-org/a"), (9, "octo-org/c")]
+    assert repository_list(ctx.engine) == [(9, "octo-org/a"), (9, "octo-org/c")]
 
     await on_installation(
         delivery("installation", installation("created", ["octo-org/a"])), ctx
     )  # redelivered
-    assert repositories(ctx) == [(9, "octo-org/a"), (9, "octo-org/c")]
+    assert repository_list(ctx.engine) == [(9, "octo-org/a"), (9, "octo-org/c")]
 
     await on_installation(delivery("installation", installation("deleted", [])), ctx)
-    assert repositories(ctx) == []
+    assert repository_list(ctx.engine) == []
 
 
 async def test_an_installation_event_without_an_id_changes_nothing() -> None:
@@ -52,4 +52,4 @@ async def test_an_installation_event_without_an_id_changes_nothing() -> None:
     await on_installation(
         delivery("installation", {"action": "created", "repositories": [{"full_name": "a/b"}]}), ctx
     )
-    assert repositories(ctx) == []
+    assert repository_list(ctx.engine) == []
