@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bot.delivery import signature_of
 from bot.inbox import Inbox, make_engine
-from model.local import LocalServer, free_port, stop, tool, wait_ready
+from model.local import LocalServer, start_uvicorn, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"benchmark secret"
@@ -41,34 +41,14 @@ def payload() -> bytes:
 
 
 def start_server(database: Path) -> LocalServer:
-    port = free_port()
     env = {
         **os.environ,
         "ORBIT_DATABASE_URL": f"sqlite:///{database}",
         "ORBIT_WEBHOOK_SECRET": SECRET.decode(),
     }
-    command = [
-        tool("uvicorn"),
-        "bench.ingest_server:app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--workers",
-        os.environ.get("ORBIT_BENCH_PROCESSES", "1"),
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-    server = LocalServer(f"http://127.0.0.1:{port}", process)
-    wait_ready(server, timeout=30, path="/healthz")
-    return server
+    options = ["--factory", "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
+    options += ["--workers", os.environ.get("ORBIT_BENCH_PROCESSES", "1")]
+    return start_uvicorn("bench.ingest_server:app", ROOT, "/healthz", env, options, timeout=30)
 
 
 def wrk_script(folder: Path, body: bytes) -> Path:

@@ -12,7 +12,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
 
 import asyncio  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -31,7 +30,7 @@ from bot.inbox import Inbox, make_engine  # noqa: E402
 from bot.ingest import Ingest  # noqa: E402
 from bot.router import Router  # noqa: E402
 from bot.worker import WorkerPool  # noqa: E402
-from model.local import free_port, stop, tool  # noqa: E402
+from model.local import LocalServer, free_port, start_uvicorn, stop  # noqa: E402
 from runner.classes import default_classes  # noqa: E402
 from runner.jobs import Runners, make_router  # noqa: E402
 from runner.kube import KubeCluster  # noqa: E402
@@ -102,19 +101,9 @@ async def send_all(url: str) -> dict[int, float]:
     return sent
 
 
-def serve_double(factory: str, probe: str) -> tuple[str, subprocess.Popen[bytes]]:
+def serve_double(factory: str, probe: str) -> LocalServer:
     """Run a double in its own process, so it does not share the bot's interpreter."""
-    port = free_port()
-    command = [tool("uvicorn"), factory, "--factory", "--port", str(port), "--log-level", "warning"]
-    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            httpx.get(url + probe, timeout=1)
-            return url, process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{factory} did not start")
+    return start_uvicorn(factory, ROOT, probe, options=["--factory"], timeout=30)
 
 
 def pod_creations(kube: httpx.Client) -> dict[int, float]:
@@ -128,8 +117,9 @@ def pod_creations(kube: httpx.Client) -> dict[int, float]:
 
 
 def main() -> None:
-    kube_url, kube = serve_double("tests.kube_double:app", "/_requests")
-    github_url, github = serve_double("tests.github_double:app", "/repos/o/r/actions/runs/1")
+    kube = serve_double("tests.kube_double:app", "/_requests")
+    github = serve_double("tests.github_double:app", "/repos/o/r/actions/runs/1")
+    kube_url, github_url = kube.url, github.url
     created: dict[int, float] = {}
     try:
         with tempfile.TemporaryDirectory() as scratch:
@@ -146,8 +136,8 @@ def main() -> None:
             server.should_exit = True
             thread.join(timeout=10)
     finally:
-        stop(kube)
-        stop(github)
+        stop(kube.process)
+        stop(github.process)
     latencies = sorted((created[job] - sent[job]) * 1000 for job in created)
     p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99) - 1]
     print(f"pods created: {len(created)}/{JOBS} (bursts of {BURST})")

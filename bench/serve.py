@@ -7,7 +7,6 @@ Needs the trained model: runs `dvc repro` first when `model/classifier.bentomode
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -20,13 +19,12 @@ from model.classifier import import_bentomodel
 from model.local import (
     LocalServer,
     build_bento,
-    free_port,
     held_out_samples,
     run_step,
     serving,
+    start_uvicorn,
     stop,
     tool,
-    wait_ready,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,22 +92,8 @@ def measure(name: str, url: str, images: list[tuple[bytes, str]]) -> list[Result
 
 
 def minimal_server(model_dir: str) -> LocalServer:
-    port = free_port()
     env = {**os.environ, "ORBIT_BENCH_MODEL_DIR": model_dir}
-    command = [
-        tool("uvicorn"),
-        "bench.minimal_app:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-    server = LocalServer(f"http://127.0.0.1:{port}", process)
-    wait_ready(server, timeout=120, path="/docs")
-    return server
+    return start_uvicorn("bench.minimal_app:app", ROOT, "/docs", env)
 
 
 def main() -> None:

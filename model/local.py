@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +93,37 @@ def serving(
         stop(process)
         if output:
             output.close()
+
+
+def start_uvicorn(
+    app: str,
+    cwd: Path,
+    probe: str,
+    env: dict[str, str] | None = None,
+    options: Sequence[str] = (),
+    timeout: float = READY_TIMEOUT_S,
+) -> LocalServer:
+    """Start `uvicorn APP` on a free localhost port in its own session; wait until `probe` answers 200."""
+    port = free_port()
+    command = [
+        tool("uvicorn"),
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *options,
+    ]
+    process = subprocess.Popen(command, cwd=cwd, env=env or tool_environment(), start_new_session=True)
+    server = LocalServer(f"http://127.0.0.1:{port}", process)
+    try:
+        wait_ready(server, timeout, probe)
+    except LocalRunError:
+        stop(process)
+        raise
+    return server
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
