@@ -112,6 +112,34 @@ def _add_inbox(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     inbox.set_defaults(run=_inbox)
 
 
+def _report_build(args: argparse.Namespace) -> int:
+    import time
+
+    from runner.report.build import RunRecord, build_report
+
+    log = Path(args.repro_log).read_text(errors="replace") if args.repro_log else None
+    took = time.time() - args.started if args.started is not None else None
+    report = build_report(Path(args.project), args.base, Path(args.out), RunRecord(log, took))
+    outcome = f"stage {report.stages.failed} failed" if report.failed else f"{len(report.metrics)} metrics"
+    print(
+        f"report for {report.facts.commit[:7]} against {args.base}: {outcome}; "
+        f"open {Path(args.out) / 'report.html'}"
+    )
+    return 0
+
+
+def _add_report(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    report = commands.add_parser("report", help="training reports")
+    actions = report.add_subparsers(dest="action", required=True)
+    build = actions.add_parser("build", help="compare the workspace's pipeline outputs with a base revision")
+    build.add_argument("--base", default="main", help="branch, tag or commit to compare with (default: main)")
+    build.add_argument("--out", default="report", help="folder for the bundle (default: report)")
+    build.add_argument("--project", default=".", help="the DVC project's root (default: .)")
+    build.add_argument("--repro-log", help="the output of `dvc repro`: stages run, cached or failed")
+    build.add_argument("--started", type=float, help="when the run started, in seconds since the epoch")
+    build.set_defaults(run=_report_build)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every `orbit` subcommand."""
     parser = argparse.ArgumentParser(prog="orbit", description=__doc__)
@@ -123,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconcile.set_defaults(run=_reconcile)
     _add_local(commands)
+    _add_report(commands)
     return parser
 
 

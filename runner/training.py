@@ -109,7 +109,7 @@ async def start_training(github: GitHubApi, repo: Repo, pull: PullInfo, workflow
     check = await github.create_check_run(
         repo, pull.head_sha, CHECK_NAME, "Training queued", f"Waiting for a GPU runner for PR #{pull.number}."
     )
-    inputs = {"pr": str(pull.number), "sha": pull.head_sha}
+    inputs = {"pr": str(pull.number), "sha": pull.head_sha, "base": pull.base_ref or pull.default_branch}
     await github.dispatch_workflow(repo, workflow, pull.default_branch, inputs)
     return check
 

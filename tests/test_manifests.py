@@ -44,7 +44,11 @@ def test_train_workflow_runs_on_orbit_gpu_with_least_privilege() -> None:
     assert job["runs-on"] == ["self-hosted", "orbit-gpu"]
     assert workflow["permissions"] == {}
     assert job["permissions"] == {"contents": "read"}
-    assert set(workflow[True]["workflow_dispatch"]["inputs"]) == {"pr", "sha"}  # PyYAML reads `on` as True
+    assert set(workflow[True]["workflow_dispatch"]["inputs"]) == {
+        "pr",
+        "sha",
+        "base",
+    }  # PyYAML reads `on` as True
     assert workflow["run-name"].replace("${{ inputs.pr }}", "7").replace(
         "${{ inputs.sha }}", "abc1234"
     ) == run_title(7, "abc1234")
@@ -54,12 +58,19 @@ def test_train_workflow_runs_on_orbit_gpu_with_least_privilege() -> None:
     for step in job["steps"]:
         assert "${{" not in step.get("run", ""), "inputs reach scripts through env, never by template"
     commands = [step.get("run", "") for step in job["steps"]]
-    assert [c for c in commands if c.startswith("dvc")] == [
+    assert [c for c in commands if c.startswith(("dvc", "orbit"))] == [
         "dvc pull --allow-missing",
-        "dvc repro",
+        'dvc repro 2>&1 | tee "$RUNNER_TEMP/repro.log"',
         "dvc push",
+        'orbit report build --base "$BASE" --out "$RUNNER_TEMP/orbit-report" '
+        '--repro-log "$RUNNER_TEMP/repro.log" --started "$STARTED"',
     ]
-    assert job["steps"][-1]["with"]["name"] == "orbit-report"
+    train = next(step for step in job["steps"] if step.get("id") == "train")
+    assert train["shell"] == "bash", "pipefail, so that a failed stage fails the step despite tee"
+    report, upload = job["steps"][-2:]
+    assert "failure" in report["if"], "a failed stage still gets its report"
+    assert upload["with"]["name"] == "orbit-report"
+    assert upload["with"]["path"] == "${{ runner.temp }}/orbit-report"
 
 
 def test_runner_dockerfile_passes_hadolint() -> None:

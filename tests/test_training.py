@@ -53,7 +53,9 @@ async def test_a_pipeline_change_queues_the_check_and_dispatches_the_trusted_wor
 ) -> None:
     await on_pull_request(delivery("pull_request", pr_event()), ctx(github))
     assert github.named("create_check") == [("octo-org/model", SHA, "orbit/train", "Training queued")]
-    assert github.named("dispatch") == [("octo-org/model", "train.yml", "main", {"pr": "7", "sha": SHA})]
+    assert github.named("dispatch") == [
+        ("octo-org/model", "train.yml", "main", {"pr": "7", "sha": SHA, "base": "main"})
+    ]
     assert github.named("file") == [("octo-org/model", ".github/orbit.yml", "main")]  # from the base branch
 
 
@@ -122,7 +124,9 @@ async def test_a_newer_push_cancels_the_older_run_and_completes_its_check(github
 async def test_retrain_by_a_writer_trains_a_fork(github: FakeGitHub) -> None:
     github.pulls[7] = PullInfo(7, SHA, "someone/model", "octo-org/model", "main", "main", False, "open")
     await on_comment(delivery("issue_comment", comment_payload("/retrain")), ctx(github))
-    assert github.named("dispatch") == [("octo-org/model", "train.yml", "main", {"pr": "7", "sha": SHA})]
+    assert github.named("dispatch") == [
+        ("octo-org/model", "train.yml", "main", {"pr": "7", "sha": SHA, "base": "main"})
+    ]
     assert "Training `aaaaaaa`" in github.named("comment")[0][2]
 
 

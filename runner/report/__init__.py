@@ -1,0 +1,1 @@
+"""The training report: built inside the job from DVC's view of head and base, published by the bot."""

@@ -1,0 +1,141 @@
+"""The report's Markdown against golden files, and its HTML in a real headless Chromium."""
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from runner.report.build import RunRecord, build_report, write_bundle
+from runner.report.bundle import Facts, Report, Stages
+from runner.report.render import markdown
+from tests.report_project import repro, set_params, trained_base
+
+GOLDEN = Path(__file__).parent / "golden"
+FACTS = Facts(
+    commit="c0ffee" + "0" * 34,
+    base_ref="main",
+    base_commit="ba5e" + "1" * 36,
+    duration_seconds=86.4,
+    device="1 × NVIDIA L4",
+    remote="storage (s3://orbit-dvc/celestial)",
+)
+
+
+def matches_golden(name: str, text: str) -> bool:
+    path = GOLDEN / name
+    if os.environ.get("ORBIT_UPDATE_GOLDEN"):
+        path.write_text(text)
+    return path.read_text() == text
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, Path]:
+    """A report built by DVC from a params change, with the run's facts fixed for the golden file."""
+    root = tmp_path_factory.mktemp("report")
+    project = trained_base(root / "project")
+    set_params(project, quality=0.9, lr=0.05)
+    record = repro(project)
+    report = build_report(project, "main", root / "bundle", RunRecord(record.log, 86.4))
+    fixed = report.model_copy(update={"facts": FACTS})
+    write_bundle(fixed, root / "bundle")
+    return fixed, root / "bundle"
+
+
+@pytest.mark.slow
+def test_the_comment_markdown_matches_the_golden_file(bundle: tuple[Report, Path]) -> None:
+    report, _ = bundle
+    text = markdown(report, lambda name: f"https://github.com/octo-org/model/blob/assets/{name}?raw=true")
+    assert matches_golden("report.md", text)
+
+
+def test_a_failure_report_matches_the_golden_file() -> None:
+    report = Report(
+        facts=FACTS,
+        stages=Stages(ran=["generate", "prepare"], cached=[], failed="train"),
+        log_tail=[
+            "Epoch 3/12",
+            "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
+            "```injected",
+        ],
+        base_has_metrics=True,
+    )
+    assert matches_golden("failure.md", markdown(report, lambda name: name))
+
+
+def test_text_from_the_pipeline_cannot_inject_markup() -> None:
+    hostile = Report.model_validate(
+        {
+            "facts": {**FACTS.model_dump(), "device": "<img src=x onerror=alert(1)> | **bold**"},
+            "metrics": [{"path": "m.json", "key": "acc<!-- orbit:run -->", "head": 1.0, "verdict": "new"}],
+        }
+    )
+    text = markdown(hostile, lambda name: name)
+    assert re.search(r"(?<!\\)<(img|!--)", text) is None, "every < arrives escaped"
+    assert "\\<img src=x onerror=alert(1)\\> \\| \\*\\*bold\\*\\*" in text
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium package is needed (make test installs it)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def open_page(browser: object, html: Path, screenshot: Path) -> list[int]:
+    """Open the page; return the natural width of every image, and save a full-page screenshot."""
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(html.as_uri())
+    page.wait_for_load_state("load")
+    widths: list[int] = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+    page.screenshot(path=str(screenshot), full_page=True)
+    page.close()
+    return widths
+
+
+def plot_blue_pixels(screenshot: Path) -> int:
+    """Count pixels of matplotlib's default blue: the curves and the confusion matrix's dark cells."""
+    pixels = np.asarray(Image.open(screenshot).convert("RGB"), dtype=np.int32)
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    line = (abs(red - 31) < 25) & (abs(green - 119) < 25) & (abs(blue - 180) < 25)
+    dark_cell = (red < 40) & (green < 80) & (blue > 100)
+    return int((line | dark_cell).sum())
+
+
+@pytest.mark.slow
+def test_the_html_opens_in_chromium_with_every_image_loaded(
+    bundle: tuple[Report, Path], browser: object, tmp_path: Path
+) -> None:
+    report, folder = bundle
+    moved = tmp_path / "elsewhere" / "report.html"  # self-contained: works away from the PNGs
+    moved.parent.mkdir()
+    shutil.copyfile(folder / "report.html", moved)
+    widths = open_page(browser, moved, tmp_path / "page.png")
+    assert len(widths) == len(report.image_names()) == 3
+    assert all(width > 0 for width in widths), widths
+    assert plot_blue_pixels(tmp_path / "page.png") > 2000, "the plots are drawn on the page"
+
+
+@pytest.mark.slow
+def test_the_screenshot_check_catches_a_broken_image(
+    bundle: tuple[Report, Path], browser: object, tmp_path: Path
+) -> None:
+    _, folder = bundle
+    page = (folder / "report.html").read_text()
+    start = page.index('src="data:image/png;base64,') + len('src="')
+    broken = page[:start] + "missing.png" + page[page.index('"', start) :]
+    (tmp_path / "broken.html").write_text(broken)
+    widths = open_page(browser, tmp_path / "broken.html", tmp_path / "broken.png")
+    assert widths[0] == 0 and all(width > 0 for width in widths[1:])
