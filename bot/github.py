@@ -5,34 +5,24 @@ until a minute before they expire. Failures are translated once, here, into temp
 or permanent errors.
 """
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 import httpx
 from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache import MemCacheStrategy
-from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed
 
-from bot.errors import PermanentError, TemporaryError
-from bot.metrics import GITHUB_CALLS
+from bot.github_calls import Conflict, NotFound, Unprocessable, body_of, call
+from bot.github_reports import ReportsApi, ReportsMixin, StepInfo
 from bot.payloads import Repo
 
-T = TypeVar("T")
+__all__ = ["Conflict", "NotFound", "Unprocessable"]
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 RunStatus = Literal["queued", "in_progress", "waiting", "requested", "pending"]
 Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
 
 
-class NotFound(PermanentError):
-    """GitHub answered 404."""
-
-
-class Conflict(PermanentError):
-    """GitHub answered 409."""
-
-
-class GitHubApi(Protocol):
+class GitHubApi(ReportsApi, Protocol):
     """What handlers ask of GitHub, for one installation."""
 
     async def collaborator_permission(self, repo: Repo, username: str) -> str:
@@ -147,6 +137,8 @@ class JobInfo:
     runner_name: str
     created_at: str
     name: str = ""
+    conclusion: str = ""
+    steps: tuple[StepInfo, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -168,33 +160,7 @@ class GitHubApp(Protocol):
         ...
 
 
-async def call(name: str, request: Callable[[], Awaitable[T]]) -> T:
-    """Run one API call, count it by outcome, and translate its failure."""
-    try:
-        result = await request()
-    except RateLimitExceeded as error:
-        GITHUB_CALLS.labels(name, str(error.response.status_code)).inc()
-        raise TemporaryError(f"GitHub rate limit on {name}", error.retry_after.total_seconds()) from error
-    except RequestFailed as error:
-        status = error.response.status_code
-        GITHUB_CALLS.labels(name, str(status)).inc()
-        if status >= 500 or status == 429:
-            raise TemporaryError(f"GitHub answered {status} to {name}", _retry_after(error)) from error
-        kind = {404: NotFound, 409: Conflict}.get(status, PermanentError)
-        raise kind(f"GitHub answered {status} to {name}") from error
-    except (RequestError, httpx.TransportError) as error:
-        GITHUB_CALLS.labels(name, "network").inc()
-        raise TemporaryError(f"network error calling GitHub ({name}): {type(error).__name__}") from error
-    GITHUB_CALLS.labels(name, "ok").inc()
-    return result
-
-
-def _retry_after(error: RequestFailed) -> float | None:
-    value = error.response.headers.get("retry-after")
-    return float(value) if value and value.isdigit() else None
-
-
-class InstallationClient:
+class InstallationClient(ReportsMixin):
     """`GitHubApi` over githubkit, as one installation."""
 
     def __init__(self, github: GitHub[AppAuthStrategy], installation_id: int) -> None:
@@ -209,7 +175,7 @@ class InstallationClient:
                 repo.owner, repo.name, username
             ),
         )
-        return str(_body(response).get("permission", "none"))
+        return str(body_of(response).get("permission", "none"))
 
     async def add_reaction(self, repo: Repo, comment_id: int, content: Reaction) -> None:
         """React to a comment."""
@@ -229,7 +195,7 @@ class InstallationClient:
             "create_comment",
             lambda: self._github.rest.issues.async_create_comment(repo.owner, repo.name, number, body=body),
         )
-        return int(_body(response)["id"])
+        return int(body_of(response)["id"])
 
     async def changed_files(self, repo: Repo, number: int) -> list[str]:
         """Return the paths a pull request changes, following every page."""
@@ -241,7 +207,7 @@ class InstallationClient:
                 repo=repo.name,
                 pull_number=number,
                 per_page=100,
-                map_func=_body,
+                map_func=body_of,
             )
             return [str(item["filename"]) async for item in pages]
 
@@ -250,7 +216,7 @@ class InstallationClient:
     async def pull_request(self, repo: Repo, number: int) -> PullInfo:
         """Return a pull request's head, base and state."""
         response = await call("get_pull", lambda: self._rest.pulls.async_get(repo.owner, repo.name, number))
-        data = _body(response)
+        data = body_of(response)
         return PullInfo(
             number=number,
             head_sha=str(data["head"]["sha"]),
@@ -268,7 +234,7 @@ class InstallationClient:
             "compare",
             lambda: self._rest.repos.async_compare_commits(repo.owner, repo.name, f"{base}...{head}"),
         )
-        return [str(item["filename"]) for item in _body(response).get("files") or []]
+        return [str(item["filename"]) for item in body_of(response).get("files") or []]
 
     async def file_text(self, repo: Repo, path: str, ref: str) -> str | None:
         """Return a file's text at a ref, or None when it does not exist."""
@@ -285,7 +251,7 @@ class InstallationClient:
             )
         except NotFound:
             return None
-        return response.text
+        return str(response.text)
 
     async def create_check_run(self, repo: Repo, head_sha: str, name: str, title: str, summary: str) -> int:
         """Create a queued check run and return its id."""
@@ -300,7 +266,7 @@ class InstallationClient:
                 output={"title": title, "summary": summary},
             ),
         )
-        return int(_body(response)["id"])
+        return int(body_of(response)["id"])
 
     async def update_check_run(self, repo: Repo, check_run_id: int, update: CheckUpdate) -> None:
         """Change a check run's status, conclusion or output."""
@@ -330,7 +296,7 @@ class InstallationClient:
                 repo.owner, repo.name, ref, check_name=name, filter_="all"
             ),
         )
-        return [(int(run["id"]), str(run["status"])) for run in _body(response).get("check_runs") or []]
+        return [(int(run["id"]), str(run["status"])) for run in body_of(response).get("check_runs") or []]
 
     async def dispatch_workflow(self, repo: Repo, workflow: str, ref: str, inputs: dict[str, str]) -> None:
         """Start a workflow_dispatch run (GitHub answers 204, with no body to read)."""
@@ -360,7 +326,7 @@ class InstallationClient:
                 str(run.get("display_title") or run.get("name") or ""),
                 str(run.get("head_sha", "")),
             )
-            for run in _body(response).get("workflow_runs") or []
+            for run in body_of(response).get("workflow_runs") or []
         ]
 
     async def cancel_run(self, repo: Repo, run_id: int) -> None:
@@ -382,7 +348,7 @@ class InstallationClient:
             )
         except NotFound:
             return None
-        return _job(_body(response))
+        return _job(body_of(response))
 
     async def run_jobs(self, repo: Repo, run_id: int) -> list[JobInfo]:
         """Return the jobs of a workflow run."""
@@ -392,7 +358,7 @@ class InstallationClient:
                 repo.owner, repo.name, run_id, per_page=100
             ),
         )
-        return [_job(job) for job in _body(response).get("jobs") or []]
+        return [_job(job) for job in body_of(response).get("jobs") or []]
 
     async def generate_jit_config(
         self, repo: Repo, name: str, labels: list[str], runner_group_id: int
@@ -409,7 +375,7 @@ class InstallationClient:
                 work_folder="_work",
             ),
         )
-        data = _body(response)
+        data = body_of(response)
         return int(data["runner"]["id"]), str(data["encoded_jit_config"])
 
     async def find_runner(self, repo: Repo, name: str) -> int | None:
@@ -420,7 +386,7 @@ class InstallationClient:
                 repo.owner, repo.name, name=name
             ),
         )
-        runners = [r for r in _body(response).get("runners") or [] if r.get("name") == name]
+        runners = [r for r in body_of(response).get("runners") or [] if r.get("name") == name]
         return int(runners[0]["id"]) if runners else None
 
     async def delete_runner(self, repo: Repo, runner_id: int) -> None:
@@ -436,10 +402,6 @@ class InstallationClient:
             return
 
 
-def _body(response: Any) -> Any:  # JSON, read leniently field by field
-    return response.json()
-
-
 def _job(data: dict[str, Any]) -> JobInfo:
     return JobInfo(
         id=int(data["id"]),
@@ -451,6 +413,14 @@ def _job(data: dict[str, Any]) -> JobInfo:
         runner_name=str(data.get("runner_name") or ""),
         created_at=str(data.get("created_at") or ""),
         name=str(data.get("name") or ""),
+        conclusion=str(data.get("conclusion") or ""),
+        steps=tuple(
+            StepInfo(
+                int(step.get("number") or 0), str(step.get("name") or ""), str(step.get("conclusion") or "")
+            )
+            for step in data.get("steps") or []
+            if isinstance(step, dict)
+        ),
     )
 
 

@@ -1,11 +1,13 @@
 """Lenient reads of webhook payloads: only the fields a handler needs, `None` when absent."""
 
+import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bot.delivery import Delivery
 
 T = TypeVar("T")
+RUN_TITLE_PR = re.compile(r"^orbit/\w+ PR #(?P<number>\d+)\b")
 
 
 def dig(payload: Any, *path: str, kind: type[T]) -> T | None:
@@ -52,6 +54,9 @@ def pull_number(delivery: Delivery) -> int | None:
     number = dig(delivery.payload, "pull_request", "number", kind=int)
     if number is None and dig(delivery.payload, "issue", "pull_request", kind=dict) is not None:
         number = dig(delivery.payload, "issue", "number", kind=int)
+    title = dig(delivery.payload, "workflow_run", "display_title", kind=str)
+    if number is None and title and (match := RUN_TITLE_PR.match(title)):
+        number = int(match["number"])  # orbit's own runs name their PR
     return number
 
 

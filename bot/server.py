@@ -4,7 +4,7 @@ import logging
 
 from fastapi import FastAPI
 
-from bot import commands, installations
+from bot import commands, installations, reports
 from bot.app import Periodic, create_app
 from bot.context import Feature
 from bot.github import GitHubAppClient
@@ -19,7 +19,7 @@ from runner.jobs import Runners
 from runner.kube import KubeCluster
 from runner.reconcile import Reconciler
 
-ROUTERS = (commands.router, installations.router, training.router)
+ROUTERS = (commands.router, installations.router, training.router, reports.router)
 log = logging.getLogger(__name__)
 
 

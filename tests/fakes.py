@@ -1,5 +1,6 @@
 """Hand-written fakes that record calls, and helpers to build signed deliveries."""
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,7 @@ import orjson
 from bot.delivery import Delivery, signature_of
 from bot.errors import TemporaryError
 from bot.github import CheckUpdate, GitHubApi, JobInfo, PullInfo, Reaction, RunInfo, RunStatus
+from bot.github_reports import ArtifactInfo, CommentInfo, TreeEntry
 from bot.payloads import Repo
 
 SECRET = b"it's a secret to everybody"
@@ -37,6 +39,7 @@ class FakeGitHub:
 
     async def create_comment(self, repo: Repo, number: int, body: str) -> int:
         self._record("comment", repo.full_name, number, body)
+        self.comments[len(self.calls)] = CommentInfo(len(self.calls), body, True)
         return len(self.calls)
 
     async def changed_files(self, repo: Repo, number: int) -> list[str]:
@@ -114,6 +117,72 @@ class FakeGitHub:
     async def delete_runner(self, repo: Repo, runner_id: int) -> None:
         self._record("delete_runner", repo.full_name, runner_id)
         self.runners = {name: rid for name, rid in self.runners.items() if rid != runner_id}
+
+    artifacts: dict[int, list[tuple[ArtifactInfo, bytes]]] = field(default_factory=dict)
+    logs: dict[int, str] = field(default_factory=dict)
+    comments: dict[int, CommentInfo] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)
+    trees: dict[str, list[TreeEntry]] = field(default_factory=dict)
+    commits: dict[str, str] = field(default_factory=dict)  # commit -> tree
+
+    async def run_artifacts(self, repo: Repo, run_id: int) -> list[ArtifactInfo]:
+        self._record("list_artifacts", repo.full_name, run_id)
+        return [info for info, _ in self.artifacts.get(run_id, [])]
+
+    async def download_artifact(self, repo: Repo, artifact_id: int) -> bytes:
+        self._record("download_artifact", repo.full_name, artifact_id)
+        return next(
+            data for entries in self.artifacts.values() for info, data in entries if info.id == artifact_id
+        )
+
+    async def job_log(self, repo: Repo, job_id: int) -> str:
+        self._record("job_log", repo.full_name, job_id)
+        return self.logs[job_id]
+
+    async def issue_comments(self, repo: Repo, number: int) -> list[CommentInfo]:
+        self._record("list_comments", repo.full_name, number)
+        return list(self.comments.values())
+
+    async def update_comment(self, repo: Repo, comment_id: int, body: str) -> None:
+        self._record("update_comment", repo.full_name, comment_id, body)
+        self.comments[comment_id] = CommentInfo(comment_id, body, True)
+
+    async def branch_head(self, repo: Repo, branch: str) -> str | None:
+        self._record("branch_head", repo.full_name, branch)
+        return self.branches.get(branch)
+
+    async def commit_tree(self, repo: Repo, commit_sha: str) -> str:
+        self._record("commit_tree", repo.full_name, commit_sha)
+        return self.commits[commit_sha]
+
+    async def tree_entries(self, repo: Repo, tree_sha: str) -> list[TreeEntry]:
+        self._record("tree", repo.full_name, tree_sha)
+        return self.trees[tree_sha]
+
+    async def create_blob(self, repo: Repo, content: bytes) -> str:
+        self._record("blob", repo.full_name, len(content))
+        return hashlib.sha1(content).hexdigest()  # noqa: S324 - as Git names blobs
+
+    async def create_tree(self, repo: Repo, entries: list[TreeEntry], base_tree: str | None) -> str:
+        self._record("create_tree", repo.full_name, tuple(entries), base_tree)
+        merged = {e.path: e for e in [*self.trees.get(base_tree or "", []), *entries]}
+        sha = hashlib.sha1(repr(sorted(merged.items())).encode()).hexdigest()  # noqa: S324
+        self.trees[sha] = list(merged.values())
+        return sha
+
+    async def create_commit(self, repo: Repo, message: str, tree_sha: str, parents: list[str]) -> str:
+        self._record("create_commit", repo.full_name, message, tree_sha, tuple(parents))
+        sha = hashlib.sha1(f"{tree_sha}{parents}{len(self.commits)}".encode()).hexdigest()  # noqa: S324
+        self.commits[sha] = tree_sha
+        return sha
+
+    async def create_branch(self, repo: Repo, branch: str, commit_sha: str) -> None:
+        self._record("create_branch", repo.full_name, branch, commit_sha)
+        self.branches[branch] = commit_sha
+
+    async def move_branch(self, repo: Repo, branch: str, commit_sha: str) -> None:
+        self._record("move_branch", repo.full_name, branch, commit_sha)
+        self.branches[branch] = commit_sha
 
     def named(self, name: str) -> list[tuple[Any, ...]]:
         return [args for call, args in self.calls if call == name]

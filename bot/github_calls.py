@@ -1,0 +1,55 @@
+"""One GitHub API call: counted by outcome, its failure translated into temporary or permanent."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed
+
+from bot.errors import PermanentError, TemporaryError
+from bot.metrics import GITHUB_CALLS
+
+T = TypeVar("T")
+
+
+class NotFound(PermanentError):
+    """GitHub answered 404."""
+
+
+class Conflict(PermanentError):
+    """GitHub answered 409."""
+
+
+class Unprocessable(PermanentError):
+    """GitHub answered 422 (a ref that is not a fast-forward, one that already exists)."""
+
+
+async def call(name: str, request: Callable[[], Awaitable[T]]) -> T:
+    """Run one API call, count it by outcome, and translate its failure."""
+    try:
+        result = await request()
+    except RateLimitExceeded as error:
+        GITHUB_CALLS.labels(name, str(error.response.status_code)).inc()
+        raise TemporaryError(f"GitHub rate limit on {name}", error.retry_after.total_seconds()) from error
+    except RequestFailed as error:
+        status = error.response.status_code
+        GITHUB_CALLS.labels(name, str(status)).inc()
+        if status >= 500 or status == 429:
+            raise TemporaryError(f"GitHub answered {status} to {name}", _retry_after(error)) from error
+        kind = {404: NotFound, 409: Conflict, 422: Unprocessable}.get(status, PermanentError)
+        raise kind(f"GitHub answered {status} to {name}") from error
+    except (RequestError, httpx.TransportError) as error:
+        GITHUB_CALLS.labels(name, "network").inc()
+        raise TemporaryError(f"network error calling GitHub ({name}): {type(error).__name__}") from error
+    GITHUB_CALLS.labels(name, "ok").inc()
+    return result
+
+
+def _retry_after(error: RequestFailed) -> float | None:
+    value = error.response.headers.get("retry-after")
+    return float(value) if value and value.isdigit() else None
+
+
+def body_of(response: Any) -> Any:  # JSON, read leniently field by field
+    """Return a response's JSON."""
+    return response.json()

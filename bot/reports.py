@@ -1,0 +1,164 @@
+"""Publish a finished training run: plots into the repository, one sticky PR comment, the check run.
+
+On `workflow_run` completed for a run of train.yml (its run name ties it to a PR and commit), the
+bundle artifact is read, its images committed to the assets branch, and the report rendered by the
+bot itself from report.json; a run without a bundle gets the end of its failing step's log instead.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from bot.assets import publish_images
+from bot.context import Context
+from bot.delivery import Delivery
+from bot.failure import failure_markdown
+from bot.github import CheckUpdate, GitHubApi
+from bot.payloads import Repo, dig, repository
+from bot.report_bundle import Bundle, BundleError, read_bundle
+from bot.router import Router
+from bot.sticky import MARKER, compose, neutralise
+from runner.report.bundle import Report
+from runner.report.render import markdown
+from runner.report.text import number
+from runner.training import ACTIVE, CHECK_NAME, TITLE
+
+ARTIFACT = "orbit-report"
+CHECK_CONCLUSIONS = frozenset({"success", "failure", "cancelled", "timed_out", "neutral", "skipped", "stale"})
+router = Router()
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A completed training run of one pull request's commit."""
+
+    repo: Repo
+    run_id: int
+    pull: int
+    sha: str
+    conclusion: str
+    url: str
+    workflow: str
+    html_url: str
+
+
+def finished_run(delivery: Delivery) -> FinishedRun | None:
+    """Read the run from the payload, or None when it is not an orbit training run."""
+    repo, run = repository(delivery), delivery.payload.get("workflow_run")
+    title = dig(run, "display_title", kind=str) or ""
+    match = TITLE.search(title)
+    run_id = dig(run, "id", kind=int)
+    if repo is None or match is None or run_id is None or not title.startswith("orbit/train"):
+        return None
+    return FinishedRun(
+        repo=repo,
+        run_id=run_id,
+        pull=int(match["number"]),
+        sha=match["sha"],  # a dispatched run's own head_sha is the default branch's, not the PR's
+        conclusion=dig(run, "conclusion", kind=str) or "neutral",
+        url=dig(run, "html_url", kind=str) or "",
+        workflow=PurePosixPath(dig(run, "path", kind=str) or "train.yml").name,
+        html_url=dig(delivery.payload, "repository", "html_url", kind=str)
+        or f"https://github.com/{repo.full_name}",
+    )
+
+
+async def _superseded(github: GitHubApi, run: FinishedRun) -> bool:
+    """Tell whether a cancelled run was superseded: its check is closed, or its PR has a newer run."""
+    if not any(status != "completed" for _, status in await github.check_runs(run.repo, run.sha, CHECK_NAME)):
+        return True
+    for status in ACTIVE:
+        for other in await github.workflow_runs(run.repo, run.workflow, status):
+            match = TITLE.search(other.title)
+            if match and int(match["number"]) == run.pull and other.id > run.run_id:
+                return True
+    return False
+
+
+async def _bundle(github: GitHubApi, run: FinishedRun) -> Bundle | None:
+    artifacts = [
+        a for a in await github.run_artifacts(run.repo, run.run_id) if a.name == ARTIFACT and not a.expired
+    ]
+    if not artifacts:
+        return None
+    return read_bundle(await github.download_artifact(run.repo, artifacts[0].id))
+
+
+async def _report_markdown(github: GitHubApi, run: FinishedRun, bundle: Bundle) -> str:
+    urls: dict[str, str] = {}
+    if bundle.images:
+        published = await publish_images(github, run.repo, run.html_url, run.pull, run.run_id, bundle.images)
+        urls = published.urls
+    return markdown(bundle.report, urls.__getitem__)
+
+
+def check_title(report: Report | None, conclusion: str) -> str:
+    """Return the check run's one-line title: the first metric's change, or the outcome."""
+    if report is None:
+        return {"success": "Training finished", "cancelled": "Training cancelled"}.get(
+            conclusion, f"Training {conclusion.replace('_', ' ')}"
+        )
+    if report.failed:
+        return f"Stage {report.stages.failed} failed"
+    main = next((row for row in report.metrics if "." not in row.key), None)
+    if main is None or main.head is None:
+        return "Training finished"
+    delta = main.delta
+    change = f" ({'+' if delta > 0 else ''}{number(delta)})" if delta else ""
+    return f"{main.key} {number(main.head)}{change}"
+
+
+def check_conclusion(report: Report | None, conclusion: str) -> str:
+    """Return the check run's conclusion for the workflow's conclusion and the report."""
+    if report is not None and report.failed:
+        return "failure"
+    return conclusion if conclusion in CHECK_CONCLUSIONS else "failure"
+
+
+async def upsert_comment(github: GitHubApi, repo: Repo, pull: int, run_id: int, section: str) -> None:
+    """Update the PR's report comment with this run on top, or create it."""
+    comments = await github.issue_comments(repo, pull)
+    mine = next((c for c in comments if c.author_is_bot and MARKER in c.body), None)
+    body = compose(mine.body if mine else None, run_id, section)
+    if mine is None:
+        await github.create_comment(repo, pull, body)
+    else:
+        await github.update_comment(repo, mine.id, body)
+
+
+async def complete_checks(github: GitHubApi, run: FinishedRun, update: CheckUpdate) -> None:
+    """Complete the commit's open orbit/train check runs."""
+    for check_id, status in await github.check_runs(run.repo, run.sha, CHECK_NAME):
+        if status != "completed":
+            await github.update_check_run(run.repo, check_id, update)
+
+
+@router.on("workflow_run", "completed")
+async def on_training_run_completed(delivery: Delivery, ctx: Context) -> None:
+    """Publish the report of a finished training run."""
+    run = finished_run(delivery)
+    if run is None or (run.conclusion == "cancelled" and await _superseded(ctx.github, run)):
+        return
+    report: Report | None = None
+    try:
+        bundle = await _bundle(ctx.github, run)
+    except BundleError as error:
+        bundle, section = None, f"### ⚠️ The report of `{run.sha[:7]}` could not be read\n\n{error}"
+    else:
+        if bundle is None:
+            section = await failure_markdown(
+                ctx.github, run.repo, run.run_id, run.sha, run.conclusion, run.url
+            )
+        else:
+            report, section = bundle.report, await _report_markdown(ctx.github, run, bundle)
+    section = neutralise(section) + f"\n\n<sub>[workflow run {run.run_id}]({run.url})</sub>"
+    await upsert_comment(ctx.github, run.repo, run.pull, run.run_id, section)
+    title = check_title(report, run.conclusion)
+    update = CheckUpdate(
+        conclusion=check_conclusion(report, run.conclusion),
+        title=title,
+        summary=section,
+        details_url=run.url or None,
+    )
+    await complete_checks(ctx.github, run, update)
