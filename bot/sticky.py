@@ -12,6 +12,7 @@ MARKER = "<!-- orbit:training-report -->"
 LIMIT = 65_536
 TITLE = "## orbit training report"
 SECTION = re.compile(r"<!-- orbit:run (?P<run>\d+) -->\n(?P<body>.*?)\n<!-- orbit:end (?P=run) -->", re.S)
+DROPPED = re.compile(r"<!-- orbit:dropped (?P<count>\d+) -->")
 TRIMMED = (
     "\n\n… cut to fit GitHub's comment limit; the whole report is in the run's `orbit-report` artifact.\n"
 )
@@ -52,6 +53,7 @@ def _render(latest: Section, older: list[Section], dropped: int) -> str:
         parts.append(f"<details><summary>{section.summary()}</summary>\n\n{section.marked()}\n\n</details>")
     if dropped:
         parts.append(
+            f"<!-- orbit:dropped {dropped} -->"
             f"{dropped} older run{'s were' if dropped > 1 else ' was'} left out to fit GitHub's limit."
         )
     return "\n\n".join(parts) + "\n"
@@ -70,7 +72,8 @@ def compose(existing: str | None, run_id: int, markdown: str) -> str:
     """Return the comment with this run's report on top and the earlier runs folded beneath."""
     latest = Section(run_id, neutralise(markdown).strip())
     older = [s for s in sections(existing or "") if s.run_id != run_id]
-    dropped = 0
+    earlier_drop = DROPPED.search(existing or "")
+    dropped = int(earlier_drop["count"]) if earlier_drop else 0
     body = _render(latest, older, dropped)
     while len(body) > LIMIT and older:
         older.pop()

@@ -161,18 +161,18 @@ class FakeGitHub:
 
     async def create_blob(self, repo: Repo, content: bytes) -> str:
         self._record("blob", repo.full_name, len(content))
-        return hashlib.sha1(content).hexdigest()  # noqa: S324 - as Git names blobs
+        return hashlib.sha1(content).hexdigest()
 
     async def create_tree(self, repo: Repo, entries: list[TreeEntry], base_tree: str | None) -> str:
         self._record("create_tree", repo.full_name, tuple(entries), base_tree)
         merged = {e.path: e for e in [*self.trees.get(base_tree or "", []), *entries]}
-        sha = hashlib.sha1(repr(sorted(merged.items())).encode()).hexdigest()  # noqa: S324
+        sha = hashlib.sha1(repr(sorted(merged.items())).encode()).hexdigest()
         self.trees[sha] = list(merged.values())
         return sha
 
     async def create_commit(self, repo: Repo, message: str, tree_sha: str, parents: list[str]) -> str:
         self._record("create_commit", repo.full_name, message, tree_sha, tuple(parents))
-        sha = hashlib.sha1(f"{tree_sha}{parents}{len(self.commits)}".encode()).hexdigest()  # noqa: S324
+        sha = hashlib.sha1(f"{tree_sha}{parents}{len(self.commits)}".encode()).hexdigest()
         self.commits[sha] = tree_sha
         return sha
 

@@ -8,9 +8,10 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.github_git_double import ReportState, report_routes
 from tests.serving import serve_in_thread
 
 
@@ -23,6 +24,7 @@ class GitHubState:
     tokens_minted: int = 0
     delay: float = 0.0
     permission: str = "write"
+    reports: ReportState = field(default_factory=ReportState)
 
 
 def make_app(state: GitHubState) -> Starlette:
@@ -42,10 +44,10 @@ def make_app(state: GitHubState) -> Starlette:
         state.reactions.append({**request.path_params, **(await request.json())})
         return JSONResponse({"id": len(state.reactions)}, status_code=201)
 
-    async def comment(request: Request) -> JSONResponse:
+    async def comment(request: Request) -> Response:
         await asyncio.sleep(state.delay)
         state.comments.append({**request.path_params, **(await request.json())})
-        return JSONResponse({"id": len(state.comments)}, status_code=201)
+        return await state.reports.store_comment(request)
 
     async def job(request: Request) -> JSONResponse:
         job_id = int(request.path_params["job"])
@@ -87,6 +89,7 @@ def make_app(state: GitHubState) -> Starlette:
 
     return Starlette(
         routes=[
+            *report_routes(state.reports),
             Route("/repos/{owner}/{repo}/actions/jobs/{job:int}", job),
             Route("/repos/{owner}/{repo}/actions/workflows/{workflow}/runs", runs),
             Route("/repos/{owner}/{repo}/actions/runs/{run:int}", run),
