@@ -23,6 +23,13 @@ def _local_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_train(args: argparse.Namespace) -> int:
+    from runner.report.local import train
+
+    report = train(Path(args.project), args.base, Path(args.out))
+    return 1 if report.failed else 0
+
+
 def _add_local(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     local = commands.add_parser("local", help="run the model project on this machine")
     actions = local.add_subparsers(dest="action", required=True)
@@ -31,7 +38,11 @@ def _add_local(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     serve = actions.add_parser("serve", help="build the Bento from the working tree and serve it")
     serve.add_argument("--port", type=int, default=3000)
     serve.set_defaults(run=_local_serve)
-    for sub in (demo, serve):
+    train = actions.add_parser("train", help="run the pipeline and write the report against a base branch")
+    train.add_argument("--base", default="main", help="branch, tag or commit to compare with (default: main)")
+    train.add_argument("--out", default="report", help="folder for the report (default: report)")
+    train.set_defaults(run=_local_train)
+    for sub in (demo, serve, train):
         sub.add_argument("--project", default=".", help="the model project's root (default: .)")
 
 

@@ -197,6 +197,9 @@ def demo(project: Path) -> None:
         print_predictions(server.url, held_out_samples(project))
     print_metrics(project)
     print("\nthe server is stopped; `make serve` keeps one running")
+    from runner.report.local import demo_report  # the report half of the demo
+
+    demo_report(project)
 
 
 def serve(project: Path, port: int) -> None:

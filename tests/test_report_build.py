@@ -168,3 +168,20 @@ def test_the_cli_builds_the_bundle_and_says_where(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "out" / "report.json").read_text())
     assert data["stages"]["ran"] == ["train"]
     assert data["facts"]["duration_seconds"] > 1e9  # since the epoch, as --started 0 says
+
+
+def test_local_train_runs_the_pipeline_and_writes_the_report(tmp_path: Path) -> None:
+    project = trained_base(tmp_path / "p")
+    set_params(project, quality=0.9)
+    command = ["orbit", "local", "train", "--project", str(project), "--out", str(tmp_path / "r")]
+    result = run(command, tmp_path)
+    assert "Running stage 'train'" in result.stdout, "dvc repro's output is shown as it runs"
+    assert f"report against main: {tmp_path / 'r' / 'report.html'}" in result.stdout
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert (data["stages"]["ran"], data["stages"]["cached"]) == (["train"], ["prepare"])
+    assert data["facts"]["duration_seconds"] > 0
+
+    set_params(project, fail=True)
+    failed = run(command, tmp_path, check=False)
+    assert failed.returncode == 1
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["stages"]["failed"] == "train"

@@ -143,7 +143,7 @@ def facts_section(report: Report) -> list[str]:
         f"commit `{short(facts.commit)}` · base `{escape(facts.base_ref)}` (`{short(facts.base_commit)}`)",
         f"duration {duration(facts.duration_seconds)} · device {escape(facts.device)}",
         f"stages run: {ran} · unchanged or restored: {cached}",
-        f"pushed to {escape(facts.remote)}" if facts.remote else "no DVC remote configured",
+        f"DVC remote {escape(facts.remote)}" if facts.remote else "no DVC remote configured",
     ]
     return ["**Run**: " + "<br>".join(lines)]
 
