@@ -44,6 +44,7 @@ bench: venv system-deps
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/runner.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

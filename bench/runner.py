@@ -13,51 +13,31 @@ sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != R
 
 import asyncio  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 import uvicorn  # noqa: E402
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from kubernetes import client  # noqa: E402
 
-from bot.app import create_app  # noqa: E402
+from bench.harness import SECRET, bot_server, serve_double, start_in_thread  # noqa: E402
 from bot.delivery import signature_of  # noqa: E402
-from bot.github import GitHubAppClient  # noqa: E402
-from bot.inbox import Inbox, make_engine  # noqa: E402
-from bot.ingest import Ingest  # noqa: E402
 from bot.router import Router  # noqa: E402
-from bot.worker import WorkerPool  # noqa: E402
-from model.local import LocalServer, free_port, start_uvicorn, stop  # noqa: E402
+from model.local import stop  # noqa: E402
 from runner.classes import default_classes  # noqa: E402
 from runner.jobs import Runners, make_router  # noqa: E402
 from runner.kube import KubeCluster  # noqa: E402
 
-SECRET = b"benchmark"
 JOBS, BURST = 200, 20
 
 
 def bot_app(database: Path, github_url: str, kube_url: str) -> uvicorn.Server:
-    inbox = Inbox(make_engine(f"sqlite:///{database}"))
-    inbox.create_schema()
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    github = GitHubAppClient(1, key.decode(), github_url)
     classes = {
         k: v.__class__(**{**v.__dict__, "max_pods": 10_000})
         for k, v in default_classes("img", "nvidia.com/gpu", 1).items()
     }
     cluster = KubeCluster("orbit", client.CoreV1Api(client.ApiClient(client.Configuration(host=kube_url))))
-    router = Router.compose([make_router(Runners(cluster, classes))])
-    workers = WorkerPool(inbox, router, github, features={}, concurrency=16, poll_seconds=0.5)
-    ingest = Ingest(inbox, router, SECRET, workers.wake)
-    config = uvicorn.Config(
-        create_app(inbox, ingest, workers), host="127.0.0.1", port=free_port(), log_level="warning"
-    )
-    return uvicorn.Server(config)
+    return bot_server(database, github_url, Router.compose([make_router(Runners(cluster, classes))]))
 
 
 def delivery(job_id: int) -> tuple[bytes, dict[str, str]]:
@@ -101,11 +81,6 @@ async def send_all(url: str) -> dict[int, float]:
     return sent
 
 
-def serve_double(factory: str, probe: str) -> LocalServer:
-    """Run a double in its own process, so it does not share the bot's interpreter."""
-    return start_uvicorn(factory, ROOT, probe, options=["--factory"], timeout=30)
-
-
 def pod_creations(kube: httpx.Client) -> dict[int, float]:
     """Return when the double received each pod's create request (CLOCK_MONOTONIC, shared by processes)."""
     seen = kube.get("/_requests").json()
@@ -124,10 +99,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as scratch:
             server = bot_app(Path(scratch) / "orbit.db", github_url, kube_url)
-            thread = threading.Thread(target=server.run, daemon=True)
-            thread.start()
-            while not server.started:
-                time.sleep(0.02)
+            thread = start_in_thread(server)
             sent = asyncio.run(send_all(f"http://127.0.0.1:{server.config.port}"))
             deadline = time.monotonic() + 60
             with httpx.Client(base_url=kube_url) as poll:

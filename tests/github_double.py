@@ -1,9 +1,11 @@
 """A stateful GitHub REST double served over real HTTP, for tests that run the bot as a process."""
 
 import asyncio
+import os
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -105,6 +107,13 @@ def make_app(state: GitHubState) -> Starlette:
 def app() -> Starlette:
     """Return a double with fresh state (for `uvicorn --factory` in its own process)."""
     return make_app(GitHubState())
+
+
+def report_app() -> Starlette:
+    """Return a double where every training run has the bundle at $ORBIT_BENCH_BUNDLE (benchmarks)."""
+    state = GitHubState()
+    state.reports.every_run_bundle = Path(os.environ["ORBIT_BENCH_BUNDLE"]).read_bytes()
+    return make_app(state)
 
 
 def serve_github(state: GitHubState) -> AbstractContextManager[str]:

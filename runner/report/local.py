@@ -12,7 +12,7 @@ from model.local import LocalRunError, run_step, tool, tool_environment
 from runner.report.build import RunRecord, build_report
 from runner.report.bundle import Report
 
-DEMO_BRANCH = "demo/faster-learning"
+DEMO_BRANCH = "demo/higher-learning-rate"
 
 
 def repro(project: Path) -> RunRecord:
@@ -70,7 +70,7 @@ def demo_report(project: Path) -> None:
     params = yaml.safe_load((scratch / "params.yaml").read_text())
     params["train"]["lr"] = round(params["train"]["lr"] * 1.5, 6)
     (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _git(scratch, "commit", "--quiet", "-am", f"Train faster: lr {params['train']['lr']}")
+    _git(scratch, "commit", "--quiet", "-am", f"Raise the learning rate to {params['train']['lr']}")
     report = train(scratch, base, scratch / "report")
     if report.failed:
         raise LocalRunError(f"stage {report.stages.failed} failed; see {scratch / 'report' / 'report.md'}")

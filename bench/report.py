@@ -1,0 +1,190 @@
+"""Benchmark the training report.
+
+1. Building the bundle (`orbit report build`, a fresh process as in the job) for the default
+   pipeline's committed outputs, in a scratch clone where a parameter and the metrics changed.
+   Baseline, same run: the DVC commands a CML workflow runs for the same comparison
+   (`dvc params diff`, `dvc metrics diff`, `dvc plots diff`). Goal: under 5 s.
+2. Publishing: from a `workflow_run` completed delivery arriving at the real bot to the comment
+   request reaching the GitHub double (artifact download, four PNGs through the Git Data API, check
+   run). Baseline, same run: a `/help` comment delivery to its reply request. Goal: under 1 s.
+"""
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import orjson
+
+from bench.harness import ROOT, SECRET, bot_server, serve_double, start_in_thread
+from bot import commands, reports
+from bot.delivery import signature_of
+from bot.router import Router
+from model.local import stop, tool, tool_environment
+
+BUILDS, PUBLISHES = 5, 20
+SHA = "c0ffee" + "a" * 34
+
+
+def scratch_clone(folder: Path) -> Path:
+    """Clone this repository and change a parameter and the metrics, as a training run would."""
+    project = folder / "project"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(project)], check=True)
+    params = (project / "params.yaml").read_text().replace("lr: 0.002", "lr: 0.003")
+    (project / "params.yaml").write_text(params)
+    metrics = json.loads((project / "evaluation/metrics.json").read_text())
+    metrics["val_acc"] = round(metrics["val_acc"] + 0.01, 4)
+    (project / "evaluation/metrics.json").write_text(json.dumps(metrics))
+    return project
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, env=tool_environment(), check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def bench_build(folder: Path) -> tuple[float, float, Path]:
+    project = scratch_clone(folder)
+    out = folder / "bundle"
+    ours = [tool("orbit"), "report", "build", "--base", "main", "--out", str(out)]
+    dvc = tool("dvc")
+    theirs = [
+        [dvc, "params", "diff", "main", "--md"],
+        [dvc, "metrics", "diff", "main", "--md"],
+        [dvc, "plots", "diff", "main", "-o", str(folder / "dvc_plots")],
+    ]
+    build_times, baseline_times = [], []
+    for _ in range(BUILDS):
+        build_times.append(timed(ours, project))
+        baseline_times.append(sum(timed(command, project) for command in theirs))
+    return statistics.median(build_times), statistics.median(baseline_times), out
+
+
+def bundle_zip(out: Path, target: Path) -> Path:
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(out.iterdir()):
+            archive.write(path, path.name)
+    return target
+
+
+def signed(event: str, payload: dict[str, object], delivery_id: str) -> tuple[bytes, dict[str, str]]:
+    body = orjson.dumps(payload)
+    headers = {
+        "content-type": "application/json",
+        "x-github-event": event,
+        "x-github-delivery": delivery_id,
+        "x-hub-signature-256": signature_of(SECRET, body),
+    }
+    return body, headers
+
+
+def run_completed(run_id: int) -> tuple[bytes, dict[str, str]]:
+    return signed(
+        "workflow_run",
+        {
+            "action": "completed",
+            "workflow_run": {
+                "id": run_id,
+                "display_title": f"orbit/train PR #{run_id} at {SHA}",
+                "path": ".github/workflows/train.yml",
+                "conclusion": "success",
+                "html_url": f"https://github.com/octo-org/model/actions/runs/{run_id}",
+            },
+            "repository": {"full_name": "octo-org/model", "html_url": "https://github.com/octo-org/model"},
+            "installation": {"id": 1},
+        },
+        f"run-{run_id}",
+    )
+
+
+def help_comment(number: int) -> tuple[bytes, dict[str, str]]:
+    return signed(
+        "issue_comment",
+        {
+            "action": "created",
+            "issue": {"number": number, "pull_request": {"url": "https://api.github.com/x"}},
+            "comment": {"id": 10_000 + number, "body": "/help", "user": {"login": "octocat", "type": "User"}},
+            "repository": {"full_name": "octo-org/model"},
+            "installation": {"id": 1},
+        },
+        f"help-{number}",
+    )
+
+
+async def send(url: str, deliveries: list[tuple[bytes, dict[str, str]]]) -> list[float]:
+    sent = []
+    async with httpx.AsyncClient(base_url=url) as http:
+        for body, headers in deliveries:
+            sent.append(time.monotonic())
+            response = await http.post("/webhook", content=body, headers=headers)
+            assert response.status_code == 202, response.text
+            await asyncio.sleep(1.5)  # one at a time: the latency of each, not of a queue
+    return sent
+
+
+def comment_requests(github: httpx.Client, count: int) -> list[float]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen = [
+            at for at, method, what in github.get("/_report_requests").json() if what.startswith("comment")
+        ]
+        if len(seen) >= count:
+            return seen
+        time.sleep(0.2)
+    raise RuntimeError(f"only {len(seen)} of {count} comment requests arrived")
+
+
+def bench_publish(folder: Path, bundle: Path) -> tuple[list[float], list[float]]:
+    github = serve_double(
+        "tests.github_double:report_app",
+        "/_report_requests",
+        {**tool_environment(), "ORBIT_BENCH_BUNDLE": str(bundle)},
+    )
+    try:
+        server = bot_server(
+            folder / "orbit.db", github.url, Router.compose([reports.router, commands.router])
+        )
+        thread = start_in_thread(server)
+        url = f"http://127.0.0.1:{server.config.port}"
+        with httpx.Client(base_url=github.url) as poll:
+            help_sent = asyncio.run(send(url, [help_comment(n) for n in range(1, PUBLISHES + 1)]))
+            help_done = comment_requests(poll, PUBLISHES)
+            run_sent = asyncio.run(send(url, [run_completed(n) for n in range(1, PUBLISHES + 1)]))
+            run_done = comment_requests(poll, 2 * PUBLISHES)[PUBLISHES:]
+        server.should_exit = True
+        thread.join(timeout=10)
+    finally:
+        stop(github.process)
+    return [(d - s) * 1000 for s, d in zip(help_sent, help_done, strict=True)], [
+        (d - s) * 1000 for s, d in zip(run_sent, run_done, strict=True)
+    ]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        build, baseline, out = bench_build(folder)
+        sizes = sum(p.stat().st_size for p in out.iterdir()) / 2**20
+        print(f"bundle build (median of {BUILDS}): {build:.2f} s; DVC diff commands: {baseline:.2f} s")
+        print(f"  ratio {build / baseline:.2f}x the DVC commands; bundle {sizes:.1f} MiB")
+        print(f"  goal < 5 s: {'met' if build < 5 else 'NOT met'}")
+        help_ms, publish_ms = bench_publish(folder, bundle_zip(out, folder / "bundle.zip"))
+    p50, worst = statistics.median(publish_ms), max(publish_ms)
+    print(
+        f"workflow_run delivery -> comment request ({PUBLISHES} runs): p50 {p50:.0f} ms, max {worst:.0f} ms"
+    )
+    help_p50 = statistics.median(help_ms)
+    print(f"  /help delivery -> reply request: p50 {help_p50:.0f} ms; ratio {p50 / help_p50:.1f}x")
+    print(f"  goal < 1 s: {'met' if worst < 1000 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    main()
