@@ -28,7 +28,7 @@ class Section:
     def summary(self) -> str:
         """Return the section's first line without Markdown heading marks, for a folded `<summary>`."""
         first = self.body.strip().splitlines()[0] if self.body.strip() else f"run {self.run_id}"
-        return first.lstrip("#").strip()
+        return first.lstrip("#").replace("`", "").strip()  # a <summary> shows Markdown as typed
 
     def marked(self) -> str:
         """Return the body between its markers."""

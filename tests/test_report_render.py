@@ -139,3 +139,16 @@ def test_the_screenshot_check_catches_a_broken_image(
     (tmp_path / "broken.html").write_text(broken)
     widths = open_page(browser, tmp_path / "broken.html", tmp_path / "broken.png")
     assert widths[0] == 0 and all(width > 0 for width in widths[1:])
+
+
+def test_values_in_code_spans_read_as_written() -> None:
+    report = Report.model_validate(
+        {
+            "facts": {**FACTS.model_dump(), "base_ref": "release_2`x", "commit": "`; rm -rf /"},
+            "params": [{"path": "params.yaml", "key": "train.optimizer", "old": "adam_w", "new": "sgd <b>"}],
+        }
+    )
+    text = markdown(report, lambda name: name)
+    assert "| train.optimizer | `adam_w` | `sgd <b>` |" in text
+    assert "`release_2'x`" in text
+    assert "`?`" in text.splitlines()[0], "a commit that is not hex is not shown"

@@ -108,7 +108,9 @@ async def test_later_runs_go_on_top_and_older_ones_fold(context: Context, state:
     body = the_comment(state)
     assert body.index("<!-- orbit:run 101 -->") < body.index("<!-- orbit:run 100 -->")
     folded = body[body.index("### Earlier runs (1)") :]
-    assert folded.startswith("### Earlier runs (1)\n\n<details><summary>📊 Training report for `c0ffeea`")
+    assert folded.startswith(
+        "### Earlier runs (1)\n\n<details><summary>📊 Training report for c0ffeea against main"
+    )
     assert "<!-- orbit:run 100 -->" in folded
     git = state.reports.git
     head = git.refs[f"heads/{BRANCH}"]

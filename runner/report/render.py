@@ -5,15 +5,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner.report.bundle import MetricRow, ParamChange, Report
-from runner.report.text import confusion_table, escape, mermaid, number
+from runner.report.text import code, confusion_table, escape, mermaid, number
 
 ImageUrl = Callable[[str], str]
 ARROWS = {"better": "🟢 better", "worse": "🔴 worse", "same": "=", "changed": "changed", "new": "new"}
 
 
 def short(sha: str | None) -> str:
-    """Return the seven-character form of a commit."""
-    return sha[:7] if sha else "?"
+    """Return the seven-character form of a commit (hex digits only: it comes from the job)."""
+    return "".join(c for c in (sha or "") if c in "0123456789abcdef")[:7] or "?"
 
 
 def duration(seconds: float | None) -> str:
@@ -30,10 +30,10 @@ def duration(seconds: float | None) -> str:
 def headline(report: Report) -> str:
     """Return the report's first line: outcome, commit and base."""
     facts = report.facts
-    against = f"against `{escape(facts.base_ref)}` (`{short(facts.base_commit)}`)"
+    against = f"against {code(facts.base_ref)} (`{short(facts.base_commit)}`)"
     if report.failed:
-        stage = escape(report.stages.failed or "")
-        return f"### ❌ Training failed at stage `{stage}` — `{short(facts.commit)}`"
+        stage = code(report.stages.failed or "")
+        return f"### ❌ Training failed at stage {stage} — `{short(facts.commit)}`"
     return f"### 📊 Training report for `{short(facts.commit)}` {against}"
 
 
@@ -79,7 +79,7 @@ def metrics_section(report: Report) -> list[str]:
     nested = [row for row in report.metrics if row not in main]
     parts = ["**Metrics**"]
     if not report.base_has_metrics:
-        parts.append(f"First run: `{escape(report.facts.base_ref)}` has no metrics yet, so the head's alone.")
+        parts.append(f"First run: {code(report.facts.base_ref)} has no metrics yet, so the head's alone.")
     parts.append(metrics_table(main, report.base_has_metrics, several))
     if nested:
         changed = sum(row.verdict in ("better", "worse", "changed") for row in nested)
@@ -90,7 +90,7 @@ def metrics_section(report: Report) -> list[str]:
 
 
 def _param_value(value: object) -> str:
-    return f"`{escape(str(value))}`"
+    return code(str(value))
 
 
 def params_section(changes: list[ParamChange]) -> list[str]:
@@ -137,10 +137,10 @@ def plots_section(report: Report, image_url: ImageUrl) -> list[str]:
 def facts_section(report: Report) -> list[str]:
     """Return the run facts: commit, base, duration, device, stages, remote."""
     facts, stages = report.facts, report.stages
-    ran = ", ".join(f"`{escape(s)}`" for s in stages.ran) or "none"
-    cached = ", ".join(f"`{escape(s)}`" for s in stages.cached) or "none"
+    ran = ", ".join(code(s) for s in stages.ran) or "none"
+    cached = ", ".join(code(s) for s in stages.cached) or "none"
     lines = [
-        f"commit `{short(facts.commit)}` · base `{escape(facts.base_ref)}` (`{short(facts.base_commit)}`)",
+        f"commit `{short(facts.commit)}` · base {code(facts.base_ref)} (`{short(facts.base_commit)}`)",
         f"duration {duration(facts.duration_seconds)} · device {escape(facts.device)}",
         f"stages run: {ran} · unchanged or restored: {cached}",
         f"DVC remote {escape(facts.remote)}" if facts.remote else "no DVC remote configured",
@@ -153,9 +153,7 @@ def failure_section(report: Report) -> list[str]:
     if not report.failed:
         return []
     block = "\n".join(report.log_tail).replace("```", "'''")
-    return [
-        f"Stage `{escape(report.stages.failed or '')}` failed. The end of its log:\n\n```text\n{block}\n```"
-    ]
+    return [f"Stage {code(report.stages.failed or '')} failed. The end of its log:\n\n```text\n{block}\n```"]
 
 
 def markdown(report: Report, image_url: ImageUrl) -> str:

@@ -20,6 +20,11 @@ def escape(text: str) -> str:
     return text
 
 
+def code(text: str) -> str:
+    """Return text as a code span: shown as written, never read as Markdown or HTML."""
+    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
+
+
 def number(value: float) -> str:
     """Format a value compactly: 0.9633, 12, 1,234.5."""
     if abs(value) >= 1000:
