@@ -65,7 +65,7 @@ class KubeCluster:
 
     def __init__(self, namespace: str, api: client.CoreV1Api | None = None) -> None:
         self.namespace = namespace
-        self.api = api or client.CoreV1Api(_load_configuration())
+        self.api = api or client.CoreV1Api(load_configuration())
 
     def create_pod(self, manifest: dict[str, Any]) -> tuple[str, bool]:
         """Create the pod or return the existing one's uid."""
@@ -155,7 +155,8 @@ def _runner_pod(pod: dict[str, Any]) -> RunnerPod:
     )
 
 
-def _load_configuration() -> client.Configuration:
+def load_configuration() -> client.Configuration:
+    """Return the in-cluster configuration, else the kubeconfig's."""
     try:
         config.load_incluster_config()
     except config.ConfigException:

@@ -31,6 +31,9 @@ class KubeState:
     fail_next: list[int] = field(default_factory=list)
     fail_next_create: list[int] = field(default_factory=list)
     version: int = 0
+    behaviour: dict[str, str] = field(default_factory=dict)  # image -> how its rollout goes
+    serving: dict[str, str] = field(default_factory=dict)  # Deployment -> behaviour of what it serves
+    applied: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     def of(self, kind: str, namespace: str = "orbit") -> dict[str, dict[str, Any]]:
         return {name: obj for (k, ns, name), obj in self.objects.items() if k == kind and ns == namespace}
@@ -151,8 +154,11 @@ def make_app(state: KubeState) -> Starlette:
     async def seen(_: Request) -> JSONResponse:
         return JSONResponse([list(entry) for entry in state.requests])
 
+    from tests.kube_apply_double import apply_routes
+
     return Starlette(
         routes=[
+            *apply_routes(state),
             Route("/_requests", seen),
             Route("/api/v1/namespaces/{namespace}/{kind}", collection, methods=["GET", "POST"]),
             Route("/api/v1/namespaces/{namespace}/{kind}/{name}", item, methods=["GET", "DELETE"]),

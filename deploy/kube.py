@@ -1,0 +1,135 @@
+"""The served model's objects on Kubernetes, through the official client.
+
+Server-side apply with orbit's field manager, reads, deletes, the environment's pods, and requests
+to the model through the API server's service proxy (the smoke test).
+"""
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from bot.errors import TemporaryError
+from deploy.manifests import FIELD_MANAGER
+from runner.kube import load_configuration, translate
+
+JSON = {"Accept": "application/json"}
+COLLECTIONS = {
+    "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments",
+    "Service": "/api/v1/namespaces/{namespace}/services",
+    "Ingress": "/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses",
+    "HorizontalPodAutoscaler": "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers",
+    "PodDisruptionBudget": "/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets",
+    "Pod": "/api/v1/namespaces/{namespace}/pods",
+}
+Files = dict[str, tuple[str, bytes]]  # field -> (file name, content); the type follows the name
+
+
+@dataclass(frozen=True)
+class ProxyAnswer:
+    """What the model answered through the API server's service proxy."""
+
+    status: int
+    body: bytes
+
+
+class ModelCluster(Protocol):
+    """The served model's objects in one namespace."""
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create or update the object by server-side apply; return it as stored."""
+        ...
+
+    def read(self, kind: str, name: str) -> dict[str, Any] | None:
+        """Return the object, or None when it does not exist."""
+        ...
+
+    def delete(self, kind: str, name: str) -> None:
+        """Delete the object; a missing one counts as deleted."""
+        ...
+
+    def pods(self, instance: str) -> list[dict[str, Any]]:
+        """Return the pods of an environment's Deployment."""
+        ...
+
+    def proxy(self, service: str, method: str, path: str, files: Files | None = None) -> ProxyAnswer:
+        """Send a request (files as multipart) to the Service through the API server; return the answer."""
+        ...
+
+
+class KubeModelCluster:
+    """`ModelCluster` over the official client's ApiClient (raw JSON in and out)."""
+
+    def __init__(self, namespace: str, api: client.ApiClient | None = None) -> None:
+        self.namespace = namespace
+        self.api = api or client.ApiClient(load_configuration())
+
+    def _request(self, method: str, path: str, action: str, **options: Any) -> tuple[int, bytes]:
+        """Send one request; return its status and body. Only a failure to get an answer raises."""
+        try:
+            prepared = self.api.param_serialize(method, path, auth_settings=["BearerToken"], **options)
+            response = self.api.call_api(*prepared)
+            response.read()
+        except ApiException as error:
+            raise translate(error, action) from error
+        except HTTPError as error:
+            raise TemporaryError(f"cannot reach Kubernetes: {type(error).__name__}") from error
+        return int(response.status), bytes(response.data)
+
+    def _call(self, method: str, path: str, action: str, missing_ok: bool = False, **options: Any) -> Any:
+        options["header_params"] = {**JSON, **options.get("header_params", {})}
+        status, data = self._request(method, path, action, **options)
+        if status < 300:
+            return orjson.loads(data) if data else {}
+        if missing_ok and status == 404:
+            return None
+        if status == 409:  # another writer changed the object meanwhile: apply again later
+            raise TemporaryError(f"Kubernetes answered 409 (conflict) to {action}")
+        raise translate(ApiException(status=status, reason=data[:200].decode(errors="replace")), action)
+
+    def _path(self, kind: str, name: str = "") -> str:
+        base = COLLECTIONS[kind].format(namespace=self.namespace)
+        return f"{base}/{name}" if name else base
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Apply with orbit's field manager, taking over fields another manager set."""
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        stored: dict[str, Any] = self._call(
+            "PATCH",
+            self._path(kind, name),
+            f"apply {kind} {name}",
+            query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            header_params={"Content-Type": "application/apply-patch+yaml"},
+            body=manifest,
+        )
+        return stored
+
+    def read(self, kind: str, name: str) -> dict[str, Any] | None:
+        """Return the object, or None."""
+        found: dict[str, Any] | None = self._call(
+            "GET", self._path(kind, name), f"read {kind} {name}", missing_ok=True
+        )
+        return found
+
+    def delete(self, kind: str, name: str) -> None:
+        """Delete the object; 404 counts as deleted."""
+        self._call("DELETE", self._path(kind, name), f"delete {kind} {name}", missing_ok=True)
+
+    def pods(self, instance: str) -> list[dict[str, Any]]:
+        """Return the pods labelled with the environment's instance."""
+        selector = [("labelSelector", f"app.kubernetes.io/instance={instance}")]
+        found = self._call("GET", self._path("Pod"), "list pods", query_params=selector)
+        items: list[dict[str, Any]] = found.get("items") or []
+        return items
+
+    def proxy(self, service: str, method: str, path: str, files: Files | None = None) -> ProxyAnswer:
+        """Send a request through `/services/<name>:http/proxy/`; any HTTP status is an answer."""
+        options: dict[str, Any] = {}
+        if files:
+            options = {"header_params": {"Content-Type": "multipart/form-data"}, "files": files}
+        url = f"/api/v1/namespaces/{self.namespace}/services/{service}:http/proxy/{path.lstrip('/')}"
+        status, data = self._request(method, url, f"{method} {path} through the service proxy", **options)
+        return ProxyAnswer(status, data)

@@ -1,0 +1,143 @@
+"""Roll an environment out and prove it serves; on failure, restore the revision that served before.
+
+Apply every object, wait until the Deployment's newest generation is observed with every replica
+updated and available (a crash loop or a stalled rollout fails early), then smoke-test `/readyz` and
+one `/predict` through the Service. A failure re-applies the previous image and verifies it the
+same way, so production keeps serving the model it had.
+"""
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from deploy.kube import ModelCluster
+from deploy.manifests import Target, deployment, manifests
+
+SMOKE_IMAGE = Path(__file__).with_name("smoke.png")
+CRASH_RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long to wait for a rollout, and how often to look."""
+
+    deadline_seconds: float = 600.0
+    poll_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a rollout ended."""
+
+    ok: bool
+    reason: str = ""
+    restored: bool | None = None  # after a failure: whether the previous revision serves again
+    previous_sha: str | None = None
+
+
+def _crash_looping(pods: list[dict[str, Any]]) -> str | None:
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            if (
+                waiting.get("reason") == "CrashLoopBackOff"
+                or int(status.get("restartCount") or 0) >= CRASH_RESTARTS
+            ):
+                restarts = int(status.get("restartCount") or 0)
+                return (
+                    f"the model container is crash-looping ({restarts} restarts in {pod['metadata']['name']})"
+                )
+    return None
+
+
+def _rolled_out(found: dict[str, Any]) -> bool:
+    spec, status = found.get("spec") or {}, found.get("status") or {}
+    wanted = int(spec.get("replicas", 1))
+    return (
+        int(status.get("observedGeneration", 0)) >= int(found["metadata"].get("generation", 1))
+        and int(status.get("updatedReplicas", 0)) >= wanted
+        and int(status.get("availableReplicas", 0)) >= wanted
+        and int(status.get("replicas", wanted)) == wanted  # no old pods left
+    )
+
+
+def _stalled(found: dict[str, Any]) -> bool:
+    conditions = (found.get("status") or {}).get("conditions") or []
+    return any(
+        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded" for c in conditions
+    )
+
+
+async def wait_for_rollout(cluster: ModelCluster, name: str, timing: Timing) -> str | None:
+    """Wait until the Deployment is rolled out; return why it failed, or None."""
+    deadline = time.monotonic() + timing.deadline_seconds
+    while True:
+        found = await asyncio.to_thread(cluster.read, "Deployment", name)
+        if found is None:
+            return f"the Deployment {name} disappeared"
+        if _rolled_out(found):
+            return None
+        if _stalled(found):
+            return "the rollout stalled (ProgressDeadlineExceeded)"
+        if crash := _crash_looping(await asyncio.to_thread(cluster.pods, name)):
+            return crash
+        if time.monotonic() >= deadline:
+            return f"the rollout did not finish within {timing.deadline_seconds:.0f} s"
+        await asyncio.sleep(timing.poll_seconds)
+
+
+async def smoke_test(cluster: ModelCluster, name: str) -> str | None:
+    """Ask the Service for /readyz and one /predict of a bundled image; return what went wrong, or None."""
+    ready = await asyncio.to_thread(cluster.proxy, name, "GET", "/readyz")
+    if ready.status != 200:
+        return f"smoke test: /readyz answered {ready.status}"
+    files = {"image": (SMOKE_IMAGE.name, SMOKE_IMAGE.read_bytes())}
+    answer = await asyncio.to_thread(cluster.proxy, name, "POST", "/predict", files)
+    if answer.status != 200:
+        return f"smoke test: /predict answered {answer.status}"
+    try:
+        prediction = json.loads(answer.body).get("prediction")
+    except (ValueError, AttributeError):
+        prediction = None
+    return None if isinstance(prediction, str) else "smoke test: /predict answered without a prediction"
+
+
+async def _verify(cluster: ModelCluster, target: Target, timing: Timing) -> str | None:
+    return await wait_for_rollout(cluster, target.name, timing) or await smoke_test(cluster, target.name)
+
+
+def _previous(found: dict[str, Any] | None, target: Target) -> Target | None:
+    if found is None:
+        return None
+    containers = found["spec"]["template"]["spec"]["containers"]
+    annotations = found["metadata"].get("annotations") or {}
+    return replace(
+        target,
+        image=str(containers[0]["image"]),
+        sha=annotations.get("orbit.dev/sha", ""),
+        deployment_id=int(annotations.get("orbit.dev/deployment-id", "0") or 0),
+    )
+
+
+async def roll_out(cluster: ModelCluster, target: Target, timing: Timing = Timing()) -> Outcome:
+    """Apply the environment, verify it, and restore the previous revision if it fails."""
+    previous = _previous(await asyncio.to_thread(cluster.read, "Deployment", target.name), target)
+    for manifest in manifests(target):
+        await asyncio.to_thread(cluster.apply, manifest)
+    failure = await _verify(cluster, target, timing)
+    if failure is None:
+        return Outcome(ok=True)
+    if previous is None or previous.image == target.image:
+        return Outcome(ok=False, reason=failure, restored=None)
+    await asyncio.to_thread(cluster.apply, deployment(previous))
+    restored = await _verify(cluster, previous, timing) is None
+    return Outcome(ok=False, reason=failure, restored=restored, previous_sha=previous.sha)
+
+
+async def tear_down(cluster: ModelCluster, target: Target) -> None:
+    """Delete every object of the environment."""
+    for manifest in reversed(manifests(target)):
+        await asyncio.to_thread(cluster.delete, manifest["kind"], manifest["metadata"]["name"])

@@ -1,0 +1,151 @@
+"""Rolling the served model out against the Kubernetes API double with the real client: the applied
+objects, success, a timeout, a crash loop, a failed smoke test with the rollback verified, previews."""
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from kubernetes import client
+from kubernetes_validate import validate
+
+from bot.errors import TemporaryError
+from deploy.kube import KubeModelCluster
+from deploy.manifests import Target
+from deploy.rollout import Timing, roll_out, tear_down
+from tests.kube_double import KubeState, serve_kube
+
+DIGEST = "registry.example.com/celestial@sha256:" + "1" * 64
+NEXT = "registry.example.com/celestial@sha256:" + "2" * 64
+FAST = Timing(deadline_seconds=0.5, poll_seconds=0.02)
+PRODUCTION = Target(
+    service="celestial-bodies-classifier",
+    environment="production",
+    namespace="models",
+    image=DIGEST,
+    sha="a" * 40,
+    deployment_id=11,
+    domain="models.example.com",
+    tls_issuer="letsencrypt",
+    ingress_class="nginx",
+)
+
+
+@pytest.fixture
+def state() -> KubeState:
+    return KubeState()
+
+
+@pytest.fixture
+def cluster(state: KubeState) -> Iterator[KubeModelCluster]:
+    with serve_kube(state) as url:
+        yield KubeModelCluster("models", client.ApiClient(client.Configuration(host=url)))
+
+
+def stored(state: KubeState, kind: str, name: str = "celestial-bodies-classifier") -> dict[str, object]:
+    return state.objects[(kind, "models", name)]
+
+
+async def test_production_applies_every_object_and_passes_the_smoke_test(
+    cluster: KubeModelCluster, state: KubeState
+) -> None:
+    outcome = await roll_out(cluster, PRODUCTION, FAST)
+    assert outcome.ok, outcome.reason
+    kinds = [kind for kind, _, _ in state.applied]
+    assert kinds == [
+        "deployments",
+        "services",
+        "ingresses",
+        "horizontalpodautoscalers",
+        "poddisruptionbudgets",
+    ]
+    for _, _, manifest in state.applied:
+        validate(manifest, "1.30.0", strict=True)
+    deployment = state.applied[0][2]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == DIGEST, "the image goes by digest"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert deployment["metadata"]["annotations"] == {
+        "orbit.dev/sha": "a" * 40,
+        "orbit.dev/deployment-id": "11",
+    }
+    ingress = state.applied[2][2]
+    assert ingress["spec"]["rules"][0]["host"] == "celestial-bodies-classifier.models.example.com"
+    assert ingress["spec"]["tls"][0]["hosts"] == ["celestial-bodies-classifier.models.example.com"]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert state.applied[3][2]["spec"]["minReplicas"] == 2
+    assert state.applied[4][2]["spec"]["minAvailable"] == 1
+    smoke = [(verb, what) for _, verb, what in state.requests if verb.startswith("PROXY")]
+    assert smoke == [
+        ("PROXY GET", "celestial-bodies-classifier/readyz"),
+        ("PROXY POST", "celestial-bodies-classifier/predict"),
+    ]
+
+
+async def test_a_second_apply_updates_in_place(cluster: KubeModelCluster, state: KubeState) -> None:
+    assert (await roll_out(cluster, PRODUCTION, FAST)).ok
+    first = stored(state, "deployments")["metadata"]
+    assert (await roll_out(cluster, replace(PRODUCTION, image=NEXT, sha="b" * 40), FAST)).ok
+    second = stored(state, "deployments")["metadata"]
+    assert second["uid"] == first["uid"] and second["generation"] == first["generation"] + 1  # type: ignore[index, operator]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason"),
+    [
+        ("stuck", "the rollout did not finish within 0 s"),
+        ("crashloop", "the model container is crash-looping (4 restarts"),
+        ("bad-predict", "smoke test: /predict answered 500"),
+    ],
+)
+async def test_a_failed_rollout_restores_and_verifies_the_previous_revision(
+    cluster: KubeModelCluster, state: KubeState, behaviour: str, reason: str
+) -> None:
+    assert (await roll_out(cluster, PRODUCTION, FAST)).ok
+    state.behaviour[NEXT] = behaviour
+    outcome = await roll_out(cluster, replace(PRODUCTION, image=NEXT, sha="b" * 40, deployment_id=12), FAST)
+    assert not outcome.ok
+    assert outcome.reason.startswith(reason), outcome.reason
+    assert outcome.restored is True
+    assert outcome.previous_sha == "a" * 40
+    deployment = stored(state, "deployments")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == DIGEST  # type: ignore[index]
+    assert deployment["metadata"]["annotations"]["orbit.dev/deployment-id"] == "11"  # type: ignore[index]
+    assert state.serving["celestial-bodies-classifier"] == "ready"
+    assert [v for _, v, w in state.requests if v.startswith("PROXY")][-2:] == ["PROXY GET", "PROXY POST"]
+
+
+async def test_a_failed_first_rollout_has_nothing_to_restore(
+    cluster: KubeModelCluster, state: KubeState
+) -> None:
+    state.behaviour[DIGEST] = "crashloop"
+    outcome = await roll_out(cluster, PRODUCTION, FAST)
+    assert (outcome.ok, outcome.restored) == (False, None)
+
+
+async def test_a_preview_has_its_own_host_and_is_torn_down(
+    cluster: KubeModelCluster, state: KubeState
+) -> None:
+    preview = replace(PRODUCTION, environment="pr-7")
+    assert (await roll_out(cluster, preview, FAST)).ok
+    assert [kind for kind, _, _ in state.applied] == ["deployments", "services", "ingresses"]
+    ingress = stored(state, "ingresses", "celestial-bodies-classifier-pr-7")
+    assert ingress["spec"]["rules"][0]["host"] == "pr-7.celestial-bodies-classifier.models.example.com"  # type: ignore[index]
+    await tear_down(cluster, preview)
+    assert not [key for key in state.objects if key[0] in ("deployments", "services", "ingresses")]
+    await tear_down(cluster, preview)  # again: nothing left, nothing fails
+
+
+async def test_a_conflict_is_temporary_and_a_retry_applies(
+    cluster: KubeModelCluster, state: KubeState
+) -> None:
+    state.fail_next.append(409)
+    with pytest.raises(TemporaryError, match="409"):
+        await roll_out(cluster, PRODUCTION, FAST)
+    assert (await roll_out(cluster, PRODUCTION, FAST)).ok
