@@ -151,6 +151,27 @@ def _add_report(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     build.set_defaults(run=_report_build)
 
 
+def _deploy_build(args: argparse.Namespace) -> int:
+    from deploy.build import BuildPlan, build_image
+
+    image = build_image(Path(args.project), BuildPlan(args.registry, args.sha), Path(args.out))
+    print(f"pushed {image['tag']} ({image['digest']})")
+    return 0
+
+
+def _add_deploy(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    deploy = commands.add_parser("deploy", help="deploying the model")
+    actions = deploy.add_subparsers(dest="action", required=True)
+    build = actions.add_parser(
+        "build", help="build the Bento and its image (buildah), push it, write image.json"
+    )
+    build.add_argument("--registry", required=True, help="where the image goes, e.g. ghcr.io/octo-org")
+    build.add_argument("--sha", required=True, help="the commit: the image's tag")
+    build.add_argument("--out", default="image", help="folder for image.json (default: image)")
+    build.add_argument("--project", default=".", help="the model project's root (default: .)")
+    build.set_defaults(run=_deploy_build)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every `orbit` subcommand."""
     parser = argparse.ArgumentParser(prog="orbit", description=__doc__)
@@ -163,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.set_defaults(run=_reconcile)
     _add_local(commands)
     _add_report(commands)
+    _add_deploy(commands)
     return parser
 
 

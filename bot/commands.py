@@ -1,4 +1,4 @@
-"""Slash commands in pull request comments: `/retrain`, `/deploy`, `/help`."""
+"""Slash commands in pull request comments: `/retrain`, `/deploy`, `/rollback`, `/help`."""
 
 import re
 from dataclasses import dataclass
@@ -14,6 +14,7 @@ COMMAND = re.compile(r"^/(?P<name>[a-z][a-z0-9-]*)\b[ \t]*(?P<args>.*)$", re.MUL
 COMMANDS = {
     "retrain": "train this pull request's head on a GPU runner and report the results",
     "deploy": "deploy this pull request's head to its own preview environment",
+    "rollback": "on a merged pull request: production goes back to the model that served before it",
     "help": "show this help",
 }
 HELP = "orbit understands these commands, each at the start of a line:\n\n" + "\n".join(

@@ -13,6 +13,7 @@ from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache import MemCacheStrategy
 
 from bot.github_calls import Conflict, NotFound, Unprocessable, body_of, call
+from bot.github_deploys import DeploysApi, DeploysMixin
 from bot.github_reports import ReportsApi, ReportsMixin, StepInfo
 from bot.payloads import Repo
 
@@ -22,7 +23,7 @@ RunStatus = Literal["queued", "in_progress", "waiting", "requested", "pending"]
 Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
 
 
-class GitHubApi(ReportsApi, Protocol):
+class GitHubApi(ReportsApi, DeploysApi, Protocol):
     """What handlers ask of GitHub, for one installation."""
 
     async def collaborator_permission(self, repo: Repo, username: str) -> str:
@@ -160,7 +161,7 @@ class GitHubApp(Protocol):
         ...
 
 
-class InstallationClient(ReportsMixin):
+class InstallationClient(ReportsMixin, DeploysMixin):
     """`GitHubApi` over githubkit, as one installation."""
 
     def __init__(self, github: GitHub[AppAuthStrategy], installation_id: int) -> None:

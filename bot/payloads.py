@@ -8,6 +8,7 @@ from bot.delivery import Delivery
 
 T = TypeVar("T")
 RUN_TITLE_PR = re.compile(r"^orbit/\w+ PR #(?P<number>\d+)\b")
+PRODUCTION_RUN = re.compile(r"^orbit/deploy PR #\d+ to production\b")
 
 
 def dig(payload: Any, *path: str, kind: type[T]) -> T | None:
@@ -63,6 +64,9 @@ def pull_number(delivery: Delivery) -> int | None:
 def ordering_key(delivery: Delivery) -> str:
     """Return the key whose work items must run in order: one pull request, else the delivery alone."""
     repo, number = repository(delivery), pull_number(delivery)
+    title = dig(delivery.payload, "workflow_run", "display_title", kind=str) or ""
+    if repo is not None and PRODUCTION_RUN.match(title):
+        return f"{repo.full_name}@production"  # production's rollouts, one at a time whatever their PR
     if repo is not None and number is not None:
         return f"{repo.full_name}#{number}"
     return f"delivery:{delivery.delivery_id}"

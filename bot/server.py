@@ -4,7 +4,7 @@ import logging
 
 from fastapi import FastAPI
 
-from bot import commands, installations, reports
+from bot import commands, deploys, installations, reports
 from bot.app import Periodic, create_app
 from bot.context import Feature
 from bot.github import GitHubAppClient
@@ -13,6 +13,8 @@ from bot.ingest import Ingest
 from bot.router import Router
 from bot.settings import Settings, load_settings
 from bot.worker import WorkerPool
+from deploy.kube import KubeModelCluster
+from deploy.rollout import Timing
 from runner import jobs, training
 from runner.classes import default_classes
 from runner.jobs import Runners
@@ -37,14 +39,39 @@ def runners_from(settings: Settings) -> Runners | None:
     )
 
 
+def deployer_from(settings: Settings) -> deploys.Deployer | None:
+    """Return the model deployer, or None without a registry, a public domain or a cluster."""
+    if not settings.registry or not settings.public_domain:
+        return None
+    try:
+        cluster = KubeModelCluster(settings.models_namespace)
+    except Exception as error:
+        log.warning("deploys are disabled: no Kubernetes configuration (%s)", type(error).__name__)
+        return None
+    return deploys.Deployer(
+        cluster,
+        settings.models_namespace,
+        settings.model_service,
+        settings.registry,
+        settings.public_domain,
+        settings.tls_issuer or None,
+        settings.ingress_class or None,
+        Timing(settings.rollout_deadline_seconds),
+    )
+
+
 def build_app(settings: Settings) -> FastAPI:
     """Return the ASGI app with its inbox, workers, GitHub client and, when configured, runners."""
     inbox = open_inbox(settings)
     github = github_app(settings)
     runners = runners_from(settings)
     routers = [*ROUTERS, jobs.make_router(runners)] if runners else list(ROUTERS)
-    router = Router.compose(routers)
     features: dict[str, Feature] = {"retrain": training.Retrain()}
+    deployer = deployer_from(settings)
+    if deployer:
+        routers.append(deploys.router_for(deployer))
+        features.update(deploy=deploys.DeployPreview(), rollback=deploys.Rollback(deployer))
+    router = Router.compose(routers)
     workers = WorkerPool(inbox, router, github, features=features, concurrency=settings.workers)
     ingest = Ingest(inbox, router, settings.webhook_secret.get_secret_value().encode(), workers.wake)
     periodic = []

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     runners_enabled: bool = True
     reconcile_seconds: float = Field(default=60.0, gt=0)
     pending_limit_seconds: float = Field(default=600.0, gt=0)
+    models_namespace: str = "models"
+    model_service: str = Field(
+        default="celestial-bodies-classifier", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )
+    tls_issuer: str = ""
+    ingress_class: str = ""
+    rollout_deadline_seconds: float = Field(default=600.0, gt=0)
 
     @field_validator("github_api_url")
     @classmethod

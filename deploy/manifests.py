@@ -4,6 +4,7 @@ Every environment gets a Deployment, a Service and an Ingress; production also g
 HorizontalPodAutoscaler and a PodDisruptionBudget.
 """
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,19 @@ MANAGED_BY = "orbit"
 FIELD_MANAGER = "orbit"
 BENTOML_UID = 1034  # the user bentoml containerize images run as
 SCRATCH = "/tmp"  # noqa: S108 - the pod's own emptyDir: the root filesystem is read-only
+
+
+HISTORY = 10
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One rollout of an environment: what served, from which deployment and PR."""
+
+    deployment_id: int
+    sha: str
+    image: str
+    pull: int
 
 
 @dataclass(frozen=True)
@@ -28,6 +42,13 @@ class Target:
     domain: str
     tls_issuer: str | None = None  # cert-manager ClusterIssuer
     ingress_class: str | None = None
+    pull: int = 0
+    history: tuple[Revision, ...] = ()  # what served before, oldest first (kept on the Deployment)
+
+    @property
+    def revision(self) -> Revision:
+        """Return this rollout as a revision of the environment."""
+        return Revision(self.deployment_id, self.sha, self.image, self.pull)
 
     @property
     def production(self) -> bool:
@@ -98,10 +119,19 @@ def deployment(target: Target) -> dict[str, Any]:
     """Return the Deployment: the image by digest, probes on /readyz and /livez, non-root."""
     selector = {"app.kubernetes.io/instance": target.name}
     annotations = {"orbit.dev/sha": target.sha, "orbit.dev/deployment-id": str(target.deployment_id)}
+    history = [revision.__dict__ for revision in target.history[-HISTORY:]]
+    metadata = _metadata(
+        target,
+        annotations={
+            **annotations,
+            "orbit.dev/pr": str(target.pull),
+            "orbit.dev/history": json.dumps(history),
+        },
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(target, annotations=annotations),
+        "metadata": metadata,
         "spec": {
             "replicas": 2 if target.production else 1,
             "revisionHistoryLimit": 10,
@@ -125,6 +155,22 @@ def deployment(target: Target) -> dict[str, Any]:
             },
         },
     }
+
+
+def revisions(found: dict[str, Any]) -> tuple[Revision, ...]:
+    """Return a stored Deployment's revisions, oldest first, the one serving last."""
+    annotations = found["metadata"].get("annotations") or {}
+    try:
+        history = tuple(Revision(**entry) for entry in json.loads(annotations.get("orbit.dev/history", "[]")))
+    except (TypeError, ValueError):
+        history = ()
+    current = Revision(
+        int(annotations.get("orbit.dev/deployment-id", "0") or 0),
+        annotations.get("orbit.dev/sha", ""),
+        str(found["spec"]["template"]["spec"]["containers"][0]["image"]),
+        int(annotations.get("orbit.dev/pr", "0") or 0),
+    )
+    return (*history, current)
 
 
 def service(target: Target) -> dict[str, Any]:

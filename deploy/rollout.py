@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.kube import ModelCluster
-from deploy.manifests import Target, deployment, manifests
+from deploy.manifests import HISTORY, Target, deployment, manifests, revisions
 
 SMOKE_IMAGE = Path(__file__).with_name("smoke.png")
 CRASH_RESTARTS = 3
@@ -112,19 +112,22 @@ async def _verify(cluster: ModelCluster, target: Target, timing: Timing) -> str 
 def _previous(found: dict[str, Any] | None, target: Target) -> Target | None:
     if found is None:
         return None
-    containers = found["spec"]["template"]["spec"]["containers"]
-    annotations = found["metadata"].get("annotations") or {}
+    *history, current = revisions(found)
     return replace(
         target,
-        image=str(containers[0]["image"]),
-        sha=annotations.get("orbit.dev/sha", ""),
-        deployment_id=int(annotations.get("orbit.dev/deployment-id", "0") or 0),
+        image=current.image,
+        sha=current.sha,
+        deployment_id=current.deployment_id,
+        pull=current.pull,
+        history=tuple(history),
     )
 
 
 async def roll_out(cluster: ModelCluster, target: Target, timing: Timing = Timing()) -> Outcome:
     """Apply the environment, verify it, and restore the previous revision if it fails."""
     previous = _previous(await asyncio.to_thread(cluster.read, "Deployment", target.name), target)
+    if previous is not None:
+        target = replace(target, history=(*previous.history, previous.revision)[-HISTORY:])
     for manifest in manifests(target):
         await asyncio.to_thread(cluster.apply, manifest)
     failure = await _verify(cluster, target, timing)

@@ -10,6 +10,7 @@ import orjson
 from bot.delivery import Delivery, signature_of
 from bot.errors import TemporaryError
 from bot.github import CheckUpdate, GitHubApi, JobInfo, PullInfo, Reaction, RunInfo, RunStatus
+from bot.github_deploys import DeploymentInfo, DeploymentState
 from bot.github_reports import ArtifactInfo, CommentInfo, TreeEntry
 from bot.payloads import Repo
 
@@ -183,6 +184,38 @@ class FakeGitHub:
     async def move_branch(self, repo: Repo, branch: str, commit_sha: str) -> None:
         self._record("move_branch", repo.full_name, branch, commit_sha)
         self.branches[branch] = commit_sha
+
+    deployment_list: list[DeploymentInfo] = field(default_factory=list)
+    deployment_states: dict[int, list[str]] = field(default_factory=dict)
+
+    async def create_deployment(
+        self, repo: Repo, sha: str, environment: str, payload: dict[str, Any], description: str
+    ) -> int:
+        self._record("create_deployment", repo.full_name, sha, environment, payload)
+        deployment = DeploymentInfo(800 + len(self.deployment_list), sha, environment, payload)
+        self.deployment_list.insert(0, deployment)
+        return deployment.id
+
+    async def set_deployment_status(
+        self,
+        repo: Repo,
+        deployment_id: int,
+        state: DeploymentState,
+        description: str,
+        url: str = "",
+        log_url: str = "",
+    ) -> None:
+        self._record("deployment_status", repo.full_name, deployment_id, state, description, url)
+        self.deployment_states.setdefault(deployment_id, []).append(state)
+
+    async def deployments(self, repo: Repo, environment: str) -> list[DeploymentInfo]:
+        self._record("deployments", repo.full_name, environment)
+        return [d for d in self.deployment_list if d.environment == environment]
+
+    async def deployment_state(self, repo: Repo, deployment_id: int) -> str | None:
+        self._record("deployment_state", repo.full_name, deployment_id)
+        states = self.deployment_states.get(deployment_id)
+        return states[-1] if states else None
 
     def named(self, name: str) -> list[tuple[Any, ...]]:
         return [args for call, args in self.calls if call == name]

@@ -71,6 +71,10 @@ class ReportState:
     fail_next: dict[str, int] = field(default_factory=dict)  # "PATCH git/refs" -> status, once
     concurrent_push: bool = False  # the next ref update finds the branch moved by someone else
     every_run_bundle: bytes | None = None  # the artifact of any run not in `artifacts` (benchmarks)
+    deployments: list[dict[str, Any]] = field(default_factory=list)  # newest first, as GitHub lists them
+    deployment_statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    dispatches: list[dict[str, Any]] = field(default_factory=list)
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     async def store_comment(self, request: Request) -> Response:
         """Create a comment as the App's bot, refusing bodies over GitHub's limit."""
@@ -258,9 +262,58 @@ def report_routes(state: ReportState) -> list[Route]:
     async def requests(request: Request) -> Response:
         return JSONResponse(state.requests)
 
+    async def create_deployment(request: Request) -> Response:
+        body = await request.json()
+        missing = {"ref", "environment"} - set(body)
+        if missing or body.get("required_contexts") != []:
+            return _error(422, f"Validation Failed: {sorted(missing) or 'required_contexts'}")
+        deployment = {"id": 3000 + len(state.deployments), "sha": body["ref"], **body}
+        state.deployments.insert(0, deployment)
+        seen(request, "deployments")
+        return JSONResponse(deployment, 201)
+
+    async def list_deployments(request: Request) -> Response:
+        environment = request.query_params.get("environment")
+        return JSONResponse([d for d in state.deployments if environment in (None, d["environment"])])
+
+    async def create_status(request: Request) -> Response:
+        failure = seen(request, "deployment-status")
+        if failure:
+            return failure
+        body = await request.json()
+        if body.get("state") not in (
+            "error",
+            "failure",
+            "inactive",
+            "in_progress",
+            "queued",
+            "pending",
+            "success",
+        ):
+            return _error(422, "Validation Failed: state")
+        deployment = int(request.path_params["deployment"])
+        state.deployment_statuses.setdefault(deployment, []).insert(0, body)
+        return JSONResponse({"id": len(state.requests), **body}, 201)
+
+    async def list_statuses(request: Request) -> Response:
+        return JSONResponse(state.deployment_statuses.get(int(request.path_params["deployment"]), []))
+
+    async def dispatch(request: Request) -> Response:
+        state.dispatches.append({"workflow": request.path_params["workflow"], **(await request.json())})
+        return Response(status_code=204)
+
+    async def pull(request: Request) -> Response:
+        return JSONResponse(state.pulls[int(request.path_params["number"])])
+
     repo = "/repos/{owner}/{repo}"
     return [
         Route("/_report_requests", requests),
+        Route(f"{repo}/deployments", create_deployment, methods=["POST"]),
+        Route(f"{repo}/deployments", list_deployments),
+        Route(f"{repo}/deployments/{{deployment:int}}/statuses", create_status, methods=["POST"]),
+        Route(f"{repo}/deployments/{{deployment:int}}/statuses", list_statuses),
+        Route(f"{repo}/actions/workflows/{{workflow}}/dispatches", dispatch, methods=["POST"]),
+        Route(f"{repo}/pulls/{{number:int}}", pull),
         Route(f"{repo}/commits/{{ref}}/check-runs", list_checks),
         Route(f"{repo}/check-runs", create_check, methods=["POST"]),
         Route(f"{repo}/check-runs/{{check:int}}", update_check, methods=["PATCH"]),

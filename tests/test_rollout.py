@@ -1,6 +1,7 @@
 """Rolling the served model out against the Kubernetes API double with the real client: the applied
 objects, success, a timeout, a crash loop, a failed smoke test with the rollback verified, previews."""
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -74,6 +75,8 @@ async def test_production_applies_every_object_and_passes_the_smoke_test(
     assert deployment["metadata"]["annotations"] == {
         "orbit.dev/sha": "a" * 40,
         "orbit.dev/deployment-id": "11",
+        "orbit.dev/pr": "0",
+        "orbit.dev/history": "[]",
     }
     ingress = state.applied[2][2]
     assert ingress["spec"]["rules"][0]["host"] == "celestial-bodies-classifier.models.example.com"
@@ -91,8 +94,12 @@ async def test_production_applies_every_object_and_passes_the_smoke_test(
 async def test_a_second_apply_updates_in_place(cluster: KubeModelCluster, state: KubeState) -> None:
     assert (await roll_out(cluster, PRODUCTION, FAST)).ok
     first = stored(state, "deployments")["metadata"]
-    assert (await roll_out(cluster, replace(PRODUCTION, image=NEXT, sha="b" * 40), FAST)).ok
+    assert (await roll_out(cluster, replace(PRODUCTION, image=NEXT, sha="b" * 40, deployment_id=12), FAST)).ok
     second = stored(state, "deployments")["metadata"]
+    history = json.loads(second["annotations"]["orbit.dev/history"])  # type: ignore[index]
+    assert history == [{"deployment_id": 11, "sha": "a" * 40, "image": DIGEST, "pull": 0}], (
+        "what served before"
+    )
     assert second["uid"] == first["uid"] and second["generation"] == first["generation"] + 1  # type: ignore[index]
 
 

@@ -1,0 +1,256 @@
+"""Deploying: merged PRs ship to production, `/deploy` previews, `/rollback` restores, closing tears down.
+
+The bot creates the GitHub deployment and dispatches deploy.yml, which builds and pushes the image on
+an orbit-cpu runner. When that run completes, the bot rolls the image out (newest deployment of an
+environment wins; older ones are marked inactive), and reports through deployment statuses and a
+PR comment.
+"""
+
+import asyncio
+import re
+from dataclasses import dataclass, replace
+
+from bot.context import Context
+from bot.delivery import Delivery
+from bot.github import GitHubApi
+from bot.github_deploys import DeploymentInfo
+from bot.payloads import Repo, dig, repository
+from bot.router import Router
+from deploy.image import ImageError, read_image
+from deploy.kube import ModelCluster
+from deploy.manifests import PRODUCTION, Target, revisions
+from deploy.rollout import Outcome, Timing, roll_out, tear_down
+
+WORKFLOW = "deploy.yml"
+DEFAULT_TIMING = Timing()
+ARTIFACT = "orbit-image"
+TITLE = re.compile(
+    r"^orbit/deploy PR #(?P<pull>\d+) to (?P<environment>[\w-]+) "
+    r"\(deployment (?P<id>\d+)\) at (?P<sha>[0-9a-f]{40})"
+)
+
+
+def run_title(pull: int, environment: str, deployment_id: int, sha: str) -> str:
+    """Return the run name deploy.yml gives itself, which ties a run to its deployment."""
+    return f"orbit/deploy PR #{pull} to {environment} (deployment {deployment_id}) at {sha}"
+
+
+@dataclass(frozen=True)
+class Deployer:
+    """Where and how models are rolled out."""
+
+    cluster: ModelCluster
+    namespace: str
+    service: str
+    registry: str
+    domain: str
+    tls_issuer: str | None = None
+    ingress_class: str | None = None
+    timing: Timing = DEFAULT_TIMING
+
+    def target(self, environment: str, image: str, sha: str, deployment_id: int) -> Target:
+        """Return the rollout target of an environment."""
+        return Target(
+            self.service,
+            environment,
+            self.namespace,
+            image,
+            sha,
+            deployment_id,
+            self.domain,
+            self.tls_issuer,
+            self.ingress_class,
+        )
+
+
+async def request_deploy(
+    github: GitHubApi, repo: Repo, pull: int, environment: str, sha: str, branch: str
+) -> int:
+    """Create the deployment (queued) and dispatch the trusted deploy.yml to build its image."""
+    deployment = await github.create_deployment(
+        repo, sha, environment, {"pr": pull}, f"PR #{pull} to {environment}"
+    )
+    await github.set_deployment_status(repo, deployment, "queued", "waiting for the image build")
+    inputs = {"sha": sha, "environment": environment, "deployment": str(deployment), "pr": str(pull)}
+    await github.dispatch_workflow(repo, WORKFLOW, branch, inputs)
+    return deployment
+
+
+def router_for(deployer: Deployer) -> Router:
+    """Return the deploy handlers, bound to the cluster they roll out to."""
+    router = Router()
+
+    @router.on("pull_request", "closed")
+    async def on_closed(delivery: Delivery, ctx: Context) -> None:
+        repo, pull = repository(delivery), dig(delivery.payload, "pull_request", kind=dict)
+        number = dig(pull, "number", kind=int)
+        if repo is None or number is None:
+            return
+        await tear_down_preview(ctx.github, repo, number, deployer)
+        merged_sha = dig(pull, "merge_commit_sha", kind=str)
+        default = dig(delivery.payload, "repository", "default_branch", kind=str) or "main"
+        if dig(pull, "merged", kind=bool) and merged_sha and dig(pull, "base", "ref", kind=str) == default:
+            await request_deploy(ctx.github, repo, number, PRODUCTION, merged_sha, default)
+
+    @router.on("workflow_run", "completed")
+    async def on_build_completed(delivery: Delivery, ctx: Context) -> None:
+        run, repo = delivery.payload.get("workflow_run"), repository(delivery)
+        match = TITLE.match(dig(run, "display_title", kind=str) or "")
+        if match is None or repo is None:
+            return
+        build = Build(
+            repo,
+            int(match["pull"]),
+            match["environment"],
+            int(match["id"]),
+            match["sha"],
+            dig(run, "id", kind=int) or 0,
+            dig(run, "conclusion", kind=str) or "failure",
+            dig(run, "html_url", kind=str) or "",
+        )
+        await finish_build(ctx.github, deployer, build)
+
+    return router
+
+
+@dataclass(frozen=True)
+class Build:
+    """A completed deploy.yml run."""
+
+    repo: Repo
+    pull: int
+    environment: str
+    deployment_id: int
+    sha: str
+    run_id: int
+    conclusion: str
+    url: str
+
+
+async def _superseded(github: GitHubApi, build: Build) -> DeploymentInfo | None:
+    newer = [d for d in await github.deployments(build.repo, build.environment) if d.id > build.deployment_id]
+    return newer[0] if newer else None
+
+
+async def finish_build(github: GitHubApi, deployer: Deployer, build: Build) -> None:
+    """Roll out a built image, unless the build failed or a newer deployment of the environment exists."""
+    if newer := await _superseded(github, build):
+        await github.set_deployment_status(
+            build.repo, build.deployment_id, "inactive", f"superseded by deployment {newer.id}"
+        )
+        return
+    if build.conclusion != "success":
+        await _report_failure(
+            github, build, f"the image build {build.conclusion.replace('_', ' ')}", restored=None
+        )
+        return
+    try:
+        image = await read_image(github, build.repo, build.run_id, deployer.registry)
+    except ImageError as error:
+        await _report_failure(github, build, str(error), restored=None)
+        return
+    await github.set_deployment_status(
+        build.repo, build.deployment_id, "in_progress", "rolling out", log_url=build.url
+    )
+    target = replace(
+        deployer.target(build.environment, image, build.sha, build.deployment_id), pull=build.pull
+    )
+    outcome = await roll_out(deployer.cluster, target, deployer.timing)
+    if outcome.ok:
+        await _report_success(github, build, target)
+    else:
+        await _report_failure(github, build, outcome.reason, outcome.restored, outcome)
+
+
+async def _report_success(github: GitHubApi, build: Build, target: Target) -> None:
+    await github.set_deployment_status(
+        build.repo,
+        build.deployment_id,
+        "success",
+        f"serving {build.sha[:7]}",
+        url=target.url,
+        log_url=build.url,
+    )
+    where = "Production" if target.production else f"The preview `{target.environment}`"
+    body = (
+        f"🚀 {where} serves `{build.sha[:7]}` at {target.url}\n\n"
+        f"```sh\ncurl -F image=@saturn.png {target.url}/predict\n```"
+    )
+    await github.create_comment(build.repo, build.pull, body)
+
+
+async def _report_failure(
+    github: GitHubApi, build: Build, reason: str, restored: bool | None, outcome: Outcome | None = None
+) -> None:
+    await github.set_deployment_status(build.repo, build.deployment_id, "failure", reason, log_url=build.url)
+    production = build.environment == PRODUCTION
+    if restored:
+        previous = f" (`{outcome.previous_sha[:7]}`)" if outcome and outcome.previous_sha else ""
+        still = f"{'production' if production else 'the preview'} still serves the previous model{previous}"
+    elif restored is False:
+        still = "⚠️ the previous model could not be restored either: the environment needs attention"
+    else:
+        still = "production still serves the previous model" if production else "the preview was not updated"
+    failed = f"😕 Deploying `{build.sha[:7]}` to {build.environment} failed: {reason}."
+    message = f"{failed} {still[0].upper()}{still[1:]}."
+    await github.create_comment(build.repo, build.pull, message)
+
+
+async def tear_down_preview(github: GitHubApi, repo: Repo, pull: int, deployer: Deployer) -> None:
+    """Delete a closed PR's preview and mark its deployments inactive."""
+    environment = f"pr-{pull}"
+    await tear_down(deployer.cluster, deployer.target(environment, "", "", 0))
+    for deployment in await github.deployments(repo, environment):
+        if await github.deployment_state(repo, deployment.id) != "inactive":
+            await github.set_deployment_status(repo, deployment.id, "inactive", "the pull request was closed")
+
+
+class DeployPreview:
+    """The `/deploy` command: build the PR's head and serve it as its own preview environment."""
+
+    async def __call__(self, github: GitHubApi, repo: Repo, pull_number: int, sender: str, args: str) -> str:
+        """Request the preview deployment and say so."""
+        pull = await github.pull_request(repo, pull_number)
+        if pull.state != "open":
+            return f"PR #{pull_number} is {pull.state}; `/deploy` previews open pull requests."
+        await request_deploy(
+            github, repo, pull_number, f"pr-{pull_number}", pull.head_sha, pull.default_branch
+        )
+        return f"Building `{pull.head_sha[:7]}` for the preview `pr-{pull_number}`, as @{sender} asked."
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """The `/rollback` command on a merged PR: production goes back to what served before that PR's model.
+
+    The revisions come from the production Deployment's own record (Kubernetes holds the truth).
+    """
+
+    deployer: Deployer
+
+    async def __call__(self, github: GitHubApi, repo: Repo, pull_number: int, sender: str, args: str) -> str:
+        """Roll production back to the revision before this PR's latest rollout."""
+        found = await asyncio.to_thread(self.deployer.cluster.read, "Deployment", self.deployer.service)
+        history = revisions(found) if found else ()
+        mine = [i for i, revision in enumerate(history) if revision.pull == pull_number]
+        if not mine:
+            return f"PR #{pull_number} is not among production's recorded rollouts; nothing was rolled back."
+        if mine[-1] == 0:
+            return f"No rollout before PR #{pull_number}'s is on record; nothing was rolled back."
+        back = history[mine[-1] - 1]
+        payload = {"pr": pull_number, "rollback_to": back.deployment_id}
+        deployment = await github.create_deployment(
+            repo, back.sha, PRODUCTION, payload, f"roll back PR #{pull_number}"
+        )
+        await github.set_deployment_status(repo, deployment, "in_progress", f"rolling back to {back.sha[:7]}")
+        target = replace(self.deployer.target(PRODUCTION, back.image, back.sha, deployment), pull=back.pull)
+        outcome = await roll_out(self.deployer.cluster, target, self.deployer.timing)
+        if outcome.ok:
+            await github.set_deployment_status(
+                repo, deployment, "success", f"rolled back to {back.sha[:7]}", url=target.url
+            )
+            before = f"the model from before PR #{pull_number}"
+            return f"Production serves `{back.sha[:7]}` again, {before}, as @{sender} asked."
+        build = Build(repo, pull_number, PRODUCTION, deployment, back.sha, 0, "success", "")
+        await _report_failure(github, build, outcome.reason, outcome.restored, outcome)
+        return f"The rollback to `{back.sha[:7]}` failed: {outcome.reason}."
