@@ -45,6 +45,7 @@ bench: venv system-deps
 	$(BIN)/python bench/runner.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python -m bench.report
+	$(BIN)/python -m bench.deploy
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

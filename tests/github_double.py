@@ -112,7 +112,14 @@ def app() -> Starlette:
 def report_app() -> Starlette:
     """Return a double where every training run has the bundle at $ORBIT_BENCH_BUNDLE (benchmarks)."""
     state = GitHubState()
-    state.reports.every_run_bundle = Path(os.environ["ORBIT_BENCH_BUNDLE"]).read_bytes()
+    state.reports.every_run_artifact = ("orbit-report", Path(os.environ["ORBIT_BENCH_BUNDLE"]).read_bytes())
+    return make_app(state)
+
+
+def deploy_app() -> Starlette:
+    """Return a double where every build run has the image reference at $ORBIT_BENCH_IMAGE (benchmarks)."""
+    state = GitHubState()
+    state.reports.every_run_artifact = ("orbit-image", Path(os.environ["ORBIT_BENCH_IMAGE"]).read_bytes())
     return make_app(state)
 
 

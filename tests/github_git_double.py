@@ -70,7 +70,7 @@ class ReportState:
     requests: list[tuple[float, str, str]] = field(default_factory=list)
     fail_next: dict[str, int] = field(default_factory=dict)  # "PATCH git/refs" -> status, once
     concurrent_push: bool = False  # the next ref update finds the branch moved by someone else
-    every_run_bundle: bytes | None = None  # the artifact of any run not in `artifacts` (benchmarks)
+    every_run_artifact: tuple[str, bytes] | None = None  # (name, zip) of any run not in `artifacts`
     deployments: list[dict[str, Any]] = field(default_factory=list)  # newest first, as GitHub lists them
     deployment_statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     dispatches: list[dict[str, Any]] = field(default_factory=list)
@@ -125,11 +125,11 @@ def report_routes(state: ReportState) -> list[Route]:
 
     async def artifacts(request: Request) -> Response:
         run = int(request.path_params["run"])
-        if run not in state.artifacts and state.every_run_bundle is not None:
-            state.artifact_zips[500 + run] = state.every_run_bundle
-            size = len(state.every_run_bundle)
+        if run not in state.artifacts and state.every_run_artifact is not None:
+            name, data = state.every_run_artifact
+            state.artifact_zips[500 + run] = data
             state.artifacts[run] = [
-                {"id": 500 + run, "name": "orbit-report", "expired": False, "size_in_bytes": size}
+                {"id": 500 + run, "name": name, "expired": False, "size_in_bytes": len(data)}
             ]
         items = state.artifacts.get(run, [])
         return JSONResponse({"total_count": len(items), "artifacts": items})
@@ -277,10 +277,10 @@ def report_routes(state: ReportState) -> list[Route]:
         return JSONResponse([d for d in state.deployments if environment in (None, d["environment"])])
 
     async def create_status(request: Request) -> Response:
-        failure = seen(request, "deployment-status")
+        body = await request.json()
+        failure = seen(request, f"deployment-status {body.get('state')}")
         if failure:
             return failure
-        body = await request.json()
         if body.get("state") not in (
             "error",
             "failure",

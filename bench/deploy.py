@@ -1,0 +1,143 @@
+"""Benchmark: from a deploy.yml run's completed delivery to the deployment status `success`.
+
+The real bot (ingest, inbox, workers, githubkit, the kubernetes client) runs against a GitHub double
+and a Kubernetes API double on localhost, each in its own process; the rollout is instant there, so
+this measures the bot: the artifact read, five server-side applies, the rollout checks, the smoke
+test through the service proxy and the statuses. 50 deploys, one after another. Goal: under 2 s.
+Baseline, same run: a `/help` comment delivery to its reply request.
+"""
+
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import orjson
+from kubernetes import client
+
+from bench.harness import SECRET, bot_server, serve_double, start_in_thread
+from bot import commands
+from bot.delivery import signature_of
+from bot.deploys import Deployer, router_for, run_title
+from bot.router import Router
+from deploy.kube import KubeModelCluster
+from deploy.rollout import Timing
+from model.local import stop, tool_environment
+
+DEPLOYS = 50
+REGISTRY = "registry.example.com/octo-org"
+SHA = "e" * 40
+
+
+def image_zip(folder: Path) -> Path:
+    path = folder / "image.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        image = {"image": f"{REGISTRY}/celestial-bodies-classifier", "digest": "sha256:" + "1" * 64}
+        archive.writestr("image.json", json.dumps(image))
+    return path
+
+
+def signed(event: str, payload: dict[str, object], delivery_id: str) -> tuple[bytes, dict[str, str]]:
+    body = orjson.dumps(payload)
+    return body, {
+        "content-type": "application/json",
+        "x-github-event": event,
+        "x-github-delivery": delivery_id,
+        "x-hub-signature-256": signature_of(SECRET, body),
+    }
+
+
+def build_completed(n: int) -> tuple[bytes, dict[str, str]]:
+    run = {
+        "id": n,
+        "display_title": run_title(n, "production", n, SHA),
+        "conclusion": "success",
+        "html_url": "",
+    }
+    payload: dict[str, object] = {
+        "action": "completed",
+        "workflow_run": run,
+        "repository": {"full_name": "o/m"},
+        "installation": {"id": 1},
+    }
+    return signed("workflow_run", payload, f"build-{n}")
+
+
+def help_comment(n: int) -> tuple[bytes, dict[str, str]]:
+    comment = {"id": n, "body": "/help", "user": {"login": "octocat", "type": "User"}}
+    issue = {"number": n, "pull_request": {"url": "https://api.github.com/x"}}
+    payload: dict[str, object] = {
+        "action": "created",
+        "issue": issue,
+        "comment": comment,
+        "repository": {"full_name": "o/m"},
+        "installation": {"id": 1},
+    }
+    return signed("issue_comment", payload, f"help-{n}")
+
+
+async def send(url: str, deliveries: list[tuple[bytes, dict[str, str]]], gap: float) -> list[float]:
+    sent = []
+    async with httpx.AsyncClient(base_url=url) as http:
+        for body, headers in deliveries:
+            sent.append(time.monotonic())
+            assert (await http.post("/webhook", content=body, headers=headers)).status_code == 202
+            await asyncio.sleep(gap)
+    return sent
+
+
+def arrivals(github: httpx.Client, what: str, count: int) -> list[float]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        seen = [at for at, _, name in github.get("/_report_requests").json() if name == what]
+        if len(seen) >= count:
+            return seen
+        time.sleep(0.2)
+    raise RuntimeError(f"{what}: only {len(seen)} of {count} arrived")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        env = {**tool_environment(), "ORBIT_BENCH_IMAGE": str(image_zip(folder))}
+        github = serve_double("tests.github_double:deploy_app", "/_report_requests", env)
+        kube = serve_double("tests.kube_double:app", "/_requests")
+        try:
+            cluster = KubeModelCluster("models", client.ApiClient(client.Configuration(host=kube.url)))
+            deployer = Deployer(
+                cluster,
+                "models",
+                "celestial-bodies-classifier",
+                REGISTRY,
+                "example.com",
+                timing=Timing(30, 0.05),
+            )
+            server = bot_server(
+                folder / "orbit.db", github.url, Router.compose([router_for(deployer), commands.router])
+            )
+            thread = start_in_thread(server)
+            url = f"http://127.0.0.1:{server.config.port}"
+            with httpx.Client(base_url=github.url) as poll:
+                help_sent = asyncio.run(send(url, [help_comment(n) for n in range(1, 21)], 0.3))
+                help_done = [at for at, _, name in poll.get("/_report_requests").json() if name == "comments"]
+                sent = asyncio.run(send(url, [build_completed(n) for n in range(1, DEPLOYS + 1)], 0.5))
+                done = arrivals(poll, "deployment-status success", DEPLOYS)
+            server.should_exit = True
+            thread.join(timeout=10)
+        finally:
+            stop(github.process)
+            stop(kube.process)
+    latencies = sorted((d - s) * 1000 for s, d in zip(sent, done, strict=True))
+    baseline = statistics.median((d - s) * 1000 for s, d in zip(help_sent, help_done, strict=False))
+    p50, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+    print(f"build completed -> status success ({DEPLOYS} deploys): p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    print(f"  /help delivery -> reply: p50 {baseline:.0f} ms; ratio {p50 / baseline:.1f}x")
+    print(f"  goal < 2 s: {'met' if p99 < 2000 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
