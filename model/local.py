@@ -186,20 +186,28 @@ def build_bento(project: Path) -> None:
     run_step("bentoml build", [tool("bentoml"), "build", "--output", "tag"], project)
 
 
-def demo(project: Path) -> None:
-    """Train on the bundled synthetic data, build and serve the Bento, and classify held-out images."""
-    run_step("train the pipeline", [tool("dvc"), "repro"], project)
-    run_step("store the outputs in the DVC remote", [tool("dvc"), "push"], project)
+def serve_and_query(project: Path) -> None:
+    """Build the Bento of `project`, serve it on localhost and classify held-out images with it."""
     build_bento(project)
     log = Path(tempfile.gettempdir()) / "orbit-demo-serve.log"
     with serving(f"{MODEL_NAME}:latest", project, log=log) as server:
         print(f"\nserving on {server.url} (server log: {log})")
         print_predictions(server.url, held_out_samples(project))
-    print_metrics(project)
-    print("\nthe server is stopped; `make serve` keeps one running")
-    from runner.report.local import demo_report  # the report half of the demo
 
-    demo_report(project)
+
+def demo(project: Path) -> None:
+    """Train, serve and query the model; then report a parameter change, "merge" it and serve that."""
+    run_step("train the pipeline", [tool("dvc"), "repro"], project)
+    run_step("store the outputs in the DVC remote", [tool("dvc"), "push"], project)
+    serve_and_query(project)
+    print_metrics(project)
+    from runner.report.local import demo_report, merge_demo_branch  # the PR half of the demo
+
+    scratch = demo_report(project)
+    if scratch is not None:
+        merge_demo_branch(scratch)
+        serve_and_query(scratch)
+    print("\nthe servers are stopped; `make serve` keeps one running")
 
 
 def serve(project: Path, port: int) -> None:

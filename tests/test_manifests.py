@@ -78,11 +78,11 @@ def test_runner_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def rendered() -> list[dict[str, Any]]:
+def rendered(folder: str = "deploy/k8s") -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl is needed to render deploy/k8s"
     output = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "deploy/k8s")], capture_output=True, text=True, check=True
+        [kubectl, "kustomize", str(ROOT / folder)], capture_output=True, text=True, check=True
     )
     return [doc for doc in yaml.safe_load_all(output.stdout) if doc]
 
@@ -147,3 +147,26 @@ def test_app_manifest_asks_for_the_least_permissions() -> None:
         "workflow_job",
         "workflow_run",
     }
+
+
+def test_the_deployer_role_allows_exactly_what_deploying_uses() -> None:
+    role, binding = rendered("deploy/k8s/models")
+    for manifest in (role, binding):
+        validate(manifest, "1.30.0", strict=True)
+        assert manifest["metadata"]["namespace"] == "models"
+    rules = {
+        (rule["apiGroups"][0], resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for resource in rule["resources"]
+    }
+    applied = {"get", "patch", "delete"}
+    assert rules == {
+        ("apps", "deployments"): applied,
+        ("", "services"): applied,
+        ("networking.k8s.io", "ingresses"): applied,
+        ("autoscaling", "horizontalpodautoscalers"): applied,
+        ("policy", "poddisruptionbudgets"): applied,
+        ("", "pods"): {"list"},
+        ("", "services/proxy"): {"get", "create"},
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "orbit", "namespace": "orbit"}]

@@ -44,17 +44,16 @@ def train(project: Path, base: str, out: Path) -> Report:
     return report
 
 
-def _git(project: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=project, capture_output=True, text=True, check=True
-    ).stdout.strip()
+def _git(project: Path, *args: str, check: bool = True) -> str:
+    result = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True, check=check)
+    return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def demo_report(project: Path) -> None:
-    """Change a parameter on a demo branch of a scratch copy, train it and print its report."""
+def demo_report(project: Path) -> Path | None:
+    """Change a parameter on a demo branch of a scratch copy, train it, print its report; return the copy."""
     if not (project / ".git").exists():
         print("\n(the report demo needs the project as a git clone; skipped)")
-        return
+        return None
     base = _git(project, "rev-parse", "--abbrev-ref", "HEAD")
     scratch = Path(tempfile.mkdtemp(prefix="orbit-demo-"))
     run_step(
@@ -76,3 +75,15 @@ def demo_report(project: Path) -> None:
         raise LocalRunError(f"stage {report.stages.failed} failed; see {scratch / 'report' / 'report.md'}")
     print(f"\n==> the report {DEMO_BRANCH} would get on its pull request:\n")
     print((scratch / "report" / "report.md").read_text())
+    return scratch
+
+
+def merge_demo_branch(scratch: Path) -> None:
+    """Merge the demo branch into the branch it started from, as merging its PR would."""
+    base = (
+        _git(scratch, "rev-parse", "--abbrev-ref", "origin/HEAD", check=False).removeprefix("origin/")
+        or "main"
+    )
+    print(f"\n==> merge {DEMO_BRANCH} into {base}, as merging its pull request would, and serve that model")
+    _git(scratch, "switch", "--quiet", base)
+    _git(scratch, "merge", "--quiet", "--ff-only", DEMO_BRANCH)
