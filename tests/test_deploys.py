@@ -293,3 +293,15 @@ def test_production_builds_are_ordered_together_whatever_their_pr() -> None:
     assert ordering_key(delivery("workflow_run", payload)) == "octo-org/model@production"
     payload["workflow_run"]["display_title"] = run_title(7, "pr-7", 3, MERGED)
     assert ordering_key(delivery("workflow_run", payload)) == "octo-org/model#7"
+
+
+async def test_a_preview_built_after_its_pr_closed_is_not_rolled_out(
+    setup: tuple[Context, Router], github: GitHubState, kube: KubeState
+) -> None:
+    await handle(setup, "issue_comment", comment_payload("/deploy"))
+    deployment = github.reports.deployments[0]["id"]
+    github.reports.pulls[7]["state"] = "closed"
+    image = {"image": f"{REGISTRY}/{SERVICE}", "digest": digest(6)}
+    await handle(setup, "workflow_run", built(github, deployment, "pr-7", HEAD, 700, image))
+    assert states(github, deployment) == ["queued", "inactive"]
+    assert kube.applied == []
