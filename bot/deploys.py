@@ -132,6 +132,10 @@ async def _superseded(github: GitHubApi, build: Build) -> DeploymentInfo | None:
     return newer[0] if newer else None
 
 
+async def _still_open(github: GitHubApi, build: Build) -> bool:
+    return (await github.pull_request(build.repo, build.pull)).state == "open"
+
+
 async def finish_build(github: GitHubApi, deployer: Deployer, build: Build) -> None:
     """Roll out a built image, unless the build failed or a newer deployment of the environment exists."""
     if newer := await _superseded(github, build):
@@ -139,6 +143,11 @@ async def finish_build(github: GitHubApi, deployer: Deployer, build: Build) -> N
             build.repo, build.deployment_id, "inactive", f"superseded by deployment {newer.id}"
         )
         return
+    if build.environment != PRODUCTION and not await _still_open(github, build):
+        await github.set_deployment_status(
+            build.repo, build.deployment_id, "inactive", "the pull request was closed"
+        )
+        return  # a preview built after its PR closed is not rolled out
     if build.conclusion != "success":
         await _report_failure(
             github, build, f"the image build {build.conclusion.replace('_', ' ')}", restored=None
