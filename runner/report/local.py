@@ -54,6 +54,7 @@ def demo_report(project: Path) -> Path | None:
     if not (project / ".git").exists():
         print("\n(the report demo needs the project as a git clone; skipped)")
         return None
+    project = project.resolve()  # the scratch clone shares this project's DVC cache by absolute path
     base = _git(project, "rev-parse", "--abbrev-ref", "HEAD")
     scratch = Path(tempfile.mkdtemp(prefix="orbit-demo-"))
     run_step(
