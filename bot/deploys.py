@@ -23,7 +23,6 @@ from deploy.rollout import Outcome, Timing, roll_out, tear_down
 
 WORKFLOW = "deploy.yml"
 DEFAULT_TIMING = Timing()
-ARTIFACT = "orbit-image"
 TITLE = re.compile(
     r"^orbit/deploy PR #(?P<pull>\d+) to (?P<environment>[\w-]+) "
     r"\(deployment (?P<id>\d+)\) at (?P<sha>[0-9a-f]{40})"

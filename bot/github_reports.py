@@ -104,6 +104,12 @@ class ReportsApi(Protocol):
         ...
 
 
+async def named_artifact(github: ReportsApi, repo: Repo, run_id: int, name: str) -> bytes | None:
+    """Return the zip of the run's unexpired artifact of that name, or None when there is none."""
+    found = [a for a in await github.run_artifacts(repo, run_id) if a.name == name and not a.expired]
+    return await github.download_artifact(repo, found[0].id) if found else None
+
+
 class ReportsMixin:
     """`ReportsApi` over githubkit, for `InstallationClient`."""
 

@@ -14,6 +14,7 @@ from bot.context import Context
 from bot.delivery import Delivery
 from bot.failure import failure_markdown
 from bot.github import CheckUpdate, GitHubApi
+from bot.github_reports import named_artifact
 from bot.payloads import Repo, dig, repository
 from bot.report_bundle import Bundle, BundleError, read_bundle
 from bot.router import Router
@@ -77,12 +78,8 @@ async def _superseded(github: GitHubApi, run: FinishedRun) -> bool:
 
 
 async def _bundle(github: GitHubApi, run: FinishedRun) -> Bundle | None:
-    artifacts = [
-        a for a in await github.run_artifacts(run.repo, run.run_id) if a.name == ARTIFACT and not a.expired
-    ]
-    if not artifacts:
-        return None
-    return read_bundle(await github.download_artifact(run.repo, artifacts[0].id))
+    data = await named_artifact(github, run.repo, run.run_id, ARTIFACT)
+    return None if data is None else read_bundle(data)
 
 
 async def _report_markdown(github: GitHubApi, run: FinishedRun, bundle: Bundle) -> str:

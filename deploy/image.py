@@ -6,6 +6,7 @@ import re
 import zipfile
 
 from bot.github import GitHubApi
+from bot.github_reports import named_artifact
 from bot.payloads import Repo
 
 ARTIFACT = "orbit-image"
@@ -46,7 +47,7 @@ def _without_tag(repository: str) -> str:
 
 async def read_image(github: GitHubApi, repo: Repo, run_id: int, registry: str) -> str:
     """Download the run's image artifact and return the image reference to deploy, by digest."""
-    artifacts = [a for a in await github.run_artifacts(repo, run_id) if a.name == ARTIFACT and not a.expired]
-    if not artifacts:
+    data = await named_artifact(github, repo, run_id, ARTIFACT)
+    if data is None:
         raise ImageError(f"the build run left no {ARTIFACT} artifact")
-    return parse_image(await github.download_artifact(repo, artifacts[0].id), registry)
+    return parse_image(data, registry)
