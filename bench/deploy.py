@@ -11,17 +11,23 @@ import asyncio
 import json
 import statistics
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
 import httpx
-import orjson
 from kubernetes import client
 
-from bench.harness import SECRET, bot_server, serve_double, start_in_thread
+from bench.harness import (
+    Delivery,
+    arrivals,
+    bot_server,
+    help_comment,
+    send_one_by_one,
+    serve_double,
+    signed,
+    start_in_thread,
+)
 from bot import commands
-from bot.delivery import signature_of
 from bot.deploys import Deployer, router_for, run_title
 from bot.router import Router
 from deploy.kube import KubeModelCluster
@@ -41,17 +47,7 @@ def image_zip(folder: Path) -> Path:
     return path
 
 
-def signed(event: str, payload: dict[str, object], delivery_id: str) -> tuple[bytes, dict[str, str]]:
-    body = orjson.dumps(payload)
-    return body, {
-        "content-type": "application/json",
-        "x-github-event": event,
-        "x-github-delivery": delivery_id,
-        "x-hub-signature-256": signature_of(SECRET, body),
-    }
-
-
-def build_completed(n: int) -> tuple[bytes, dict[str, str]]:
+def build_completed(n: int) -> Delivery:
     run = {
         "id": n,
         "display_title": run_title(n, "production", n, SHA),
@@ -65,39 +61,6 @@ def build_completed(n: int) -> tuple[bytes, dict[str, str]]:
         "installation": {"id": 1},
     }
     return signed("workflow_run", payload, f"build-{n}")
-
-
-def help_comment(n: int) -> tuple[bytes, dict[str, str]]:
-    comment = {"id": n, "body": "/help", "user": {"login": "octocat", "type": "User"}}
-    issue = {"number": n, "pull_request": {"url": "https://api.github.com/x"}}
-    payload: dict[str, object] = {
-        "action": "created",
-        "issue": issue,
-        "comment": comment,
-        "repository": {"full_name": "o/m"},
-        "installation": {"id": 1},
-    }
-    return signed("issue_comment", payload, f"help-{n}")
-
-
-async def send(url: str, deliveries: list[tuple[bytes, dict[str, str]]], gap: float) -> list[float]:
-    sent = []
-    async with httpx.AsyncClient(base_url=url) as http:
-        for body, headers in deliveries:
-            sent.append(time.monotonic())
-            assert (await http.post("/webhook", content=body, headers=headers)).status_code == 202
-            await asyncio.sleep(gap)
-    return sent
-
-
-def arrivals(github: httpx.Client, what: str, count: int) -> list[float]:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        seen = [at for at, _, name in github.get("/_report_requests").json() if name == what]
-        if len(seen) >= count:
-            return seen
-        time.sleep(0.2)
-    raise RuntimeError(f"{what}: only {len(seen)} of {count} arrived")
 
 
 def main() -> None:
@@ -122,9 +85,10 @@ def main() -> None:
             thread = start_in_thread(server)
             url = f"http://127.0.0.1:{server.config.port}"
             with httpx.Client(base_url=github.url) as poll:
-                help_sent = asyncio.run(send(url, [help_comment(n) for n in range(1, 21)], 0.3))
-                help_done = [at for at, _, name in poll.get("/_report_requests").json() if name == "comments"]
-                sent = asyncio.run(send(url, [build_completed(n) for n in range(1, DEPLOYS + 1)], 0.5))
+                help_sent = asyncio.run(send_one_by_one(url, [help_comment(n) for n in range(1, 21)], 0.3))
+                help_done = arrivals(poll, "comments", 20)
+                deliveries = [build_completed(n) for n in range(1, DEPLOYS + 1)]
+                sent = asyncio.run(send_one_by_one(url, deliveries, 0.5))
                 done = arrivals(poll, "deployment-status success", DEPLOYS)
             server.should_exit = True
             thread.join(timeout=10)

@@ -1,15 +1,19 @@
 """What the bot benchmarks share: the real bot in a thread, doubles in their own processes."""
 
+import asyncio
 import threading
 import time
 from pathlib import Path
 
+import httpx
+import orjson
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.app import create_app
 from bot.context import Feature
+from bot.delivery import signature_of
 from bot.github import GitHubAppClient
 from bot.inbox import Inbox, make_engine
 from bot.ingest import Ingest
@@ -51,3 +55,57 @@ def start_in_thread(server: uvicorn.Server) -> threading.Thread:
 def serve_double(factory: str, probe: str, env: dict[str, str] | None = None) -> LocalServer:
     """Run a double in its own process, so that it does not share the bot's interpreter."""
     return start_uvicorn(factory, ROOT, probe, env=env, options=["--factory"], timeout=30)
+
+
+Delivery = tuple[bytes, dict[str, str]]
+
+
+def signed(event: str, payload: dict[str, object], delivery_id: str) -> Delivery:
+    """Return a delivery's body and headers, signed with the benchmark's secret."""
+    body = orjson.dumps(payload)
+    headers = {
+        "content-type": "application/json",
+        "x-github-event": event,
+        "x-github-delivery": delivery_id,
+        "x-hub-signature-256": signature_of(SECRET, body),
+    }
+    return body, headers
+
+
+def help_comment(number: int) -> Delivery:
+    """Return a `/help` comment delivery: the baseline of the bot-side latency benchmarks."""
+    return signed(
+        "issue_comment",
+        {
+            "action": "created",
+            "issue": {"number": number, "pull_request": {"url": "https://api.github.com/x"}},
+            "comment": {"id": 10_000 + number, "body": "/help", "user": {"login": "octocat", "type": "User"}},
+            "repository": {"full_name": "octo-org/model"},
+            "installation": {"id": 1},
+        },
+        f"help-{number}",
+    )
+
+
+async def send_one_by_one(url: str, deliveries: list[Delivery], gap: float) -> list[float]:
+    """Post each delivery to the bot, `gap` seconds apart; return when each was sent."""
+    sent = []
+    async with httpx.AsyncClient(base_url=url) as http:
+        for body, headers in deliveries:
+            sent.append(time.monotonic())
+            response = await http.post("/webhook", content=body, headers=headers)
+            assert response.status_code == 202, response.text
+            await asyncio.sleep(gap)
+    return sent
+
+
+def arrivals(github: httpx.Client, what: str, count: int, timeout: float = 120) -> list[float]:
+    """Wait until the GitHub double has seen `count` requests named `what`; return when each came."""
+    deadline = time.monotonic() + timeout
+    seen: list[float] = []
+    while time.monotonic() < deadline:
+        seen = [at for at, _, name in github.get("/_report_requests").json() if name == what]
+        if len(seen) >= count:
+            return seen
+        time.sleep(0.2)
+    raise RuntimeError(f"{what}: only {len(seen)} of {count} arrived")

@@ -20,15 +20,24 @@ import zipfile
 from pathlib import Path
 
 import httpx
-import orjson
 
-from bench.harness import ROOT, SECRET, bot_server, serve_double, start_in_thread
+from bench.harness import (
+    ROOT,
+    Delivery,
+    arrivals,
+    bot_server,
+    help_comment,
+    send_one_by_one,
+    serve_double,
+    signed,
+    start_in_thread,
+)
 from bot import commands, reports
-from bot.delivery import signature_of
 from bot.router import Router
 from model.local import stop, tool, tool_environment
 
 BUILDS, PUBLISHES = 5, 20
+GAP = 1.5  # one at a time: the latency of each delivery, not of a queue
 SHA = "c0ffee" + "a" * 34
 
 
@@ -74,18 +83,7 @@ def bundle_zip(out: Path, target: Path) -> Path:
     return target
 
 
-def signed(event: str, payload: dict[str, object], delivery_id: str) -> tuple[bytes, dict[str, str]]:
-    body = orjson.dumps(payload)
-    headers = {
-        "content-type": "application/json",
-        "x-github-event": event,
-        "x-github-delivery": delivery_id,
-        "x-hub-signature-256": signature_of(SECRET, body),
-    }
-    return body, headers
-
-
-def run_completed(run_id: int) -> tuple[bytes, dict[str, str]]:
+def run_completed(run_id: int) -> Delivery:
     return signed(
         "workflow_run",
         {
@@ -104,43 +102,6 @@ def run_completed(run_id: int) -> tuple[bytes, dict[str, str]]:
     )
 
 
-def help_comment(number: int) -> tuple[bytes, dict[str, str]]:
-    return signed(
-        "issue_comment",
-        {
-            "action": "created",
-            "issue": {"number": number, "pull_request": {"url": "https://api.github.com/x"}},
-            "comment": {"id": 10_000 + number, "body": "/help", "user": {"login": "octocat", "type": "User"}},
-            "repository": {"full_name": "octo-org/model"},
-            "installation": {"id": 1},
-        },
-        f"help-{number}",
-    )
-
-
-async def send(url: str, deliveries: list[tuple[bytes, dict[str, str]]]) -> list[float]:
-    sent = []
-    async with httpx.AsyncClient(base_url=url) as http:
-        for body, headers in deliveries:
-            sent.append(time.monotonic())
-            response = await http.post("/webhook", content=body, headers=headers)
-            assert response.status_code == 202, response.text
-            await asyncio.sleep(1.5)  # one at a time: the latency of each, not of a queue
-    return sent
-
-
-def comment_requests(github: httpx.Client, count: int) -> list[float]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        seen = [
-            at for at, method, what in github.get("/_report_requests").json() if what.startswith("comment")
-        ]
-        if len(seen) >= count:
-            return seen
-        time.sleep(0.2)
-    raise RuntimeError(f"only {len(seen)} of {count} comment requests arrived")
-
-
 def bench_publish(folder: Path, bundle: Path) -> tuple[list[float], list[float]]:
     github = serve_double(
         "tests.github_double:report_app",
@@ -154,10 +115,12 @@ def bench_publish(folder: Path, bundle: Path) -> tuple[list[float], list[float]]
         thread = start_in_thread(server)
         url = f"http://127.0.0.1:{server.config.port}"
         with httpx.Client(base_url=github.url) as poll:
-            help_sent = asyncio.run(send(url, [help_comment(n) for n in range(1, PUBLISHES + 1)]))
-            help_done = comment_requests(poll, PUBLISHES)
-            run_sent = asyncio.run(send(url, [run_completed(n) for n in range(1, PUBLISHES + 1)]))
-            run_done = comment_requests(poll, 2 * PUBLISHES)[PUBLISHES:]
+            helps = [help_comment(n) for n in range(1, PUBLISHES + 1)]
+            help_sent = asyncio.run(send_one_by_one(url, helps, GAP))
+            help_done = arrivals(poll, "comments", PUBLISHES, 60)
+            runs = [run_completed(n) for n in range(1, PUBLISHES + 1)]
+            run_sent = asyncio.run(send_one_by_one(url, runs, GAP))
+            run_done = arrivals(poll, "comments", 2 * PUBLISHES, 60)[PUBLISHES:]
         server.should_exit = True
         thread.join(timeout=10)
     finally:
