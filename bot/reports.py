@@ -22,7 +22,7 @@ from bot.sticky import MARKER, compose, neutralise
 from runner.report.bundle import Report
 from runner.report.render import markdown
 from runner.report.text import number
-from runner.training import ACTIVE, CHECK_NAME, TITLE
+from runner.training import CHECK_NAME, TITLE, active_runs
 
 ARTIFACT = "orbit-report"
 CHECK_CONCLUSIONS = frozenset({"success", "failure", "cancelled", "timed_out", "neutral", "skipped", "stale"})
@@ -69,12 +69,9 @@ async def _superseded(github: GitHubApi, run: FinishedRun) -> bool:
     """Tell whether a cancelled run was superseded: its check is closed, or its PR has a newer run."""
     if not any(status != "completed" for _, status in await github.check_runs(run.repo, run.sha, CHECK_NAME)):
         return True
-    for status in ACTIVE:
-        for other in await github.workflow_runs(run.repo, run.workflow, status):
-            match = TITLE.search(other.title)
-            if match and int(match["number"]) == run.pull and other.id > run.run_id:
-                return True
-    return False
+    return any(
+        other.id > run.run_id for other, _ in await active_runs(github, run.repo, run.workflow, run.pull)
+    )
 
 
 async def _bundle(github: GitHubApi, run: FinishedRun) -> Bundle | None:

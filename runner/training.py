@@ -8,7 +8,7 @@ import re
 
 from bot.context import Context
 from bot.delivery import Delivery
-from bot.github import CheckUpdate, GitHubApi, PullInfo, RunStatus
+from bot.github import CheckUpdate, GitHubApi, PullInfo, RunInfo, RunStatus
 from bot.payloads import Repo, dig, repository
 from bot.router import Router
 from runner.config import CONFIG_PATH, RepoConfigError, parse_config, records_outputs_only, touches_pipeline
@@ -85,21 +85,28 @@ async def _report_config_error(github: GitHubApi, repo: Repo, pull: PullInfo, me
     await github.update_check_run(repo, check, update)
 
 
-async def supersede(github: GitHubApi, repo: Repo, number: int, workflow: str, new_sha: str) -> list[int]:
-    """Cancel the PR's active training runs and complete their check runs as superseded."""
-    cancelled = []
+async def active_runs(github: GitHubApi, repo: Repo, workflow: str, number: int) -> list[tuple[RunInfo, str]]:
+    """Return the PR's training runs that have not finished, each with the commit it trains."""
+    found = []
     for status in ACTIVE:
         for run in await github.workflow_runs(repo, workflow, status):
             match = TITLE.search(run.title)
-            if match is None or int(match["number"]) != number:
-                continue
-            await github.cancel_run(repo, run.id)
-            cancelled.append(run.id)
-            for check_id, check_status in await github.check_runs(repo, match["sha"], CHECK_NAME):
-                if check_status != "completed":
-                    summary = f"Superseded by a newer training run at {new_sha[:7]}."
-                    update = CheckUpdate(conclusion="cancelled", title="Superseded", summary=summary)
-                    await github.update_check_run(repo, check_id, update)
+            if match is not None and int(match["number"]) == number:
+                found.append((run, match["sha"]))
+    return found
+
+
+async def supersede(github: GitHubApi, repo: Repo, number: int, workflow: str, new_sha: str) -> list[int]:
+    """Cancel the PR's active training runs and complete their check runs as superseded."""
+    cancelled = []
+    for run, sha in await active_runs(github, repo, workflow, number):
+        await github.cancel_run(repo, run.id)
+        cancelled.append(run.id)
+        for check_id, check_status in await github.check_runs(repo, sha, CHECK_NAME):
+            if check_status != "completed":
+                summary = f"Superseded by a newer training run at {new_sha[:7]}."
+                update = CheckUpdate(conclusion="cancelled", title="Superseded", summary=summary)
+                await github.update_check_run(repo, check_id, update)
     return cancelled
 
 
