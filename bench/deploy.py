@@ -31,6 +31,7 @@ from bot import commands
 from bot.deploys import Deployer, router_for, run_title
 from bot.router import Router
 from deploy.kube import KubeModelCluster
+from deploy.manifests import SERVICE
 from deploy.rollout import Timing
 from model.local import stop, tool_environment
 
@@ -42,7 +43,7 @@ SHA = "e" * 40
 def image_zip(folder: Path) -> Path:
     path = folder / "image.zip"
     with zipfile.ZipFile(path, "w") as archive:
-        image = {"image": f"{REGISTRY}/celestial-bodies-classifier", "digest": "sha256:" + "1" * 64}
+        image = {"image": f"{REGISTRY}/{SERVICE}", "digest": "sha256:" + "1" * 64}
         archive.writestr("image.json", json.dumps(image))
     return path
 
@@ -74,7 +75,7 @@ def main() -> None:
             deployer = Deployer(
                 cluster,
                 "models",
-                "celestial-bodies-classifier",
+                SERVICE,
                 REGISTRY,
                 "example.com",
                 timing=Timing(30, 0.05),

@@ -12,10 +12,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.manifests import SERVICE
 from model import MODEL_NAME
 from model.local import LocalRunError, run_step, tool
-
-SERVICE = "celestial-bodies-classifier"
 
 
 @dataclass(frozen=True)
