@@ -8,6 +8,7 @@ import re
 from bot.github import GitHubApi, JobInfo
 from bot.payloads import Repo
 from runner.report.redact import tail
+from runner.report.text import log_block
 
 TAIL_LINES = 30
 TIMESTAMP = re.compile(r"^\ufeff?\d{4}-\d\d-\d\dT[\d:.]+Z ")
@@ -40,8 +41,8 @@ async def failure_markdown(
         return f"### ❌ Training of `{sha[:7]}` ended: {conclusion}\n\nSee [the workflow run]({url})."
     job = jobs[0]
     lines = log_tail(await github.job_log(repo, job.id))
-    block = "\n".join(lines).replace("```", "'''")
+    block = log_block(lines)
     return (
         f"### ❌ Training of `{sha[:7]}` failed at step “{failed_step(job)}”\n\n"
-        f"The end of [its log]({job.html_url or url}):\n\n```text\n{block}\n```"
+        f"The end of [its log]({job.html_url or url}):\n\n{block}"
     )

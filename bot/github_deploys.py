@@ -7,6 +7,7 @@ from githubkit import GitHub
 
 from bot.github_calls import body_of, call
 from bot.payloads import Repo
+from deploy.manifests import PRODUCTION
 
 DeploymentState = Literal["queued", "in_progress", "success", "failure", "error", "inactive", "pending"]
 
@@ -61,7 +62,7 @@ class DeploysMixin:
         self, repo: Repo, sha: str, environment: str, payload: dict[str, Any], description: str
     ) -> int:
         """Create a deployment; no required contexts (the training check is not a gate here)."""
-        production = environment == "production"
+        production = environment == PRODUCTION
         response = await call(
             "create_deployment",
             lambda: self._rest.repos.async_create_deployment(

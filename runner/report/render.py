@@ -5,7 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner.report.bundle import MetricRow, ParamChange, Report
-from runner.report.text import code, confusion_table, escape, mermaid, number
+from runner.report.text import code, confusion_table, escape, log_block, mermaid, number
 
 ImageUrl = Callable[[str], str]
 ARROWS = {"better": "🟢 better", "worse": "🔴 worse", "same": "=", "changed": "changed", "new": "new"}
@@ -152,8 +152,8 @@ def failure_section(report: Report) -> list[str]:
     """Return the failed stage's last log lines."""
     if not report.failed:
         return []
-    block = "\n".join(report.log_tail).replace("```", "'''")
-    return [f"Stage {code(report.stages.failed or '')} failed. The end of its log:\n\n```text\n{block}\n```"]
+    block = log_block(report.log_tail)
+    return [f"Stage {code(report.stages.failed or '')} failed. The end of its log:\n\n{block}"]
 
 
 def markdown(report: Report, image_url: ImageUrl) -> str:

@@ -25,6 +25,12 @@ def code(text: str) -> str:
     return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
 
 
+def log_block(lines: list[str]) -> str:
+    """Return log lines as a fenced text block that no line can close early."""
+    body = "\n".join(lines).replace("```", "'''")
+    return f"```text\n{body}\n```"
+
+
 def number(value: float) -> str:
     """Format a value compactly: 0.9633, 12, 1,234.5."""
     if abs(value) >= 1000:
