@@ -1,6 +1,8 @@
 """Benchmark webhook ingest: signed ~29 KB pull_request deliveries against a running server on localhost.
 
-1. Throughput at concurrency 32 for 10 s, driven by wrk (unique delivery ids from a Lua counter).
+For one uvicorn process (the default) and for two (`orbit serve --workers 2`, one per core here):
+1. Throughput at concurrency 32, driven by wrk (unique delivery ids from a Lua counter): the first
+   5 s after start-up (cold), then 10 s.
 2. Acknowledgement latency at a fixed 200 deliveries/s for 10 s (p50, p99), paced from Python.
 Every delivery is stored durably (SQLite, WAL) before its 202. Goals: >= 2,500/s and p99 < 10 ms.
 """
@@ -15,6 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot.delivery import signature_of
@@ -40,14 +43,14 @@ def payload() -> bytes:
     return json.dumps(base).encode()
 
 
-def start_server(database: Path) -> LocalServer:
+def start_server(database: Path, processes: int) -> LocalServer:
     env = {
         **os.environ,
         "ORBIT_DATABASE_URL": f"sqlite:///{database}",
         "ORBIT_WEBHOOK_SECRET": SECRET.decode(),
     }
     options = ["--factory", "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
-    options += ["--workers", os.environ.get("ORBIT_BENCH_PROCESSES", "1")]
+    options += ["--workers", str(processes)]
     return start_uvicorn("bench.ingest_server:app", ROOT, "/healthz", env, options, timeout=30)
 
 
@@ -73,9 +76,9 @@ end
     return script
 
 
-def throughput(url: str, script: Path) -> tuple[float, str]:
+def throughput(url: str, script: Path, seconds: int = 10) -> tuple[float, str]:
     result = subprocess.run(
-        ["wrk", "-t1", "-c32", "-d10s", "--latency", "-s", str(script), f"{url}/webhook"],
+        ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", "-s", str(script), f"{url}/webhook"],
         capture_output=True,
         text=True,
         check=True,
@@ -141,25 +144,51 @@ async def paced_latency(url: str, body: bytes, rate: int = 200, seconds: int = 1
     return sorted(latencies)
 
 
-def main() -> None:
-    body = payload()
+@dataclass(frozen=True)
+class Run:
+    """What one server configuration did."""
+
+    processes: int
+    cold: float
+    rate: float
+    errors: str
+    latencies: list[float]
+    stored: int
+
+    def percentile(self, share: float) -> float:
+        return self.latencies[max(int(len(self.latencies) * share) - 1, 0)] * 1000
+
+
+def measure(body: bytes, processes: int) -> Run:
+    """Start a server with an empty database, load it, stop it; count what it stored."""
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        server = start_server(folder / "orbit.db")
+        server = start_server(folder / "orbit.db", processes)
         try:
-            rate, errors = throughput(server.url, wrk_script(folder, body))
+            script = wrk_script(folder, body)
+            cold, _ = throughput(server.url, script, seconds=5)
+            rate, errors = throughput(server.url, script)
             latencies = asyncio.run(paced_latency(server.url, body))
         finally:
             stop(server.process)
         stored = sum(Inbox(make_engine(f"sqlite:///{folder / 'orbit.db'}")).counts().values())
-    p50, p99 = latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99) - 1] * 1000
-    print(f"payload {len(body)} bytes; deliveries stored durably: {stored}")
-    print(f"throughput at concurrency 32: {rate:,.0f} deliveries/s {errors}")
-    print(f"acknowledgement latency at 200/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    return Run(processes, cold, rate, errors, latencies, stored)
+
+
+def main() -> None:
+    body = payload()
+    print(f"payload {len(body)} bytes")
     verdict = {True: "met", False: "NOT met"}
-    print(f"goals: >= 2,500/s {verdict[rate >= 2500]}; p99 < 10 ms {verdict[p99 < 10]}")
     reference = "a Node.js App framework that stores nothing, ~2,400/s here"
-    print(f"ratio to the reference ({reference}): {rate / 2400:.2f}x")
+    for processes in (1, 2):
+        run = measure(body, processes)
+        p50, p99 = run.percentile(0.5), run.percentile(0.99)
+        print(f"uvicorn processes: {processes}; deliveries stored durably: {run.stored}")
+        rates = f"first 5 s {run.cold:,.0f}/s, then {run.rate:,.0f}/s"
+        print(f"  throughput at concurrency 32: {rates} {run.errors}")
+        print(f"  acknowledgement latency at 200/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        print(f"  goals: >= 2,500/s {verdict[run.rate >= 2500]}; p99 < 10 ms {verdict[p99 < 10]}")
+        print(f"  ratio to the reference ({reference}): {run.rate / 2400:.2f}x")
     sys.exit(0)
 
 

@@ -5,7 +5,7 @@ Workers are left out: by design the acknowledgement never waits on them.
 
 import os
 
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from bot.app import create_app
 from bot.context import Context
@@ -15,7 +15,7 @@ from bot.ingest import Ingest
 from bot.router import Router
 
 
-def app() -> FastAPI:
+def app() -> ASGIApp:
     """Build the ingest-only app from ORBIT_DATABASE_URL and ORBIT_WEBHOOK_SECRET."""
     inbox = Inbox(make_engine(os.environ["ORBIT_DATABASE_URL"]))
     inbox.create_schema()

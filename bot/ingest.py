@@ -27,7 +27,9 @@ class Ingest:
         self._router = router
         self._secret = secret
         self._wake = wake
-        self._writer: MicroBatcher[NewDelivery, bool] = MicroBatcher(inbox.record, max_batch=256)
+        self._writer: MicroBatcher[NewDelivery, bool] = MicroBatcher(
+            inbox.record, max_batch=256, in_thread=not inbox.writes_locally
+        )
 
     async def receive(self, headers: dict[str, str], body: bytes) -> Answer:
         """Return the answer for one request; a 202 means the delivery is safely stored (or ignored)."""

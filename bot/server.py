@@ -2,7 +2,7 @@
 
 import logging
 
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from bot import commands, deploys, installations, reports
 from bot.app import Periodic, create_app
@@ -60,7 +60,7 @@ def deployer_from(settings: Settings) -> deploys.Deployer | None:
     )
 
 
-def build_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings) -> ASGIApp:
     """Return the ASGI app with its inbox, workers, GitHub client and, when configured, runners."""
     inbox = open_inbox(settings)
     github = github_app(settings)
@@ -100,6 +100,6 @@ def reconciler_for(settings: Settings, inbox: Inbox, github: GitHubAppClient, ru
     )
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> ASGIApp:
     """Build the app from `ORBIT_*` variables (the uvicorn factory)."""
     return build_app(load_settings())

@@ -42,13 +42,20 @@ class WorkerPool:
 
     async def _work(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            item = await asyncio.to_thread(self.inbox.claim)
+            item = await self._claim()
             if item is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
                 continue
             await self.handle(item)
+
+    async def _claim(self) -> WorkItem | None:
+        try:
+            return await asyncio.to_thread(self.inbox.claim)
+        except Exception:  # the database is out of reach for now: log it and poll again
+            log.exception("could not claim work from the inbox")
+            return None
 
     async def handle(self, item: WorkItem) -> None:
         """Run every handler of the item's delivery and record the outcome."""

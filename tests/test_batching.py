@@ -1,4 +1,5 @@
 import asyncio
+import threading
 
 import pytest
 
@@ -39,3 +40,18 @@ async def test_a_failing_pass_fails_its_requests_and_the_next_pass_still_runs() 
     with pytest.raises(RuntimeError, match="out of memory"):
         await batcher.submit(1)
     assert await batcher.submit(2) == 2
+
+
+async def test_a_batcher_can_run_its_passes_on_the_event_loop_itself() -> None:
+    threads: set[int] = set()
+
+    def run(items: list[int]) -> list[int]:
+        threads.add(threading.get_ident())
+        return items
+
+    on_loop: MicroBatcher[int, int] = MicroBatcher(run, in_thread=False)
+    assert await asyncio.gather(*(on_loop.submit(i) for i in range(5))) == list(range(5))
+    assert threads == {threading.get_ident()}
+    in_thread: MicroBatcher[int, int] = MicroBatcher(run)
+    await in_thread.submit(1)
+    assert len(threads) == 2

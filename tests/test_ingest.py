@@ -90,6 +90,39 @@ async def test_an_oversized_body_is_413(bot: Bot) -> None:
     assert bot.inbox.counts() == {}
 
 
+async def test_a_streamed_body_is_cut_off_at_25_mb_without_a_content_length(bot: Bot) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(26):
+            yield b" " * (1024 * 1024)
+
+    response = await bot.http.post("/webhook", content=chunks(), headers=signed_headers("push", b"{}"))
+    assert response.status_code == 413
+    assert response.json() == {"message": "the body is over 25 MB"}
+    assert bot.inbox.counts() == {}
+
+
+async def test_the_webhook_path_answers_only_post(bot: Bot) -> None:
+    response = await bot.http.get("/webhook")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+async def test_a_delivery_that_cannot_be_stored_is_a_503_so_that_it_can_be_redelivered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = Bot(tmp_path)
+    bot.inbox.engine = make_engine("sqlite:////nonexistent/dir/orbit.db")
+    payload = comment_payload("/help")
+    response = await bot.send("issue_comment", payload, delivery_id="lost-1")
+    assert response.status_code == 503
+    assert response.json() == {"message": "the delivery could not be stored"}
+    assert "could not store delivery lost-1" in caplog.text
+    assert SECRET.decode() not in caplog.text
+    bot.inbox.engine = make_engine(f"sqlite:///{tmp_path / 'orbit.db'}")
+    assert (await bot.send("issue_comment", payload, delivery_id="lost-1")).status_code == 202
+    assert bot.inbox.counts() == {"pending": 1}
+
+
 async def test_not_json_and_missing_headers_are_400(bot: Bot) -> None:
     body = b"<xml/>"
     assert (

@@ -129,3 +129,35 @@ async def test_same_pull_request_in_order_different_ones_in_parallel(tmp_path: P
         started = [d for event, d in log if d.startswith(f"pr{number}-")]
         assert started == [f"pr{number}-{i}" for i in range(4)]
     assert overlap >= 2
+
+
+async def test_workers_outlive_a_database_that_is_out_of_reach_for_a_while(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    inbox, router = make_inbox(tmp_path), Router()
+    handled = asyncio.Event()
+
+    @router.on("issue_comment")
+    async def comment(_: Delivery, __: Context) -> None:
+        handled.set()
+
+    enqueue(inbox, 1, "d")
+    real_claim, failures = inbox.claim, 0
+
+    def claim_after_two_failures() -> object:
+        nonlocal failures
+        if failures < 2:
+            failures += 1
+            raise sa.exc.OperationalError("SELECT", {}, Exception("database is locked"))
+        return real_claim()
+
+    inbox.claim = claim_after_two_failures  # type: ignore[method-assign,assignment]
+    workers = WorkerPool(inbox, router, FakeApp(), features={}, concurrency=1, poll_seconds=0.01)
+    stop = asyncio.Event()
+    running = asyncio.create_task(workers.run(stop))
+    await asyncio.wait_for(handled.wait(), timeout=10)
+    stop.set()
+    await running
+    assert failures == 2
+    assert "could not claim work from the inbox" in caplog.text
+    assert inbox.counts() == {DONE: 1}
