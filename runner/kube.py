@@ -65,7 +65,7 @@ class KubeCluster:
 
     def __init__(self, namespace: str, api: client.CoreV1Api | None = None) -> None:
         self.namespace = namespace
-        self.api = api or client.CoreV1Api(load_configuration())
+        self.api = api or client.CoreV1Api(client.ApiClient(load_configuration()))
 
     def create_pod(self, manifest: dict[str, Any]) -> tuple[str, bool]:
         """Create the pod or return the existing one's uid."""

@@ -10,6 +10,7 @@ import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -181,3 +182,17 @@ def _collect_garbage(state: KubeState, owner_uid: str) -> None:
 def serve_kube(state: KubeState) -> AbstractContextManager[str]:
     """Serve the double on localhost in a thread; the context yields its base URL."""
     return serve_in_thread(make_app(state))
+
+
+def write_kubeconfig(path: Path, url: str) -> Path:
+    """Write a kubeconfig whose only cluster is the double at `url`, as `orbit serve` would read it."""
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters: [{{name: double, cluster: {{server: "{url}"}}}}]
+users: [{{name: orbit, user: {{}}}}]
+contexts: [{{name: double, context: {{cluster: double, user: orbit}}}}]
+current-context: double
+"""
+    )
+    return path

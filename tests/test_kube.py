@@ -1,17 +1,22 @@
 """The runner pod and secret, created with the real `kubernetes` client against an API double."""
 
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
+import kubernetes
 import pytest
 from kubernetes import client
 from kubernetes_validate import validate
 
 from bot.errors import PermanentError, TemporaryError
+from bot.server import runners_from
+from bot.settings import Settings
+from deploy.kube import KubeModelCluster
 from runner.classes import RunnerClass, class_for, default_classes
 from runner.kube import KubeCluster
 from runner.podspec import RunnerJob, pod_manifest, runner_name, secret_manifest
-from tests.kube_double import KubeState, serve_kube
+from tests.kube_double import KubeState, serve_kube, write_kubeconfig
 
 JOB = RunnerJob("octo-org/model", job_id=555, run_id=77, pull_number=7, labels=("self-hosted", "orbit-gpu"))
 GPU = default_classes("ghcr.io/octo-org/runner:1", "nvidia.com/gpu", 2)["orbit-gpu"]
@@ -135,3 +140,22 @@ def test_runner_classes_are_chosen_by_labels() -> None:
     assert class_for(["ubuntu-latest"], classes) is None
     assert class_for(["self-hosted", "orbit-gpu", "orbit-cpu"], classes) is None
     assert class_for(["self-hosted", "orbit-gpu", "someone-elses"], classes) is None
+
+
+def test_the_cluster_orbit_serve_builds_from_a_kubeconfig_reaches_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = KubeState()
+    with serve_kube(state) as url:
+        # The client reads $KUBECONFIG once, when it is imported, as it would at `orbit serve` start-up.
+        path = str(write_kubeconfig(tmp_path / "kubeconfig", url))
+        monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", path)
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        settings = Settings(
+            github_app_id=1, github_private_key="k", webhook_secret="s", kube_namespace="orbit"
+        )
+        runners = runners_from(settings)
+        assert runners is not None
+        create_runner(cast(KubeCluster, runners.cluster))
+        assert runner_name(555) in state.of("pods")
+        assert KubeModelCluster("models").pods("none") == []
