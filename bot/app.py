@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Response
@@ -49,6 +50,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Blocking calls (the Kubernetes client, the inbox) run in threads; asyncio's default pool
+        # has cores + 4 of them, fewer than the workers that wait on such calls at once.
+        threads = ThreadPoolExecutor((workers.concurrency if workers else 0) + 8, thread_name_prefix="orbit")
+        asyncio.get_running_loop().set_default_executor(threads)
         stop = asyncio.Event()
         checkpoint = Periodic("checkpoint", lambda: asyncio.to_thread(inbox.checkpoint), 0.2)
         tasks = [asyncio.create_task(_repeat(job, stop)) for job in (checkpoint, *periodic)]

@@ -425,6 +425,17 @@ def _job(data: dict[str, Any]) -> JobInfo:
     )
 
 
+class SharedTransport(httpx.AsyncHTTPTransport):
+    """A transport that outlives the clients using it.
+
+    githubkit opens an `httpx.AsyncClient` per request and closes it after; closing a client
+    closes its transport, which would drop the connections of every other request in flight.
+    """
+
+    async def aclose(self) -> None:
+        """Keep the pool open: it lives as long as the process."""
+
+
 class GitHubAppClient:
     """`GitHubApp` over githubkit; one instance shares the token cache of every installation."""
 
@@ -436,7 +447,7 @@ class GitHubAppClient:
             cache_strategy=MemCacheStrategy(),  # tokens cached per client, not per process
             http_cache=False,  # handlers need fresh state (is the job still queued?), not cached pages
             # One shared transport: connections are reused, and no TLS context is built per request.
-            async_transport=httpx.AsyncHTTPTransport(retries=0),
+            async_transport=SharedTransport(retries=0),
         )
 
     def for_installation(self, installation_id: int) -> GitHubApi:

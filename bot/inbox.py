@@ -55,7 +55,17 @@ work_items = sa.Table(
 )
 
 
+# Statements built once: building one costs more than running it.
 QUEUE_WORK = work_items.insert()
+READ_DELIVERIES = sa.select(deliveries).where(
+    deliveries.c.delivery_id.in_(sa.bindparam("ids", expanding=True))
+)
+START_ITEMS = (
+    work_items.update()
+    .where(work_items.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(status=RUNNING, attempts=work_items.c.attempts + 1, lease_expires_at=sa.bindparam("lease"))
+)
+SET_ITEM = work_items.update().where(work_items.c.id == sa.bindparam("item_id"))  # SET: the other params
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,7 @@ class Inbox:
         self._skip_locked = engine.dialect.name == "postgresql"
         self._writer = WriterLock(engine.url.database) if self.writes_locally else contextlib.nullcontext()
         self._insert_new = _insert_new(postgresql if engine.dialect.name == "postgresql" else sqlite)
+        self._claim = _claim_query(skip_locked=engine.dialect.name == "postgresql")
 
     @property
     def writes_locally(self) -> bool:
@@ -172,49 +183,43 @@ class Inbox:
         ]
 
     def claim(self) -> WorkItem | None:
-        """Take the oldest runnable item whose pull request has no earlier unfinished item.
+        """Take the oldest runnable item (see `claim_many`)."""
+        items = self.claim_many(1)
+        return items[0] if items else None
 
-        An item whose stored payload cannot be read is dead-lettered, not handed to a handler.
+    def claim_many(self, limit: int) -> list[WorkItem]:
+        """Take up to `limit` runnable items, oldest first, in one transaction.
+
+        An item waits while its pull request has an earlier unfinished item, so at most one item of
+        an ordering key is taken. An item whose stored payload cannot be read is dead-lettered.
         """
         while True:
-            now = time.time()
-            with self._writer, self.engine.begin() as connection:
-                row = connection.execute(self._claim_query(now)).first()
-                if row is None:
-                    return None
-                stored = connection.execute(
-                    sa.select(deliveries).where(deliveries.c.delivery_id == row.delivery_id)
-                ).one()
-                payload = _payload_of(stored.payload)
-                if payload is None:
-                    connection.execute(_set_values(row.id, status=DEAD, last_error=UNREADABLE))
-                    continue
-                lease = now + self.lease_seconds
-                connection.execute(
-                    _set_values(row.id, status=RUNNING, attempts=row.attempts + 1, lease_expires_at=lease)
-                )
-            delivery = Delivery(stored.event, stored.delivery_id, payload)
-            return WorkItem(row.id, row.attempts + 1, delivery)
+            found, items = self._claim_once(limit)
+            if items or not found:
+                return items
 
-    def _claim_query(self, now: float) -> sa.Select[Any]:
-        earlier = work_items.alias("earlier")
-        blocked = (
-            sa.select(earlier.c.id)
-            .where(earlier.c.ordering_key == work_items.c.ordering_key)
-            .where(earlier.c.id < work_items.c.id)
-            .where(earlier.c.status.in_((PENDING, RUNNING)))
-        )
-        runnable = sa.or_(
-            sa.and_(work_items.c.status == PENDING, work_items.c.available_at <= now),
-            sa.and_(work_items.c.status == RUNNING, work_items.c.lease_expires_at < now),
-        )
-        query = (
-            sa.select(work_items.c.id, work_items.c.delivery_id, work_items.c.attempts)
-            .where(runnable, ~sa.exists(blocked))
-            .order_by(work_items.c.id)
-            .limit(1)
-        )
-        return query.with_for_update(skip_locked=True, of=work_items) if self._skip_locked else query
+    def _claim_once(self, limit: int) -> tuple[bool, list[WorkItem]]:
+        now = time.time()
+        with self._writer, self.engine.begin() as connection:
+            rows = connection.execute(self._claim, {"now": now, "limit": limit}).all()
+            if not rows:
+                return False, []
+            ids = [row.delivery_id for row in rows]
+            stored = {found.delivery_id: found for found in connection.execute(READ_DELIVERIES, {"ids": ids})}
+            items = []
+            for row in rows:
+                payload = _payload_of(stored[row.delivery_id].payload)
+                if payload is None:
+                    connection.execute(
+                        SET_ITEM, {"item_id": row.id, "status": DEAD, "last_error": UNREADABLE}
+                    )
+                    continue
+                delivery = Delivery(stored[row.delivery_id].event, row.delivery_id, payload)
+                items.append(WorkItem(row.id, row.attempts + 1, delivery))
+            if items:
+                lease = now + self.lease_seconds
+                connection.execute(START_ITEMS, {"ids": [item.id for item in items], "lease": lease})
+        return True, items
 
     def complete(self, item: WorkItem) -> None:
         """Mark an item done."""
@@ -266,7 +271,30 @@ class Inbox:
 
     def _set(self, item_id: int, **values: Any) -> None:
         with self._writer, self.engine.begin() as connection:
-            connection.execute(_set_values(item_id, **values))
+            connection.execute(SET_ITEM, {"item_id": item_id, **values})
+
+
+def _claim_query(skip_locked: bool) -> sa.Select[Any]:
+    """Runnable items, oldest first, whose ordering key has no earlier unfinished item."""
+    now: sa.BindParameter[float] = sa.bindparam("now")
+    earlier = work_items.alias("earlier")
+    blocked = (
+        sa.select(earlier.c.id)
+        .where(earlier.c.ordering_key == work_items.c.ordering_key)
+        .where(earlier.c.id < work_items.c.id)
+        .where(earlier.c.status.in_((PENDING, RUNNING)))
+    )
+    runnable = sa.or_(
+        sa.and_(work_items.c.status == PENDING, work_items.c.available_at <= now),
+        sa.and_(work_items.c.status == RUNNING, work_items.c.lease_expires_at < now),
+    )
+    query = (
+        sa.select(work_items.c.id, work_items.c.delivery_id, work_items.c.attempts)
+        .where(runnable, ~sa.exists(blocked))
+        .order_by(work_items.c.id)
+        .limit(sa.bindparam("limit"))
+    )
+    return query.with_for_update(skip_locked=True, of=work_items) if skip_locked else query
 
 
 def _insert_new(dialect: Any) -> sa.Executable:
@@ -278,10 +306,6 @@ def _insert_new(dialect: Any) -> sa.Executable:
     statement = dialect.insert(deliveries).on_conflict_do_nothing(index_elements=["delivery_id"])
     returning: sa.Executable = statement.returning(deliveries.c.delivery_id)
     return returning
-
-
-def _set_values(item_id: int, **values: Any) -> sa.Update:
-    return work_items.update().where(work_items.c.id == item_id).values(**values)
 
 
 def _payload_of(stored: bytes) -> dict[str, Any] | None:

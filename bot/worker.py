@@ -1,7 +1,6 @@
 """Workers: claim work items from the inbox and run their handlers, with retries and dead letters."""
 
 import asyncio
-import contextlib
 import logging
 from typing import cast
 
@@ -17,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    """`concurrency` workers in this process, woken by new deliveries or by a short poll."""
+    """Up to `concurrency` handlers at once in this process, woken by new deliveries or a short poll."""
 
     def __init__(
         self,
@@ -33,29 +32,41 @@ class WorkerPool:
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
-        """Tell idle workers that new work is waiting."""
+        """Tell the pool that new work is waiting."""
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set."""
-        await asyncio.gather(*(self._work(stop) for _ in range(self.concurrency)))
+        """Claim work for every free worker and run it until `stop` is set; then finish what runs."""
+        running: set[asyncio.Task[None]] = set()
 
-    async def _work(self, stop: asyncio.Event) -> None:
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            self._wake.set()  # a worker is free
+
         while not stop.is_set():
-            item = await self._claim()
-            if item is None:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-                continue
-            await self.handle(item)
+            free = self.concurrency - len(running)
+            self._wake.clear()  # before claiming: a delivery recorded meanwhile wakes the next pass
+            items = await self._claim(free) if free else []
+            for item in items:
+                task = asyncio.create_task(self.handle(item))
+                running.add(task)
+                task.add_done_callback(finished)
+            if len(items) < free or not free:
+                await self._wait(stop)
+        await asyncio.gather(*running)
 
-    async def _claim(self) -> WorkItem | None:
-        try:
-            return await asyncio.to_thread(self.inbox.claim)
+    async def _wait(self, stop: asyncio.Event) -> None:
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+
+    async def _claim(self, limit: int) -> list[WorkItem]:
+        try:  # one transaction for every free worker: a burst does not queue on the database
+            return await asyncio.to_thread(self.inbox.claim_many, limit)
         except Exception:  # the database is out of reach for now: log it and poll again
             log.exception("could not claim work from the inbox")
-            return None
+            return []
 
     async def handle(self, item: WorkItem) -> None:
         """Run every handler of the item's delivery and record the outcome."""
@@ -65,6 +76,7 @@ class WorkerPool:
             for handler in self.router.handlers_for(delivery.event, delivery.action):
                 await handler(delivery, context)
         except TemporaryError as error:
+            log.warning("delivery %s failed for now: %s", delivery.delivery_id, error)
             outcome = await asyncio.to_thread(self.inbox.fail, item, str(error), True, error.retry_after)
             WORK_ATTEMPTS.labels("retry" if outcome != DEAD else "dead").inc()
         except PermanentError as error:

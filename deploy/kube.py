@@ -7,16 +7,12 @@ to the model through the API server's service proxy (the smoke test).
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
 from bot.errors import TemporaryError
+from bot.kube_api import KubeApi
 from deploy.manifests import FIELD_MANAGER
-from runner.kube import load_configuration, translate
 
-JSON = {"Accept": "application/json"}
 COLLECTIONS = {
     "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments",
     "Service": "/api/v1/namespaces/{namespace}/services",
@@ -65,30 +61,26 @@ class KubeModelCluster:
 
     def __init__(self, namespace: str, api: client.ApiClient | None = None) -> None:
         self.namespace = namespace
-        self.api = api or client.ApiClient(load_configuration())
+        self.http = KubeApi(api)
 
-    def _request(self, method: str, path: str, action: str, **options: Any) -> tuple[int, bytes]:
-        """Send one request; return its status and body. Only a failure to get an answer raises."""
-        try:
-            prepared = self.api.param_serialize(method, path, auth_settings=["BearerToken"], **options)
-            response = self.api.call_api(*prepared)
-            response.read()
-        except ApiException as error:
-            raise translate(error, action) from error
-        except HTTPError as error:
-            raise TemporaryError(f"cannot reach Kubernetes: {type(error).__name__}") from error
-        return int(response.status), bytes(response.data)
-
-    def _call(self, method: str, path: str, action: str, missing_ok: bool = False, **options: Any) -> Any:
-        options["header_params"] = {**JSON, **options.get("header_params", {})}
-        status, data = self._request(method, path, action, **options)
+    def _call(
+        self,
+        method: str,
+        path: str,
+        action: str,
+        missing_ok: bool = False,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        status, answer = self.http.json(method, path, action, body, query, headers)
         if status < 300:
-            return orjson.loads(data) if data else {}
+            return answer or {}
         if missing_ok and status == 404:
             return None
         if status == 409:  # another writer changed the object meanwhile: apply again later
             raise TemporaryError(f"Kubernetes answered 409 (conflict) to {action}")
-        raise translate(ApiException(status=status, reason=data[:200].decode(errors="replace")), action)
+        raise self.http.fail(status, answer, action)
 
     def _path(self, kind: str, name: str = "") -> str:
         base = COLLECTIONS[kind].format(namespace=self.namespace)
@@ -101,9 +93,9 @@ class KubeModelCluster:
             "PATCH",
             self._path(kind, name),
             f"apply {kind} {name}",
-            query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            header_params={"Content-Type": "application/apply-patch+yaml"},
             body=manifest,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            headers={"Content-Type": "application/apply-patch+yaml"},
         )
         return stored
 
@@ -121,7 +113,7 @@ class KubeModelCluster:
     def pods(self, instance: str) -> list[dict[str, Any]]:
         """Return the pods labelled with the environment's instance."""
         selector = [("labelSelector", f"app.kubernetes.io/instance={instance}")]
-        found = self._call("GET", self._path("Pod"), "list pods", query_params=selector)
+        found = self._call("GET", self._path("Pod"), "list pods", query=selector)
         items: list[dict[str, Any]] = found.get("items") or []
         return items
 
@@ -131,5 +123,5 @@ class KubeModelCluster:
         if files:
             options = {"header_params": {"Content-Type": "multipart/form-data"}, "files": files}
         url = f"/api/v1/namespaces/{self.namespace}/services/{service}:http/proxy/{path.lstrip('/')}"
-        status, data = self._request(method, url, f"{method} {path} through the service proxy", **options)
+        status, data = self.http.request(method, url, f"{method} {path} through the service proxy", **options)
         return ProxyAnswer(status, data)

@@ -32,10 +32,36 @@ class Runners:
         klass = class_for(job.labels, self.classes)
         if klass is None or job.status != "queued":
             return False
-        pods = await asyncio.to_thread(self.cluster.runner_pods)
-        if any(pod.labels.get("orbit.dev/job") == str(job.id) for pod in pods):
+        pods = await asyncio.to_thread(self.cluster.class_pods, klass.label)
+        return await self._start_in_class(github, repo, job, klass, pods, installation)
+
+    async def start_if_queued(self, github: GitHubApi, repo: Repo, job: JobInfo, installation: int) -> bool:
+        """Start a runner for a job an event names, once the API says it is still queued.
+
+        The event may be stale; the API's answer and the class's pods are asked for at once.
+        """
+        klass = class_for(job.labels, self.classes)
+        if klass is None:
+            return False
+        current, pods = await asyncio.gather(
+            github.workflow_job(repo, job.id), asyncio.to_thread(self.cluster.class_pods, klass.label)
+        )
+        if current is None or current.status != "queued" or class_for(current.labels, self.classes) != klass:
+            return False
+        return await self._start_in_class(github, repo, current, klass, pods, installation)
+
+    async def _start_in_class(
+        self,
+        github: GitHubApi,
+        repo: Repo,
+        job: JobInfo,
+        klass: RunnerClass,
+        pods: list[dict[str, str]],
+        installation: int,
+    ) -> bool:
+        if any(labels.get("orbit.dev/job") == str(job.id) for labels in pods):
             return False  # a redelivery: the pod exists
-        if sum(pod.labels.get("orbit.dev/class") == klass.label for pod in pods) >= klass.max_pods:
+        if len(pods) >= klass.max_pods:
             log.info("class %s is at its cap; job %s waits for the reconciler", klass.label, job.id)
             return False
         target = RunnerJob(repo.full_name, job.id, job.run_id, pull_number(job), tuple(job.labels))
@@ -100,9 +126,7 @@ def make_router(runners: Runners) -> Router:
         repo, job, install = repository(delivery), _job_from_payload(delivery), installation_id(delivery)
         if repo is None or job is None or install is None or class_for(job.labels, runners.classes) is None:
             return
-        current = await ctx.github.workflow_job(repo, job.id)  # the event may be stale
-        if current is not None:
-            await runners.start(ctx.github, repo, current, install)
+        await runners.start_if_queued(ctx.github, repo, job, install)
 
     @router.on("workflow_job", "in_progress")
     async def in_progress(delivery: Delivery, ctx: Context) -> None:

@@ -4,14 +4,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-import orjson
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+from kubernetes import client
 
-from bot.errors import PermanentError, TemporaryError
+from bot.kube_api import METADATA_ONLY, KubeApi
 
 MANAGED = "app.kubernetes.io/managed-by=orbit"
+CLASS_LABEL = "orbit.dev/class"
 
 
 @dataclass(frozen=True)
@@ -47,89 +45,65 @@ class Cluster(Protocol):
         """Return every pod orbit manages."""
         ...
 
+    def class_pods(self, label: str) -> list[dict[str, str]]:
+        """Return the labels of the runner pods of one class."""
+        ...
+
     def pod_events(self, name: str) -> list[str]:
         """Return the messages of the pod's events, oldest first."""
         ...
 
 
-def translate(error: ApiException, action: str) -> Exception:
-    """Return the temporary or permanent error of a failed API call."""
-    status = int(error.status or 0)
-    if status == 0 or status >= 500 or status == 429:
-        return TemporaryError(f"Kubernetes answered {status or 'nothing'} to {action}")
-    return PermanentError(f"Kubernetes answered {status} to {action}: {error.reason}")
-
-
 class KubeCluster:
-    """`Cluster` over the official client: in-cluster configuration, else the kubeconfig."""
+    """`Cluster` over the official client's ApiClient: in-cluster configuration, else the kubeconfig."""
 
-    def __init__(self, namespace: str, api: client.CoreV1Api | None = None) -> None:
+    def __init__(self, namespace: str, api: client.ApiClient | None = None) -> None:
         self.namespace = namespace
-        self.api = api or client.CoreV1Api(client.ApiClient(load_configuration()))
+        self.http = KubeApi(api)
+
+    def _path(self, kind: str, name: str = "") -> str:
+        base = f"/api/v1/namespaces/{self.namespace}/{kind}"
+        return f"{base}/{name}" if name else base
+
+    def _expect(self, method: str, kind: str, name: str, action: str, *ok: int, **options: Any) -> Any:
+        status, answer = self.http.json(method, self._path(kind, name), action, **options)
+        if status >= 300 and status not in ok:
+            raise self.http.fail(status, answer, action)
+        return answer if status < 300 else None
 
     def create_pod(self, manifest: dict[str, Any]) -> tuple[str, bool]:
         """Create the pod or return the existing one's uid."""
-        try:  # raw responses: building the client's model objects costs more than the call
-            created = self.api.create_namespaced_pod(self.namespace, manifest, _preload_content=False)
-            return str(orjson.loads(created.data)["metadata"]["uid"]), True
-        except ApiException as error:
-            if error.status != 409:
-                raise translate(error, "create pod") from error
-        except HTTPError as error:
-            raise TemporaryError(f"cannot reach Kubernetes: {type(error).__name__}") from error
-        existing = self._call(
-            "read pod", self.api.read_namespaced_pod, manifest["metadata"]["name"], self.namespace
-        )
-        return str(existing.metadata.uid), False
+        created = self._expect("POST", "pods", "", "create pod", 409, body=manifest)
+        if created is not None:
+            return str(created["metadata"]["uid"]), True
+        existing = self._expect("GET", "pods", manifest["metadata"]["name"], "read pod")
+        return str(existing["metadata"]["uid"]), False
 
     def create_secret(self, manifest: dict[str, Any]) -> None:
         """Create the secret, tolerating one that exists."""
-        try:
-            self.api.create_namespaced_secret(self.namespace, manifest, _preload_content=False)
-        except ApiException as error:
-            if error.status != 409:
-                raise translate(error, "create secret") from error
+        self._expect("POST", "secrets", "", "create secret", 409, body=manifest)
 
     def delete_runner(self, name: str) -> None:
         """Delete pod and secret by name."""
-        for kind, delete in (
-            ("pod", self.api.delete_namespaced_pod),
-            ("secret", self.api.delete_namespaced_secret),
-        ):
-            try:
-                delete(name, self.namespace, _preload_content=False)
-            except ApiException as error:
-                if error.status != 404:
-                    raise translate(error, f"delete {kind}") from error
+        for kind in ("pods", "secrets"):
+            self._expect("DELETE", kind, name, f"delete {kind[:-1]}", 404)
 
     def runner_pods(self) -> list[RunnerPod]:
-        """List the pods orbit manages (raw JSON: the client's model objects are slow to build)."""
-        response = self._call(
-            "list pods",
-            self.api.list_namespaced_pod,
-            self.namespace,
-            label_selector=MANAGED,
-            _preload_content=False,
-        )
-        return [_runner_pod(pod) for pod in orjson.loads(response.data).get("items") or []]
+        """List the pods orbit manages."""
+        found = self._expect("GET", "pods", "", "list pods", query=[("labelSelector", MANAGED)])
+        return [_runner_pod(pod) for pod in found.get("items") or []]
+
+    def class_pods(self, label: str) -> list[dict[str, str]]:
+        """Return the labels of the runner pods of one class (their metadata only)."""
+        selector = [("labelSelector", f"{MANAGED},{CLASS_LABEL}={label}")]
+        found = self._expect("GET", "pods", "", "list pods", query=selector, headers=METADATA_ONLY)
+        return [dict((item.get("metadata") or {}).get("labels") or {}) for item in found.get("items") or []]
 
     def pod_events(self, name: str) -> list[str]:
         """Return the messages of the pod's events."""
-        events = self._call(
-            "list events",
-            self.api.list_namespaced_event,
-            self.namespace,
-            field_selector=f"involvedObject.name={name}",
-        )
-        return [str(event.message) for event in events.items if event.message]
-
-    def _call(self, action: str, method: Any, *args: Any, **kwargs: Any) -> Any:  # client objects
-        try:
-            return method(*args, **kwargs)
-        except ApiException as error:
-            raise translate(error, action) from error
-        except HTTPError as error:
-            raise TemporaryError(f"cannot reach Kubernetes: {type(error).__name__}") from error
+        selector = [("fieldSelector", f"involvedObject.name={name}")]
+        found = self._expect("GET", "events", "", "list events", query=selector)
+        return [str(event["message"]) for event in found.get("items") or [] if event.get("message")]
 
 
 def _timestamp(value: object) -> datetime | None:
@@ -153,12 +127,3 @@ def _runner_pod(pod: dict[str, Any]) -> RunnerPod:
         waiting_reason=waiting[0] if waiting else None,
         reason=status.get("reason"),
     )
-
-
-def load_configuration() -> client.Configuration:
-    """Return the in-cluster configuration, else the kubeconfig's."""
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.Configuration.get_default_copy()

@@ -35,6 +35,7 @@ class KubeState:
     behaviour: dict[str, str] = field(default_factory=dict)  # image -> how its rollout goes
     serving: dict[str, str] = field(default_factory=dict)  # Deployment -> behaviour of what it serves
     applied: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    metadata_lists: int = 0  # lists answered with each object's metadata only
 
     def of(self, kind: str, namespace: str = "orbit") -> dict[str, dict[str, Any]]:
         return {name: obj for (k, ns, name), obj in self.objects.items() if k == kind and ns == namespace}
@@ -116,6 +117,9 @@ def make_app(state: KubeState) -> Starlette:
                     obj, request.query_params.get("labelSelector"), request.query_params.get("fieldSelector")
                 )
             ]
+            if "as=PartialObjectMetadataList" in request.headers.get("accept", ""):
+                state.metadata_lists += 1
+                return JSONResponse(_metadata_list(items))
             return JSONResponse(
                 {"apiVersion": "v1", "kind": f"{KINDS[kind]}List", "metadata": {}, "items": items}
             )
@@ -170,6 +174,17 @@ def make_app(state: KubeState) -> Starlette:
 def app() -> Starlette:
     """Return a double with fresh state (for `uvicorn --factory` in its own process)."""
     return make_app(KubeState())
+
+
+def _metadata_list(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the list as the API server sends it to a client that asks for metadata only."""
+    meta = {"apiVersion": "meta.k8s.io/v1"}
+    return {
+        **meta,
+        "kind": "PartialObjectMetadataList",
+        "metadata": {},
+        "items": [{**meta, "kind": "PartialObjectMetadata", "metadata": obj["metadata"]} for obj in items],
+    }
 
 
 def _collect_garbage(state: KubeState, owner_uid: str) -> None:

@@ -1,5 +1,6 @@
 """The real GitHub client (githubkit) over HTTP doubles (respx): tokens, pagination, failures."""
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -14,6 +15,7 @@ from prometheus_client import REGISTRY
 from bot.errors import PermanentError, TemporaryError
 from bot.github import GitHubAppClient
 from bot.payloads import Repo
+from tests.github_double import GitHubState, serve_github
 
 API = "https://api.github.com"
 REPO = Repo("octo-org", "model")
@@ -162,3 +164,19 @@ async def test_a_failed_token_mint_is_classified_too() -> None:
         router.post("/app/installations/1/access_tokens").respond(500)
         with pytest.raises(TemporaryError):
             await client().for_installation(1).collaborator_permission(REPO, "octocat")
+
+
+async def test_concurrent_calls_over_one_shared_pool_never_cut_each_other_off() -> None:
+    # githubkit closes its per-request client after each call; the shared pool must survive that.
+    with serve_github(GitHubState()) as url:
+        api, repo = client(url).for_installation(1), Repo("octo-org", "model")
+
+        async def one(job_id: int) -> int:
+            job = await api.workflow_job(repo, job_id)
+            runner_id, _ = await api.generate_jit_config(repo, f"orbit-runner-{job_id}", ["orbit-gpu"], 1)
+            assert job is not None and runner_id > 0
+            return job.id
+
+        for burst in range(5):
+            ids = range(burst * 20, (burst + 1) * 20)
+            assert await asyncio.gather(*(one(i) for i in ids)) == list(ids)

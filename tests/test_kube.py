@@ -28,7 +28,7 @@ def kube() -> Iterator[tuple[KubeState, KubeCluster]]:
     state = KubeState()
     with serve_kube(state) as url:
         configuration = client.Configuration(host=url)
-        yield state, KubeCluster("orbit", client.CoreV1Api(client.ApiClient(configuration)))
+        yield state, KubeCluster("orbit", client.ApiClient(configuration))
 
 
 def create_runner(cluster: KubeCluster, klass: RunnerClass = GPU) -> str:
@@ -112,7 +112,7 @@ def test_listing_finds_only_managed_pods_with_their_state(kube: tuple[KubeState,
         "metadata": {"name": "web", "labels": {"app": "web"}},
         "spec": {"containers": []},
     }
-    cluster.api.create_namespaced_pod("orbit", stranger)
+    client.CoreV1Api(cluster.http.api).create_namespaced_pod("orbit", stranger)
     state.set_waiting(runner_name(555), "ImagePullBackOff")
     state.add_event(runner_name(555), "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
     (pod,) = cluster.runner_pods()
@@ -159,3 +159,17 @@ def test_the_cluster_orbit_serve_builds_from_a_kubeconfig_reaches_the_api(
         create_runner(cast(KubeCluster, runners.cluster))
         assert runner_name(555) in state.of("pods")
         assert KubeModelCluster("models").pods("none") == []
+
+
+def test_a_class_s_pods_are_listed_by_their_metadata_only(kube: tuple[KubeState, KubeCluster]) -> None:
+    state, cluster = kube
+    create_runner(cluster)
+    cpu = default_classes("ghcr.io/octo-org/runner:1", "nvidia.com/gpu", 2)["orbit-cpu"]
+    other = RunnerJob(
+        "octo-org/model", job_id=556, run_id=78, pull_number=7, labels=("self-hosted", "orbit-cpu")
+    )
+    cluster.create_pod(pod_manifest(other, cpu))
+    [labels] = cluster.class_pods("orbit-gpu")
+    assert (labels["orbit.dev/job"], labels["orbit.dev/class"]) == ("555", "orbit-gpu")
+    assert [pod["orbit.dev/job"] for pod in cluster.class_pods("orbit-cpu")] == ["556"]
+    assert state.metadata_lists == 2

@@ -27,7 +27,7 @@ SHA = "c" * 40
 def kube() -> Iterator[tuple[KubeState, Runners]]:
     state = KubeState()
     with serve_kube(state) as url:
-        cluster = KubeCluster("orbit", client.CoreV1Api(client.ApiClient(client.Configuration(host=url))))
+        cluster = KubeCluster("orbit", client.ApiClient(client.Configuration(host=url)))
         yield state, Runners(cluster, default_classes("ghcr.io/octo-org/runner:1", "nvidia.com/gpu", 2))
 
 
@@ -113,6 +113,14 @@ async def test_a_redelivered_event_creates_nothing_new(kube: tuple[KubeState, Ru
 async def test_a_job_no_longer_queued_gets_no_pod(kube: tuple[KubeState, Runners]) -> None:
     state, runners = kube
     github = github_with(job(555, status="completed"))
+    await handle(runners, github, "queued", job(555))
+    assert state.of("pods") == {}
+    assert github.named("jit") == []
+
+
+async def test_a_job_github_does_not_know_gets_no_pod(kube: tuple[KubeState, Runners]) -> None:
+    state, runners = kube
+    github = github_with()
     await handle(runners, github, "queued", job(555))
     assert state.of("pods") == {}
     assert github.named("jit") == []

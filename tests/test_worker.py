@@ -142,16 +142,16 @@ async def test_workers_outlive_a_database_that_is_out_of_reach_for_a_while(
         handled.set()
 
     enqueue(inbox, 1, "d")
-    real_claim, failures = inbox.claim, 0
+    real_claim, failures = inbox.claim_many, 0
 
-    def claim_after_two_failures() -> object:
+    def claim_after_two_failures(limit: int) -> object:
         nonlocal failures
         if failures < 2:
             failures += 1
             raise sa.exc.OperationalError("SELECT", {}, Exception("database is locked"))
-        return real_claim()
+        return real_claim(limit)
 
-    inbox.claim = claim_after_two_failures  # type: ignore[method-assign,assignment]
+    inbox.claim_many = claim_after_two_failures  # type: ignore[method-assign,assignment]
     workers = WorkerPool(inbox, router, FakeApp(), features={}, concurrency=1, poll_seconds=0.01)
     stop = asyncio.Event()
     running = asyncio.create_task(workers.run(stop))

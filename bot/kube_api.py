@@ -1,0 +1,79 @@
+"""Raw JSON requests to the Kubernetes API through the official client's ApiClient.
+
+The client's generated methods validate their arguments and build model objects both ways, which
+costs more than the request itself; orbit sends its own manifests and reads only the fields it needs.
+The ApiClient still brings the configuration (in-cluster or kubeconfig), authentication and TLS.
+"""
+
+from typing import Any
+
+import orjson
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from bot.errors import PermanentError, TemporaryError
+
+JSON = {"Accept": "application/json", "Content-Type": "application/json"}
+# Only each object's metadata, as the API server sends it for this Accept header: a list of runner
+# pods is then a few hundred bytes a pod instead of the whole spec and status.
+METADATA_ONLY = {
+    "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+}
+
+
+def load_configuration() -> client.Configuration:
+    """Return the in-cluster configuration, else the kubeconfig's."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.Configuration.get_default_copy()
+
+
+def translate(error: ApiException, action: str) -> Exception:
+    """Return the temporary or permanent error of a failed API call."""
+    status = int(error.status or 0)
+    if status == 0 or status >= 500 or status == 429:
+        return TemporaryError(f"Kubernetes answered {status or 'nothing'} to {action}")
+    return PermanentError(f"Kubernetes answered {status} to {action}: {error.reason}")
+
+
+class KubeApi:
+    """Requests with JSON bodies; the caller decides what each status means."""
+
+    def __init__(self, api: client.ApiClient | None = None) -> None:
+        self.api = api or client.ApiClient(load_configuration())
+
+    def request(self, method: str, path: str, action: str, **options: Any) -> tuple[int, bytes]:
+        """Send one request; return its status and body. Only a failure to get an answer raises."""
+        try:
+            prepared = self.api.param_serialize(method, path, auth_settings=["BearerToken"], **options)
+            response = self.api.call_api(*prepared)
+            response.read()  # the whole body, so that the connection goes back to the pool
+        except ApiException as error:
+            raise translate(error, action) from error
+        except HTTPError as error:
+            raise TemporaryError(f"cannot reach Kubernetes: {type(error).__name__}") from error
+        return int(response.status), bytes(response.data)
+
+    def json(
+        self,
+        method: str,
+        path: str,
+        action: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """Send a JSON request; return the status and the decoded answer (None when empty)."""
+        options: dict[str, Any] = {"header_params": {**JSON, **(headers or {})}, "query_params": query or []}
+        if body is not None:
+            options["body"] = body
+        status, data = self.request(method, path, action, **options)
+        return status, orjson.loads(data) if data else None
+
+    def fail(self, status: int, answer: Any, action: str) -> Exception:
+        """Return the error of an answer the caller did not expect."""
+        reason = answer.get("message", "") if isinstance(answer, dict) else ""
+        return translate(ApiException(status=status, reason=str(reason)[:200]), action)
