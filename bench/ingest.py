@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.harness import exchange
 from bot.delivery import signature_of
 from bot.inbox import Inbox, make_engine
 from model.local import LocalServer, start_uvicorn, stop
@@ -103,22 +104,6 @@ def raw_request(url: str, body: bytes) -> Callable[[], bytes]:
     return lambda: head + f"X-GitHub-Delivery: {uuid.uuid4()}\r\n\r\n".encode() + body
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> float:
-    started = time.perf_counter()
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = int(
-        next(
-            line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
-        )
-    )
-    await reader.readexactly(length)
-    elapsed = time.perf_counter() - started
-    if not head.startswith(b"HTTP/1.1 202"):
-        raise RuntimeError(head.split(b"\r\n")[0].decode())
-    return elapsed
-
-
 async def paced_latency(url: str, body: bytes, rate: int = 200, seconds: int = 10) -> list[float]:
     """Send `rate` deliveries a second on keep-alive connections; return each acknowledgement latency."""
     host, port = url.removeprefix("http://").split(":")
@@ -130,7 +115,7 @@ async def paced_latency(url: str, body: bytes, rate: int = 200, seconds: int = 1
 
     async def one() -> None:
         connection = await idle.get()
-        latencies.append(await _exchange(*connection, make()))
+        latencies.append(await exchange(*connection, make()))
         idle.put_nowait(connection)
 
     tasks = []

@@ -23,7 +23,7 @@ import orjson  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
-from bench.harness import SECRET, serve_double  # noqa: E402
+from bench.harness import SECRET, exchange, serve_double, webhook_request  # noqa: E402
 from bot.delivery import signature_of  # noqa: E402
 from model.local import LocalServer, start_uvicorn, stop  # noqa: E402
 from tests.kube_double import write_kubeconfig  # noqa: E402
@@ -46,7 +46,7 @@ def start_bot(folder: Path, github_url: str, kube_url: str) -> LocalServer:
         "ORBIT_DATABASE_URL": f"sqlite:///{folder / 'orbit.db'}",
         "ORBIT_MAX_GPU_RUNNERS": "10000",
     }
-    options = ["--factory", "--no-access-log"]
+    options = ["--factory", "--no-access-log", "--workers", os.environ.get("ORBIT_BENCH_PROCESSES", "1")]
     return start_uvicorn("bot.server:app_from_environment", ROOT, "/healthz", env, options, timeout=60)
 
 
@@ -75,19 +75,24 @@ def delivery(job_id: int) -> tuple[bytes, dict[str, str]]:
 
 
 async def send_all(url: str) -> dict[int, float]:
+    """Send the jobs' deliveries in bursts, one keep-alive connection per delivery of a burst."""
+    host, port = url.removeprefix("http://").split(":")
+    connections = [await asyncio.open_connection(host, int(port)) for _ in range(BURST)]
     sent: dict[int, float] = {}
-    async with httpx.AsyncClient(base_url=url) as http:
-        for burst in range(JOBS // BURST):
-            ids = range(burst * BURST + 1, (burst + 1) * BURST + 1)
 
-            async def one(job_id: int) -> None:
-                body, headers = delivery(job_id)
-                sent[job_id] = time.monotonic()
-                response = await http.post("/webhook", content=body, headers=headers)
-                assert response.status_code == 202
+    async def one(job_id: int, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+        request = webhook_request(host, delivery(job_id))
+        sent[job_id] = time.monotonic()
+        await exchange(*connection, request)
 
-            await asyncio.gather(*(one(i) for i in ids))
-            await asyncio.sleep(0.5)
+    for burst in range(JOBS // BURST):
+        ids = range(burst * BURST + 1, (burst + 1) * BURST + 1)
+        await asyncio.gather(
+            *(one(job_id, connection) for job_id, connection in zip(ids, connections, strict=True))
+        )
+        await asyncio.sleep(0.5)
+    for _, writer in connections:
+        writer.close()
     return sent
 
 

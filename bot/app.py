@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,9 @@ def create_app(
         # has cores + 4 of them, fewer than the workers that wait on such calls at once.
         threads = ThreadPoolExecutor((workers.concurrency if workers else 0) + 8, thread_name_prefix="orbit")
         asyncio.get_running_loop().set_default_executor(threads)
+        # What start-up built lives as long as the process: keep the collector from walking it again
+        # and again (a full collection over the imported libraries takes tens of milliseconds).
+        gc.freeze()
         stop = asyncio.Event()
         checkpoint = Periodic("checkpoint", lambda: asyncio.to_thread(inbox.checkpoint), 0.2)
         tasks = [asyncio.create_task(_repeat(job, stop)) for job in (checkpoint, *periodic)]

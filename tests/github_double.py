@@ -10,11 +10,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.github_git_double import ReportState, report_routes
-from tests.serving import serve_in_thread
+from tests.serving import JSONResponse, serve_in_thread
 
 
 @dataclass

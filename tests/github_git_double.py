@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tests.serving import JSONResponse
 
 COMMENT_LIMIT = 65_536
 STORAGE_HOST = "localhost"  # the API is served as 127.0.0.1: a different origin, as blob storage is

@@ -12,10 +12,11 @@ import uuid
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.kube_double import KubeState, _status
+from tests.serving import JSONResponse
 
 GROUPS = {
     "deployments": "/apis/apps/v1",

@@ -15,10 +15,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.serving import serve_in_thread
+from tests.serving import JSONResponse, serve_in_thread
 
 KINDS = {"pods": "Pod", "secrets": "Secret", "events": "Event"}
 
