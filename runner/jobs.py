@@ -76,9 +76,13 @@ class Runners:
             repo, name, list(job.labels), klass.runner_group_id
         )
         manifest = pod_manifest(job, klass, installation)
+
+        def create_pod_and_secret() -> None:  # one trip to a thread for both calls
+            uid, _ = self.cluster.create_pod(manifest)
+            self.cluster.create_secret(secret_manifest(job, klass, jit_config, uid))
+
         try:
-            uid, _ = await asyncio.to_thread(self.cluster.create_pod, manifest)
-            await asyncio.to_thread(self.cluster.create_secret, secret_manifest(job, klass, jit_config, uid))
+            await asyncio.to_thread(create_pod_and_secret)
         except Exception:
             await github.delete_runner(repo, runner_id)  # a registered runner with no pod would be an orphan
             await asyncio.to_thread(self.cluster.delete_runner, name)
