@@ -41,7 +41,7 @@ test-fast: venv
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: venv system-deps
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python -m bench.ingest
 	$(BIN)/python bench/runner.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python -m bench.report
