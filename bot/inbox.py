@@ -7,24 +7,19 @@ ordering key (one pull request) are claimed one at a time, oldest first.
 
 import contextlib
 import random
-import threading
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
-import zstandard
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from bot.delivery import Delivery
+from bot.payload_codec import UNREADABLE, pack, read_payload
 from bot.sqlite_lock import WriterLock
 
 PENDING, RUNNING, DONE, DEAD = "pending", "running", "done", "dead"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-UNREADABLE = "the stored payload is not a compressed JSON object"
 WAL_LIMIT_FRAMES = 16_384  # 64 MiB of 4 KiB pages
 
 metadata = sa.MetaData()
@@ -126,10 +121,10 @@ class Inbox:
         self.engine = engine
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
-        self._skip_locked = engine.dialect.name == "postgresql"
         self._writer = WriterLock(engine.url.database) if self.writes_locally else contextlib.nullcontext()
-        self._insert_new = _insert_new(postgresql if engine.dialect.name == "postgresql" else sqlite)
-        self._claim = _claim_query(skip_locked=engine.dialect.name == "postgresql")
+        postgres = engine.dialect.name == "postgresql"
+        self._insert_new = _insert_new(postgresql if postgres else sqlite)
+        self._claim = _claim_query(skip_locked=postgres)
 
     @property
     def writes_locally(self) -> bool:
@@ -208,7 +203,7 @@ class Inbox:
             stored = {found.delivery_id: found for found in connection.execute(READ_DELIVERIES, {"ids": ids})}
             items = []
             for row in rows:
-                payload = _payload_of(stored[row.delivery_id].payload)
+                payload = read_payload(stored[row.delivery_id].payload)
                 if payload is None:
                     connection.execute(
                         SET_ITEM, {"item_id": row.id, "status": DEAD, "last_error": UNREADABLE}
@@ -306,33 +301,6 @@ def _insert_new(dialect: Any) -> sa.Executable:
     statement = dialect.insert(deliveries).on_conflict_do_nothing(index_elements=["delivery_id"])
     returning: sa.Executable = statement.returning(deliveries.c.delivery_id)
     return returning
-
-
-def _payload_of(stored: bytes) -> dict[str, Any] | None:
-    """Return a stored payload, or None if it is not a compressed JSON object."""
-    try:
-        payload = orjson.loads(unpack(stored))
-    except (zstandard.ZstdError, zlib.error, orjson.JSONDecodeError):
-        return None
-    return payload if isinstance(payload, dict) else None
-
-
-_codecs = threading.local()  # a zstd compressor may not be shared between threads
-
-
-def pack(body: bytes) -> bytes:
-    """Compress a payload for storage (zstd: about a tenth of a webhook's size, in ~35 µs for 30 KB)."""
-    if not hasattr(_codecs, "compressor"):
-        _codecs.compressor = zstandard.ZstdCompressor(level=1)
-    compressed: bytes = _codecs.compressor.compress(body)
-    return compressed
-
-
-def unpack(stored: bytes) -> bytes:
-    """Return the payload stored by `pack`, or by earlier versions that used zlib."""
-    if stored.startswith(ZSTD_MAGIC):
-        return zstandard.ZstdDecompressor().decompress(stored)
-    return zlib.decompress(stored)
 
 
 def _delivery_row(item: NewDelivery, now: float) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bot import inbox as inbox_module
-from bot.inbox import DEAD, UNREADABLE, Inbox, deliveries, make_engine, pack, unpack
+from bot.inbox import DEAD, Inbox, deliveries, make_engine
+from bot.payload_codec import UNREADABLE, pack, unpack
 from tests.fakes import body_of, comment_payload
 from tests.test_inbox import new
 
