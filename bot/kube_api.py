@@ -36,6 +36,8 @@ def translate(error: ApiException, action: str) -> Exception:
     status = int(error.status or 0)
     if status == 0 or status >= 500 or status == 429:
         return TemporaryError(f"Kubernetes answered {status or 'nothing'} to {action}")
+    if status == 409:  # another writer changed the object meanwhile: try again later
+        return TemporaryError(f"Kubernetes answered 409 (conflict) to {action}")
     return PermanentError(f"Kubernetes answered {status} to {action}: {error.reason}")
 
 
@@ -73,7 +75,12 @@ class KubeApi:
         status, data = self.request(method, path, action, **options)
         return status, orjson.loads(data) if data else None
 
-    def fail(self, status: int, answer: Any, action: str) -> Exception:
-        """Return the error of an answer the caller did not expect."""
+    def expect(self, method: str, path: str, action: str, *tolerated: int, **options: Any) -> Any:
+        """Send a JSON request; return the answer, None for a `tolerated` status; raise for others."""
+        status, answer = self.json(method, path, action, **options)
+        if status < 300:
+            return answer
+        if status in tolerated:
+            return None
         reason = answer.get("message", "") if isinstance(answer, dict) else ""
-        return translate(ApiException(status=status, reason=str(reason)[:200]), action)
+        raise translate(ApiException(status=status, reason=str(reason)[:200]), action)

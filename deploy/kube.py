@@ -9,7 +9,6 @@ from typing import Any, Protocol
 
 from kubernetes import client
 
-from bot.errors import TemporaryError
 from bot.kube_api import KubeApi
 from deploy.manifests import FIELD_MANAGER
 
@@ -63,25 +62,6 @@ class KubeModelCluster:
         self.namespace = namespace
         self.http = KubeApi(api)
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        action: str,
-        missing_ok: bool = False,
-        body: Any = None,
-        query: list[tuple[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Any:
-        status, answer = self.http.json(method, path, action, body, query, headers)
-        if status < 300:
-            return answer or {}
-        if missing_ok and status == 404:
-            return None
-        if status == 409:  # another writer changed the object meanwhile: apply again later
-            raise TemporaryError(f"Kubernetes answered 409 (conflict) to {action}")
-        raise self.http.fail(status, answer, action)
-
     def _path(self, kind: str, name: str = "") -> str:
         base = COLLECTIONS[kind].format(namespace=self.namespace)
         return f"{base}/{name}" if name else base
@@ -89,7 +69,7 @@ class KubeModelCluster:
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Apply with orbit's field manager, taking over fields another manager set."""
         kind, name = manifest["kind"], manifest["metadata"]["name"]
-        stored: dict[str, Any] = self._call(
+        stored: dict[str, Any] = self.http.expect(
             "PATCH",
             self._path(kind, name),
             f"apply {kind} {name}",
@@ -101,19 +81,19 @@ class KubeModelCluster:
 
     def read(self, kind: str, name: str) -> dict[str, Any] | None:
         """Return the object, or None."""
-        found: dict[str, Any] | None = self._call(
-            "GET", self._path(kind, name), f"read {kind} {name}", missing_ok=True
+        found: dict[str, Any] | None = self.http.expect(
+            "GET", self._path(kind, name), f"read {kind} {name}", 404
         )
         return found
 
     def delete(self, kind: str, name: str) -> None:
         """Delete the object; 404 counts as deleted."""
-        self._call("DELETE", self._path(kind, name), f"delete {kind} {name}", missing_ok=True)
+        self.http.expect("DELETE", self._path(kind, name), f"delete {kind} {name}", 404)
 
     def pods(self, instance: str) -> list[dict[str, Any]]:
         """Return the pods labelled with the environment's instance."""
         selector = [("labelSelector", f"app.kubernetes.io/instance={instance}")]
-        found = self._call("GET", self._path("Pod"), "list pods", query=selector)
+        found = self.http.expect("GET", self._path("Pod"), "list pods", query=selector)
         items: list[dict[str, Any]] = found.get("items") or []
         return items
 

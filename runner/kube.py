@@ -65,11 +65,8 @@ class KubeCluster:
         base = f"/api/v1/namespaces/{self.namespace}/{kind}"
         return f"{base}/{name}" if name else base
 
-    def _expect(self, method: str, kind: str, name: str, action: str, *ok: int, **options: Any) -> Any:
-        status, answer = self.http.json(method, self._path(kind, name), action, **options)
-        if status >= 300 and status not in ok:
-            raise self.http.fail(status, answer, action)
-        return answer if status < 300 else None
+    def _expect(self, method: str, kind: str, name: str, action: str, *tolerated: int, **options: Any) -> Any:
+        return self.http.expect(method, self._path(kind, name), action, *tolerated, **options)
 
     def create_pod(self, manifest: dict[str, Any]) -> tuple[str, bool]:
         """Create the pod or return the existing one's uid."""
