@@ -135,3 +135,25 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
     if not head.startswith(b"HTTP/1.1 202"):
         raise RuntimeError(head.split(b"\r\n")[0].decode())
     return elapsed
+
+
+async def send_burst(url: str, deliveries: list[Delivery]) -> list[float]:
+    """Post deliveries at once, one connection each; return when each was sent (monotonic clock)."""
+    host, port = url.removeprefix("http://").split(":")
+    connections = [await asyncio.open_connection(host, int(port)) for _ in deliveries]
+    sent = [0.0] * len(deliveries)
+
+    async def one(index: int) -> None:
+        request = webhook_request(host, deliveries[index])
+        sent[index] = time.monotonic()
+        await exchange(*connections[index], request)
+
+    await asyncio.gather(*(one(index) for index in range(len(deliveries))))
+    for _, writer in connections:
+        writer.close()
+    return sent
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Return the value below which `share` of the values lie (nearest rank)."""
+    return sorted(values)[max(int(len(values) * share) - 1, 0)]

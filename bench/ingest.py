@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import exchange
+from bench.harness import exchange, percentile, webhook_request
 from bot.delivery import signature_of
 from bot.inbox import Inbox, make_engine
 from model.local import LocalServer, start_uvicorn, stop
@@ -93,21 +93,20 @@ def throughput(url: str, script: Path, seconds: int = 10) -> tuple[float, str]:
     return rate, "; ".join(errors)
 
 
-def raw_request(url: str, body: bytes) -> Callable[[], bytes]:
-    """Return a maker of complete HTTP/1.1 requests with fresh delivery ids (cheap: no client library)."""
-    host = url.removeprefix("http://")
-    head = (
-        f"POST /webhook HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"X-GitHub-Event: pull_request\r\nX-Hub-Signature-256: {signature_of(SECRET, body)}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-    ).encode()
-    return lambda: head + f"X-GitHub-Delivery: {uuid.uuid4()}\r\n\r\n".encode() + body
+def fresh_deliveries(host: str, body: bytes) -> Callable[[], bytes]:
+    """Return a maker of signed requests for `body`, each with a fresh delivery id."""
+    headers = {
+        "content-type": "application/json",
+        "x-github-event": "pull_request",
+        "x-hub-signature-256": signature_of(SECRET, body),
+    }
+    return lambda: webhook_request(host, (body, {**headers, "x-github-delivery": str(uuid.uuid4())}))
 
 
 async def paced_latency(url: str, body: bytes, rate: int = 200, seconds: int = 10) -> list[float]:
     """Send `rate` deliveries a second on keep-alive connections; return each acknowledgement latency."""
     host, port = url.removeprefix("http://").split(":")
-    make = raw_request(url, body)
+    make = fresh_deliveries(url.removeprefix("http://"), body)
     idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(16):
         idle.put_nowait(await asyncio.open_connection(host, int(port)))
@@ -140,9 +139,6 @@ class Run:
     latencies: list[float]
     stored: int
 
-    def percentile(self, share: float) -> float:
-        return self.latencies[max(int(len(self.latencies) * share) - 1, 0)] * 1000
-
 
 def measure(body: bytes, processes: int) -> Run:
     """Start a server with an empty database, load it, stop it; count what it stored."""
@@ -167,7 +163,7 @@ def main() -> None:
     reference = "a Node.js App framework that stores nothing, ~2,400/s here"
     for processes in (1, 2):
         run = measure(body, processes)
-        p50, p99 = run.percentile(0.5), run.percentile(0.99)
+        p50, p99 = percentile(run.latencies, 0.5) * 1000, percentile(run.latencies, 0.99) * 1000
         print(f"uvicorn processes: {processes}; deliveries stored durably: {run.stored}")
         rates = f"first 5 s {run.cold:,.0f}/s, then {run.rate:,.0f}/s"
         print(f"  throughput at concurrency 32: {rates} {run.errors}")

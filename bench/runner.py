@@ -23,7 +23,6 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import httpx  # noqa: E402
-import orjson  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
@@ -31,12 +30,12 @@ from bench.harness import (  # noqa: E402
     SECRET,
     Delivery,
     arrivals,
-    exchange,
     help_comment,
+    percentile,
+    send_burst,
     serve_double,
-    webhook_request,
+    signed,
 )
-from bot.delivery import signature_of  # noqa: E402
 from model.local import LocalServer, start_uvicorn, stop  # noqa: E402
 from tests.kube_double import write_kubeconfig  # noqa: E402
 
@@ -62,8 +61,9 @@ def start_bot(folder: Path, github_url: str, kube_url: str) -> LocalServer:
     return start_uvicorn("bot.server:app_from_environment", ROOT, "/healthz", env, options, timeout=60)
 
 
-def delivery(job_id: int) -> tuple[bytes, dict[str, str]]:
-    body = orjson.dumps(
+def delivery(job_id: int) -> Delivery:
+    return signed(
+        "workflow_job",
         {
             "action": "queued",
             "workflow_job": {
@@ -75,36 +75,19 @@ def delivery(job_id: int) -> tuple[bytes, dict[str, str]]:
             },
             "repository": {"full_name": "octo-org/model"},
             "installation": {"id": 1},
-        }
+        },
+        f"job-{job_id}",
     )
-    headers = {
-        "content-type": "application/json",
-        "x-github-event": "workflow_job",
-        "x-github-delivery": f"job-{job_id}",
-        "x-hub-signature-256": signature_of(SECRET, body),
-    }
-    return body, headers
 
 
 async def send_all(url: str) -> dict[int, float]:
-    """Send the jobs' deliveries in bursts, one keep-alive connection per delivery of a burst."""
-    host, port = url.removeprefix("http://").split(":")
-    connections = [await asyncio.open_connection(host, int(port)) for _ in range(BURST)]
+    """Send the jobs' deliveries in bursts of `BURST` at once, 0.5 s apart; return when each was sent."""
     sent: dict[int, float] = {}
-
-    async def one(job_id: int, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
-        request = webhook_request(host, delivery(job_id))
-        sent[job_id] = time.monotonic()
-        await exchange(*connection, request)
-
     for burst in range(JOBS // BURST):
         ids = range(burst * BURST + 1, (burst + 1) * BURST + 1)
-        await asyncio.gather(
-            *(one(job_id, connection) for job_id, connection in zip(ids, connections, strict=True))
-        )
+        times = await send_burst(url, [delivery(job_id) for job_id in ids])
+        sent.update(zip(ids, times, strict=True))
         await asyncio.sleep(0.5)
-    for _, writer in connections:
-        writer.close()
     return sent
 
 
@@ -131,24 +114,10 @@ def help_burst(url: str, github: httpx.Client) -> list[float]:
     return sorted((at - started) * 1000 for at in done)
 
 
-async def send_burst(url: str, deliveries: list[Delivery]) -> None:
-    host, port = url.removeprefix("http://").split(":")
-    connections = [await asyncio.open_connection(host, int(port)) for _ in deliveries]
-    await asyncio.gather(
-        *(exchange(*c, webhook_request(host, d)) for c, d in zip(connections, deliveries, strict=True))
-    )
-    for _, writer in connections:
-        writer.close()
-
-
 def cpu_seconds(pid: int) -> float:
     """Return the CPU time a process has used (user and system)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], share: float) -> float:
-    return sorted(values)[max(int(len(values) * share) - 1, 0)]
 
 
 def main() -> None:
