@@ -28,12 +28,12 @@ from bench.harness import (
     start_in_thread,
 )
 from bot import commands
-from bot.deploys import Deployer, router_for, run_title
+from bot.processes import stop, tool_environment
 from bot.router import Router
+from deploy.flow import Deployer, router_for, run_title
 from deploy.kube import KubeModelCluster
 from deploy.manifests import SERVICE
 from deploy.rollout import Timing
-from model.local import stop, tool_environment
 
 DEPLOYS = 50
 REGISTRY = "registry.example.com/octo-org"

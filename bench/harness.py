@@ -11,15 +11,15 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.app import create_app
 from bot.context import Feature
 from bot.delivery import signature_of
 from bot.github import GitHubAppClient
 from bot.inbox import Inbox, make_engine
 from bot.ingest import Ingest
+from bot.processes import LocalServer, free_port, start_uvicorn
 from bot.router import Router
+from bot.web import create_app
 from bot.worker import WorkerPool
-from model.local import LocalServer, free_port, start_uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"benchmark"

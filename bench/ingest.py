@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.harness import exchange, percentile, webhook_request
 from bot.delivery import signature_of
 from bot.inbox import Inbox, make_engine
-from model.local import LocalServer, start_uvicorn, stop
+from bot.processes import LocalServer, start_uvicorn, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"benchmark secret"

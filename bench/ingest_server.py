@@ -7,12 +7,12 @@ import os
 
 from starlette.types import ASGIApp
 
-from bot.app import create_app
 from bot.context import Context
 from bot.delivery import Delivery
 from bot.inbox import Inbox, make_engine
 from bot.ingest import Ingest
 from bot.router import Router
+from bot.web import create_app
 
 
 def app() -> ASGIApp:

@@ -32,9 +32,10 @@ from bench.harness import (
     signed,
     start_in_thread,
 )
-from bot import commands, reports
+from bot import commands
+from bot.processes import stop, tool, tool_environment
 from bot.router import Router
-from model.local import stop, tool, tool_environment
+from runner.report import publish as reports
 
 BUILDS, PUBLISHES = 5, 20
 GAP = 1.5  # one at a time: the latency of each delivery, not of a queue

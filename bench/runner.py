@@ -36,7 +36,7 @@ from bench.harness import (  # noqa: E402
     serve_double,
     signed,
 )
-from model.local import LocalServer, start_uvicorn, stop  # noqa: E402
+from bot.processes import LocalServer, start_uvicorn, stop  # noqa: E402
 from tests.kube_double import write_kubeconfig  # noqa: E402
 
 JOBS, BURST = 200, 20
@@ -58,7 +58,7 @@ def start_bot(folder: Path, github_url: str, kube_url: str) -> LocalServer:
         "ORBIT_MAX_GPU_RUNNERS": "10000",
     }
     options = ["--factory", "--no-access-log", "--workers", os.environ.get("ORBIT_BENCH_PROCESSES", "1")]
-    return start_uvicorn("bot.server:app_from_environment", ROOT, "/healthz", env, options, timeout=60)
+    return start_uvicorn("bot.app:app_from_environment", ROOT, "/healthz", env, options, timeout=60)
 
 
 def delivery(job_id: int) -> Delivery:

@@ -14,18 +14,16 @@ from pathlib import Path
 
 import httpx
 
-from model import MODEL_NAME
-from model.classifier import import_bentomodel
-from model.local import (
+from bot.local import build_bento, held_out_samples, serving
+from bot.processes import (
     LocalServer,
-    build_bento,
-    held_out_samples,
     run_step,
-    serving,
     start_uvicorn,
     stop,
     tool,
 )
+from model import MODEL_NAME
+from model.classifier import import_bentomodel
 
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = (1, 8, 32)

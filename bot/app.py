@@ -1,90 +1,108 @@
-"""The bot's HTTP face: webhook ingest, health, readiness and metrics (Starlette under FastAPI)."""
+"""Wire the bot together from its settings: database, routers, GitHub client, workers, runners, app."""
 
-import asyncio
-import contextlib
-import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp
 
-from bot.inbox import Inbox
+from bot import commands, installations
+from bot.context import Feature
+from bot.github import GitHubAppClient
+from bot.inbox import Inbox, make_engine
 from bot.ingest import Ingest
-from bot.webhook_endpoint import WebhookFirst
+from bot.router import Router
+from bot.settings import Settings, load_settings
+from bot.web import Periodic, create_app
 from bot.worker import WorkerPool
+from deploy import flow as deploys
+from deploy.kube import KubeModelCluster
+from deploy.manifests import SERVICE
+from deploy.rollout import Timing
+from runner import jobs, training
+from runner.classes import default_classes
+from runner.jobs import Runners
+from runner.kube import KubeCluster
+from runner.reconcile import Reconciler
+from runner.report import publish as reports
 
+ROUTERS = (commands.router, installations.router, training.router, reports.router)
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Periodic:
-    """A background job run at start-up and then every `every` seconds (checkpoints, the reconciler)."""
-
-    name: str
-    run: Callable[[], Awaitable[object]]
-    every: float
-
-
-async def _repeat(job: Periodic, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            await job.run()
-        except Exception:  # a failed pass is logged; the next one runs on time
-            log.exception("%s failed", job.name)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), job.every)
+def runners_from(settings: Settings) -> Runners | None:
+    """Return the runner machinery, or None when it is disabled or no cluster is configured."""
+    if not settings.runners_enabled:
+        return None
+    try:
+        cluster = KubeCluster(settings.kube_namespace)
+    except Exception as error:
+        log.warning("runner pods are disabled: no Kubernetes configuration (%s)", type(error).__name__)
+        return None
+    return Runners(
+        cluster, default_classes(settings.runner_image, settings.gpu_resource, settings.max_gpu_runners)
+    )
 
 
-def create_app(
-    inbox: Inbox,
-    ingest: Ingest,
-    workers: WorkerPool | None,
-    webhook_path: str = "/webhook",
-    periodic: Sequence[Periodic] = (),
-) -> ASGIApp:
-    """Build the ASGI app; `workers` run in the same process unless None."""
+def deployer_from(settings: Settings) -> deploys.Deployer | None:
+    """Return the model deployer, or None without a registry, a public domain or a cluster."""
+    if not settings.registry or not settings.public_domain:
+        return None
+    try:
+        cluster = KubeModelCluster(settings.models_namespace)
+    except Exception as error:
+        log.warning("deploys are disabled: no Kubernetes configuration (%s)", type(error).__name__)
+        return None
+    return deploys.Deployer(
+        cluster,
+        settings.models_namespace,
+        settings.model_service or SERVICE,
+        settings.registry,
+        settings.public_domain,
+        settings.tls_issuer or None,
+        settings.ingress_class or None,
+        Timing(settings.rollout_deadline_seconds),
+    )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Blocking calls (the Kubernetes client, the inbox) run in threads; asyncio's default pool
-        # has cores + 4 of them, fewer than the workers that wait on such calls at once.
-        threads = ThreadPoolExecutor((workers.concurrency if workers else 0) + 8, thread_name_prefix="orbit")
-        asyncio.get_running_loop().set_default_executor(threads)
-        # What start-up built lives as long as the process: keep the collector from walking it again
-        # and again (a full collection over the imported libraries takes tens of milliseconds).
-        gc.freeze()
-        stop = asyncio.Event()
-        checkpoint = Periodic("checkpoint", lambda: asyncio.to_thread(inbox.checkpoint), 0.2)
-        tasks = [asyncio.create_task(_repeat(job, stop)) for job in (checkpoint, *periodic)]
-        if workers:
-            tasks.append(asyncio.create_task(workers.run(stop)))
-        yield
-        stop.set()
-        await asyncio.gather(*tasks)
 
-    app = FastAPI(title="orbit", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+def build_app(settings: Settings) -> ASGIApp:
+    """Return the ASGI app with its inbox, workers, GitHub client and, when configured, runners."""
+    inbox = open_inbox(settings)
+    github = github_app(settings)
+    runners = runners_from(settings)
+    routers = [*ROUTERS, jobs.make_router(runners)] if runners else list(ROUTERS)
+    features: dict[str, Feature] = {"retrain": training.Retrain()}
+    deployer = deployer_from(settings)
+    if deployer:
+        routers.append(deploys.router_for(deployer))
+        features.update(deploy=deploys.DeployPreview(), rollback=deploys.Rollback(deployer))
+    router = Router.compose(routers)
+    workers = WorkerPool(inbox, router, github, features=features, concurrency=settings.workers)
+    ingest = Ingest(inbox, router, settings.webhook_secret.get_secret_value().encode(), workers.wake)
+    periodic = []
+    if runners:
+        reconciler = reconciler_for(settings, inbox, github, runners)
+        periodic.append(Periodic("reconcile", reconciler.run_once, settings.reconcile_seconds))
+    return create_app(inbox, ingest, workers, settings.webhook_path, periodic)
 
-    async def healthz() -> Response:
-        return PlainTextResponse("ok")
 
-    async def readyz() -> Response:
-        try:
-            await asyncio.to_thread(inbox.ping)
-        except Exception as error:
-            return JSONResponse({"ready": False, "reason": type(error).__name__}, status_code=503)
-        return JSONResponse({"ready": True})
+def github_app(settings: Settings) -> GitHubAppClient:
+    """Return the App's GitHub client."""
+    return GitHubAppClient(settings.github_app_id, settings.private_key(), settings.github_api_url)
 
-    async def metrics() -> Response:
-        if workers:
-            await asyncio.to_thread(workers.refresh_depth)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_api_route("/healthz", healthz, methods=["GET"])
-    app.add_api_route("/readyz", readyz, methods=["GET"])
-    app.add_api_route("/metrics", metrics, methods=["GET"])
-    return WebhookFirst(app, webhook_path, ingest)
+def open_inbox(settings: Settings) -> Inbox:
+    """Return the inbox of the configured database, its tables created."""
+    inbox = Inbox(make_engine(settings.database_url), settings.lease_seconds, settings.max_attempts)
+    inbox.create_schema()
+    return inbox
+
+
+def reconciler_for(settings: Settings, inbox: Inbox, github: GitHubAppClient, runners: Runners) -> Reconciler:
+    """Return the reconciler over the installed repositories recorded in the inbox's database."""
+    return Reconciler(
+        runners, github, lambda: installations.repository_list(inbox.engine), settings.pending_limit_seconds
+    )
+
+
+def app_from_environment() -> ASGIApp:
+    """Build the app from `ORBIT_*` variables (the uvicorn factory)."""
+    return build_app(load_settings())

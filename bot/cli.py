@@ -10,14 +10,14 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _local_demo(args: argparse.Namespace) -> int:
-    from model.local import demo
+    from bot.local import demo
 
     demo(Path(args.project))
     return 0
 
 
 def _local_serve(args: argparse.Namespace) -> int:
-    from model.local import serve
+    from bot.local import serve
 
     serve(Path(args.project), args.port)
     return 0
@@ -54,7 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings()  # fail fast, with the variable's name, before uvicorn starts
     settings.private_key()
     uvicorn.run(
-        "bot.server:app_from_environment",
+        "bot.app:app_from_environment",
         factory=True,
         host=args.host,
         port=args.port,
@@ -77,7 +77,7 @@ def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def _reconcile(args: argparse.Namespace) -> int:
     import asyncio
 
-    from bot.server import github_app, open_inbox, reconciler_for, runners_from
+    from bot.app import github_app, open_inbox, reconciler_for, runners_from
     from bot.settings import load_settings
 
     settings = load_settings()

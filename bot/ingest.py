@@ -4,12 +4,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
+from bot.batching import MicroBatcher
 from bot.delivery import Delivery, RejectedDelivery, parse_delivery
 from bot.inbox import Inbox, NewDelivery
 from bot.metrics import DELIVERIES
 from bot.payloads import ordering_key
 from bot.router import Router
-from model.batching import MicroBatcher
 
 
 @dataclass(frozen=True)

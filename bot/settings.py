@@ -5,8 +5,6 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from deploy.manifests import SERVICE
-
 
 class SettingsError(ValueError):
     """A required setting is missing or malformed; the message names it and never shows a value."""
@@ -37,7 +35,9 @@ class Settings(BaseSettings):
     reconcile_seconds: float = Field(default=60.0, gt=0)
     pending_limit_seconds: float = Field(default=600.0, gt=0)
     models_namespace: str = "models"
-    model_service: str = Field(default=SERVICE, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    model_service: str = Field(
+        default="", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"
+    )  # "": the model's name
     tls_issuer: str = ""
     ingress_class: str = ""
     rollout_deadline_seconds: float = Field(default=600.0, gt=0)

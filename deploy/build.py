@@ -12,9 +12,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.processes import LocalRunError, run_step, tool
 from deploy.manifests import SERVICE
 from model import MODEL_NAME
-from model.local import LocalRunError, run_step, tool
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,7 @@ import json
 import re
 import zipfile
 
-from bot.github import GitHubApi
-from bot.github_reports import named_artifact
+from bot.github import GitHubApi, named_artifact
 from bot.payloads import Repo
 
 ARTIFACT = "orbit-image"

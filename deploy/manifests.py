@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from bot.github.deployments import PRODUCTION
 from model import MODEL_NAME
 
-PRODUCTION = "production"
 SERVICE = MODEL_NAME.replace("_", "-")  # the model's name as Kubernetes and DNS accept it
 PORT = 3000  # bentoml serve
 MANAGED_BY = "orbit"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from model.local import tool_environment
+from bot.processes import tool_environment
 
 # Every test process gets its own model store, set before BentoML is first imported.
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="orbit-bentoml-")

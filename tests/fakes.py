@@ -9,9 +9,19 @@ import orjson
 
 from bot.delivery import Delivery, signature_of
 from bot.errors import TemporaryError
-from bot.github import CheckUpdate, GitHubApi, JobInfo, PullInfo, Reaction, RunInfo, RunStatus
-from bot.github_deploys import DeploymentInfo, DeploymentState
-from bot.github_reports import ArtifactInfo, CommentInfo, TreeEntry
+from bot.github import (
+    ArtifactInfo,
+    CheckUpdate,
+    CommentInfo,
+    GitHubApi,
+    JobInfo,
+    PullInfo,
+    Reaction,
+    RunInfo,
+    RunStatus,
+    TreeEntry,
+)
+from bot.github.deployments import DeploymentInfo, DeploymentState
 from bot.payloads import Repo
 
 SECRET = b"it's a secret to everybody"

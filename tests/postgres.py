@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from model.local import free_port
+from bot.processes import free_port
 
 
 def postgres_bin() -> Path | None:

@@ -10,7 +10,7 @@ import orjson
 import uvicorn
 from starlette import responses
 
-from model.local import free_port
+from bot.processes import free_port
 
 
 @contextmanager

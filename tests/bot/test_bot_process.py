@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.inbox import DONE, Inbox, make_engine
-from model.local import free_port
+from bot.processes import free_port
 from tests.fakes import SECRET, body_of, comment_payload, signed_headers
 from tests.github_double import GitHubState, serve_github
 

@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.errors import TemporaryError
-from bot.github import GitHubApi, Unprocessable
-from bot.github_reports import TreeEntry
+from bot.github import GitHubApi, TreeEntry, Unprocessable
 from bot.payloads import Repo
 
 BRANCH = "orbit-assets"

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from model.local import free_port
+from bot.processes import free_port
 from tests.conftest import REPO, run
 
 pytestmark = pytest.mark.slow

@@ -5,10 +5,10 @@ from typing import Any, Literal, Protocol
 
 from githubkit import GitHub
 
-from bot.github_calls import body_of, call
+from bot.github.calls import body_of, call
 from bot.payloads import Repo
-from deploy.manifests import PRODUCTION
 
+PRODUCTION = "production"  # GitHub's name for the environment merges ship to
 DeploymentState = Literal["queued", "in_progress", "success", "failure", "error", "inactive", "pending"]
 
 
@@ -22,7 +22,7 @@ class DeploymentInfo:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
-class DeploysApi(Protocol):
+class Deployments(Protocol):
     """What deploying asks of GitHub."""
 
     async def create_deployment(
@@ -52,8 +52,8 @@ class DeploysApi(Protocol):
         ...
 
 
-class DeploysMixin:
-    """`DeploysApi` over githubkit, for `InstallationClient`."""
+class DeploymentsMixin:
+    """`Deployments` over githubkit."""
 
     _github: GitHub[Any]
     _rest: Any

@@ -69,7 +69,7 @@ def test_an_oversized_body_is_a_413_before_any_hashing() -> None:
 
 
 EXAMPLES: list[dict[str, Any]] = json.loads(
-    gzip.decompress((Path(__file__).parent / "fixtures/webhook-examples.json.gz").read_bytes())
+    gzip.decompress((Path(__file__).parent.parent / "fixtures/webhook-examples.json.gz").read_bytes())
 )
 
 

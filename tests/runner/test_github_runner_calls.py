@@ -8,7 +8,7 @@ import respx
 
 from bot.github import CheckUpdate, GitHubAppClient
 from bot.payloads import Repo
-from tests.test_github_client import API, PEM, token_body
+from tests.bot.test_github_client import API, PEM, token_body
 
 REPO = Repo("octo-org", "model")
 BASE = "/repos/octo-org/model"

@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 from bot.context import Context
 from bot.delivery import Delivery
 from bot.github import GitHubApi
-from bot.github_deploys import DeploymentInfo
+from bot.github.deployments import PRODUCTION, DeploymentInfo
 from bot.payloads import Repo, dig, repository
 from bot.router import Router
 from deploy.image import ImageError, read_image
 from deploy.kube import ModelCluster
-from deploy.manifests import PRODUCTION, Target, revisions
+from deploy.manifests import Target, revisions
 from deploy.rollout import Outcome, Timing, roll_out, tear_down
 
 WORKFLOW = "deploy.yml"

@@ -15,7 +15,7 @@ from runner.report.bundle import Facts, Report, Stages
 from runner.report.render import markdown
 from tests.report_project import repro, set_params, trained_base
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parent.parent / "golden"
 FACTS = Facts(
     commit="c0ffee" + "0" * 34,
     base_ref="main",

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from model.local import LocalRunError, run_step
+from bot.processes import LocalRunError, run_step
 
 
 def test_steps_find_this_environments_python_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,16 +13,16 @@ from sqlalchemy import create_engine
 
 from bot import commands
 from bot.context import Context
-from bot.deploys import Deployer, DeployPreview, Rollback, router_for, run_title
 from bot.github import GitHubAppClient
 from bot.payloads import ordering_key
 from bot.router import Router
+from deploy.flow import Deployer, DeployPreview, Rollback, router_for, run_title
 from deploy.kube import KubeModelCluster
 from deploy.rollout import Timing
+from tests.bot.test_github_client import PEM
 from tests.fakes import comment_payload, delivery
 from tests.github_double import GitHubState, serve_github
 from tests.kube_double import KubeState, serve_kube
-from tests.test_github_client import PEM
 
 REGISTRY = "registry.example.com/octo-org"
 MERGED = "e" * 40

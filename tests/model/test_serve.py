@@ -8,7 +8,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from model.local import LocalServer, held_out_samples, serving
+from bot.local import held_out_samples, serving
+from bot.processes import LocalServer
 from tests.conftest import run
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ import pytest
 from bot import inbox as inbox_module
 from bot.inbox import DEAD, Inbox, deliveries, make_engine
 from bot.payload_codec import UNREADABLE, pack, unpack
+from tests.bot.test_inbox import new
 from tests.fakes import body_of, comment_payload
-from tests.test_inbox import new
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import zipfile
 import pytest
 
 from bot.payloads import ordering_key
-from bot.report_bundle import MAX_ENTRIES, BundleError, read_bundle
-from bot.sticky import LIMIT, MARKER, compose, sections
+from runner.report.artifact import MAX_ENTRIES, BundleError, read_bundle
+from runner.report.sticky import LIMIT, MARKER, compose, sections
 from tests.fakes import delivery
 from tests.report_fixtures import bundle_zip, png, report, run_payload
 
@@ -93,8 +93,8 @@ def test_a_training_runs_deliveries_are_ordered_with_its_pull_request() -> None:
 
 
 def test_the_bot_routes_finished_runs_to_the_reports() -> None:
+    from bot.app import ROUTERS
     from bot.router import Router
-    from bot.server import ROUTERS
 
     router = Router.compose(ROUTERS)
     assert router.wants("workflow_run", "completed")

@@ -9,16 +9,16 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.app import create_app
+from bot.app import ROUTERS
 from bot.inbox import DEAD, DONE, Inbox, make_engine
 from bot.ingest import Ingest
 from bot.router import Router
-from bot.server import ROUTERS
+from bot.web import create_app
 from bot.worker import WorkerPool
 from tests.fakes import SECRET, FakeApp, body_of, comment_payload, signed_headers
 
 EXAMPLES: list[dict[str, Any]] = json.loads(
-    gzip.decompress((Path(__file__).parent / "fixtures/webhook-examples.json.gz").read_bytes())
+    gzip.decompress((Path(__file__).parent.parent / "fixtures/webhook-examples.json.gz").read_bytes())
 )
 
 

@@ -9,8 +9,8 @@ import pytest
 from kubernetes import client
 from kubernetes_validate import validate
 
+from bot.app import runners_from
 from bot.errors import PermanentError, TemporaryError
-from bot.server import runners_from
 from bot.settings import Settings
 from deploy.kube import KubeModelCluster
 from runner.classes import RunnerClass, class_for, default_classes

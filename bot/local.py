@@ -1,77 +1,34 @@
-"""Run the model project on this machine: the pipeline, the Bento, a local server."""
+"""`orbit local demo` and `orbit local serve`: the whole loop on this machine, on the bundled data.
+
+The demo trains, serves and queries the model, then shows the pull-request half: a parameter change
+on a branch of a scratch clone, its report against the base, the merge, and the new model served.
+"""
 
 import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
+import yaml
 
+from bot.processes import (
+    LocalRunError,
+    LocalServer,
+    free_port,
+    run_step,
+    stop,
+    tool,
+    tool_environment,
+    wait_ready,
+)
 from model import MODEL_NAME
+from runner.report.local import train
 
-READY_TIMEOUT_S = 180.0
-
-
-class LocalRunError(RuntimeError):
-    """A step of a local run failed; the message says which and why."""
-
-
-def tool_environment() -> dict[str, str]:
-    """Return the environment with this Python's scripts first on PATH (dvc stages run `python`)."""
-    scripts = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-
-def run_step(title: str, command: list[str], cwd: Path) -> None:
-    """Run one command, streaming its output, and stop with its name if it fails."""
-    print(f"\n==> {title}: {' '.join(command)}", flush=True)
-    result = subprocess.run(command, cwd=cwd, env=tool_environment(), check=False)
-    if result.returncode != 0:
-        raise LocalRunError(f"'{' '.join(command)}' failed with exit code {result.returncode}")
-
-
-def tool(name: str) -> str:
-    """Return the path of a console script installed beside this Python."""
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else name
-
-
-def free_port() -> int:
-    """Return a TCP port on localhost that nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass(frozen=True)
-class LocalServer:
-    """A `bentoml serve` process answering on localhost."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-
-
-def wait_ready(server: LocalServer, timeout: float = READY_TIMEOUT_S, path: str = "/readyz") -> None:
-    """Wait until `path` answers 200, or fail if the server exits or the time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise LocalRunError(f"the server exited with code {server.process.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.url}{path}", timeout=2).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise LocalRunError(f"the server was not ready after {timeout:.0f} s")
+DEMO_BRANCH = "demo/higher-learning-rate"
 
 
 @contextlib.contextmanager
@@ -93,48 +50,6 @@ def serving(
         stop(process)
         if output:
             output.close()
-
-
-def start_uvicorn(
-    app: str,
-    cwd: Path,
-    probe: str,
-    env: dict[str, str] | None = None,
-    options: Sequence[str] = (),
-    timeout: float = READY_TIMEOUT_S,
-) -> LocalServer:
-    """Start `uvicorn APP` on a free localhost port in its own session; wait until `probe` answers 200."""
-    port = free_port()
-    command = [
-        tool("uvicorn"),
-        app,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        *options,
-    ]
-    process = subprocess.Popen(command, cwd=cwd, env=env or tool_environment(), start_new_session=True)
-    server = LocalServer(f"http://127.0.0.1:{port}", process)
-    try:
-        wait_ready(server, timeout, probe)
-    except LocalRunError:
-        stop(process)
-        raise
-    return server
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a server and every worker it started."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def held_out_samples(project: Path, per_class: int = 1) -> list[tuple[Path, str]]:
@@ -201,7 +116,6 @@ def demo(project: Path) -> None:
     run_step("store the outputs in the DVC remote", [tool("dvc"), "push"], project)
     serve_and_query(project)
     print_metrics(project)
-    from runner.report.local import demo_report, merge_demo_branch  # the PR half of the demo
 
     scratch = demo_report(project)
     if scratch is not None:
@@ -216,3 +130,49 @@ def serve(project: Path, port: int) -> None:
     run_step(
         "bentoml serve", [tool("bentoml"), "serve", f"{MODEL_NAME}:latest", "--port", str(port)], project
     )
+
+
+def _git(project: Path, *args: str, check: bool = True) -> str:
+    result = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True, check=check)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def demo_report(project: Path) -> Path | None:
+    """Change a parameter on a demo branch of a scratch copy, train it, print its report; return the copy."""
+    if not (project / ".git").exists():
+        print("\n(the report demo needs the project as a git clone; skipped)")
+        return None
+    project = project.resolve()  # the scratch clone shares this project's DVC cache by absolute path
+    base = _git(project, "rev-parse", "--abbrev-ref", "HEAD")
+    scratch = Path(tempfile.mkdtemp(prefix="orbit-demo-"))
+    run_step(
+        "copy the project to a scratch clone",
+        ["git", "clone", "--quiet", str(project), str(scratch)],
+        project,
+    )
+    # Share the DVC cache: unchanged stages are restored from it instead of run again.
+    run_step(
+        "share the DVC cache", [tool("dvc"), "cache", "dir", "--local", str(project / ".dvc/cache")], scratch
+    )
+    _git(scratch, "switch", "--quiet", "-c", DEMO_BRANCH)
+    params = yaml.safe_load((scratch / "params.yaml").read_text())
+    params["train"]["lr"] = round(params["train"]["lr"] * 1.5, 6)
+    (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _git(scratch, "commit", "--quiet", "-am", f"Raise the learning rate to {params['train']['lr']}")
+    report = train(scratch, base, scratch / "report")
+    if report.failed:
+        raise LocalRunError(f"stage {report.stages.failed} failed; see {scratch / 'report' / 'report.md'}")
+    print(f"\n==> the report {DEMO_BRANCH} would get on its pull request:\n")
+    print((scratch / "report" / "report.md").read_text())
+    return scratch
+
+
+def merge_demo_branch(scratch: Path) -> None:
+    """Merge the demo branch into the branch it started from, as merging its PR would."""
+    base = (
+        _git(scratch, "rev-parse", "--abbrev-ref", "origin/HEAD", check=False).removeprefix("origin/")
+        or "main"
+    )
+    print(f"\n==> merge {DEMO_BRANCH} into {base}, as merging its pull request would, and serve that model")
+    _git(scratch, "switch", "--quiet", base)
+    _git(scratch, "merge", "--quiet", "--ff-only", DEMO_BRANCH)

@@ -9,18 +9,17 @@ import logging
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from bot.assets import publish_images
 from bot.context import Context
 from bot.delivery import Delivery
-from bot.failure import failure_markdown
-from bot.github import CheckUpdate, GitHubApi
-from bot.github_reports import named_artifact
+from bot.github import CheckUpdate, GitHubApi, named_artifact
 from bot.payloads import Repo, dig, repository
-from bot.report_bundle import Bundle, BundleError, read_bundle
 from bot.router import Router
-from bot.sticky import MARKER, compose, neutralise
+from runner.report.artifact import Bundle, BundleError, read_bundle
+from runner.report.assets import publish_images
 from runner.report.bundle import Report
+from runner.report.failure import failure_markdown
 from runner.report.render import markdown
+from runner.report.sticky import MARKER, compose, neutralise
 from runner.report.text import number
 from runner.training import CHECK_NAME, TITLE, active_runs
 

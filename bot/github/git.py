@@ -1,4 +1,4 @@
-"""The GitHub calls that publishing a report needs: artifacts, job logs, comments and the Git Data API."""
+"""The Git Data API: refs, commits, trees and blobs (orbit commits report images with it)."""
 
 import base64
 from dataclasses import dataclass
@@ -6,36 +6,8 @@ from typing import Any, Protocol
 
 from githubkit import GitHub
 
-from bot.github_calls import NotFound, body_of, call
+from bot.github.calls import NotFound, body_of, call
 from bot.payloads import Repo
-
-
-@dataclass(frozen=True)
-class StepInfo:
-    """A step of a workflow job."""
-
-    number: int
-    name: str
-    conclusion: str
-
-
-@dataclass(frozen=True)
-class ArtifactInfo:
-    """An artifact of a workflow run."""
-
-    id: int
-    name: str
-    expired: bool
-    size: int
-
-
-@dataclass(frozen=True)
-class CommentInfo:
-    """A comment on an issue or pull request."""
-
-    id: int
-    body: str
-    author_is_bot: bool
 
 
 @dataclass(frozen=True)
@@ -48,28 +20,8 @@ class TreeEntry:
     sha: str
 
 
-class ReportsApi(Protocol):
-    """What publishing a training report asks of GitHub."""
-
-    async def run_artifacts(self, repo: Repo, run_id: int) -> list[ArtifactInfo]:
-        """Return the artifacts of a workflow run."""
-        ...
-
-    async def download_artifact(self, repo: Repo, artifact_id: int) -> bytes:
-        """Return an artifact's zip archive."""
-        ...
-
-    async def job_log(self, repo: Repo, job_id: int) -> str:
-        """Return a workflow job's log as text."""
-        ...
-
-    async def issue_comments(self, repo: Repo, number: int) -> list[CommentInfo]:
-        """Return every comment of an issue or pull request, oldest first."""
-        ...
-
-    async def update_comment(self, repo: Repo, comment_id: int, body: str) -> None:
-        """Replace a comment's body."""
-        ...
+class GitData(Protocol):
+    """Read and write a repository's objects and branches."""
 
     async def branch_head(self, repo: Repo, branch: str) -> str | None:
         """Return the commit a branch points at, or None when there is no such branch."""
@@ -104,83 +56,11 @@ class ReportsApi(Protocol):
         ...
 
 
-async def named_artifact(github: ReportsApi, repo: Repo, run_id: int, name: str) -> bytes | None:
-    """Return the zip of the run's unexpired artifact of that name, or None when there is none."""
-    found = [a for a in await github.run_artifacts(repo, run_id) if a.name == name and not a.expired]
-    return await github.download_artifact(repo, found[0].id) if found else None
-
-
-class ReportsMixin:
-    """`ReportsApi` over githubkit, for `InstallationClient`."""
+class GitDataMixin:
+    """`GitData` over githubkit."""
 
     _github: GitHub[Any]
     _rest: Any
-
-    async def run_artifacts(self, repo: Repo, run_id: int) -> list[ArtifactInfo]:
-        """Return the artifacts of a workflow run."""
-        response = await call(
-            "list_run_artifacts",
-            lambda: self._rest.actions.async_list_workflow_run_artifacts(
-                repo.owner, repo.name, run_id, per_page=100
-            ),
-        )
-        return [
-            ArtifactInfo(
-                int(item["id"]),
-                str(item.get("name", "")),
-                bool(item.get("expired")),
-                int(item.get("size_in_bytes") or 0),
-            )
-            for item in body_of(response).get("artifacts") or []
-        ]
-
-    async def download_artifact(self, repo: Repo, artifact_id: int) -> bytes:
-        """Return an artifact's zip (GitHub redirects to storage; the token is not sent there)."""
-        response = await call(
-            "download_artifact",
-            lambda: self._rest.actions.async_download_artifact(repo.owner, repo.name, artifact_id, "zip"),
-        )
-        return bytes(response.content)
-
-    async def job_log(self, repo: Repo, job_id: int) -> str:
-        """Return a workflow job's log as text."""
-        response = await call(
-            "download_job_log",
-            lambda: self._rest.actions.async_download_job_logs_for_workflow_run(
-                repo.owner, repo.name, job_id
-            ),
-        )
-        return str(response.text)
-
-    async def issue_comments(self, repo: Repo, number: int) -> list[CommentInfo]:
-        """Return every comment of an issue or pull request, following every page."""
-
-        async def collect() -> list[CommentInfo]:
-            pages = self._rest.paginate(
-                self._rest.issues.async_list_comments,
-                owner=repo.owner,
-                repo=repo.name,
-                issue_number=number,
-                per_page=100,
-                map_func=body_of,
-            )
-            return [
-                CommentInfo(
-                    int(item["id"]),
-                    str(item.get("body") or ""),
-                    (item.get("user") or {}).get("type") == "Bot",
-                )
-                async for item in pages
-            ]
-
-        return await call("list_comments", collect)
-
-    async def update_comment(self, repo: Repo, comment_id: int, body: str) -> None:
-        """Replace a comment's body."""
-        await call(
-            "update_comment",
-            lambda: self._rest.issues.async_update_comment(repo.owner, repo.name, comment_id, body=body),
-        )
 
     async def branch_head(self, repo: Repo, branch: str) -> str | None:
         """Return the commit a branch points at, or None when there is no such branch."""

@@ -7,16 +7,16 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine
 
-from bot.assets import BRANCH, KEEP_RUNS
 from bot.context import Context
 from bot.errors import TemporaryError
 from bot.github import GitHubAppClient
-from bot.reports import on_training_run_completed
-from bot.sticky import MARKER
+from runner.report.assets import BRANCH, KEEP_RUNS
+from runner.report.publish import on_training_run_completed
+from runner.report.sticky import MARKER
+from tests.bot.test_github_client import PEM
 from tests.fakes import delivery
 from tests.github_double import GitHubState, serve_github
 from tests.report_fixtures import SHA, bundle_zip, report, run_payload
-from tests.test_github_client import PEM
 
 HTML = "https://github.com/octo-org/model"
 

@@ -1,0 +1,75 @@
+"""The App's GitHub client on githubkit: one installation's calls, every area together.
+
+Installation tokens are minted from the App's JWT and cached per installation by githubkit
+until a minute before they expire. Failures are translated once, in `calls`, into temporary
+(retry) or permanent errors. Each flow asks for the few areas it uses (see its own `github`
+module); `GitHubApi` is all of them, what the workers hand to handlers.
+"""
+
+from typing import Protocol
+
+import httpx
+from githubkit import AppAuthStrategy, GitHub
+from githubkit.cache import MemCacheStrategy
+
+from bot.github.actions import ActionsMixin, Artifacts, Jobs, Workflows
+from bot.github.checks import Checks, ChecksMixin
+from bot.github.deployments import Deployments, DeploymentsMixin
+from bot.github.git import GitData, GitDataMixin
+from bot.github.issues import Conversation, ConversationMixin
+from bot.github.pulls import Pulls, PullsMixin
+from bot.github.runners import RunnersMixin, SelfHostedRunners
+
+
+class GitHubApi(
+    Conversation, Pulls, Checks, Workflows, Jobs, Artifacts, SelfHostedRunners, GitData, Deployments, Protocol
+):
+    """Every area of GitHub orbit calls, for one installation."""
+
+
+class GitHubApp(Protocol):
+    """The App: hands out a client acting as one of its installations."""
+
+    def for_installation(self, installation_id: int) -> GitHubApi:
+        """Return a client authenticated as the installation."""
+        ...
+
+
+class InstallationClient(
+    ConversationMixin, PullsMixin, ChecksMixin, ActionsMixin, RunnersMixin, GitDataMixin, DeploymentsMixin
+):
+    """`GitHubApi` over githubkit, as one installation."""
+
+    def __init__(self, github: GitHub[AppAuthStrategy], installation_id: int) -> None:
+        self._github = github.with_auth(github.auth.as_installation(installation_id))
+        self._rest = self._github.rest
+
+
+class SharedTransport(httpx.AsyncHTTPTransport):
+    """A transport that outlives the clients using it.
+
+    githubkit opens an `httpx.AsyncClient` per request and closes it after; closing a client
+    closes its transport, which would drop the connections of every other request in flight.
+    """
+
+    async def aclose(self) -> None:
+        """Keep the pool open: it lives as long as the process."""
+
+
+class GitHubAppClient:
+    """`GitHubApp` over githubkit; one instance shares the token cache of every installation."""
+
+    def __init__(self, app_id: int, private_key: str, api_url: str) -> None:
+        self._github = GitHub(
+            AppAuthStrategy(str(app_id), private_key),
+            base_url=api_url,
+            auto_retry=False,  # retries belong to the inbox, which knows the attempt count
+            cache_strategy=MemCacheStrategy(),  # tokens cached per client, not per process
+            http_cache=False,  # handlers need fresh state (is the job still queued?), not cached pages
+            # One shared transport: connections are reused, and no TLS context is built per request.
+            async_transport=SharedTransport(retries=0),
+        )
+
+    def for_installation(self, installation_id: int) -> GitHubApi:
+        """Return a client acting as the installation."""
+        return InstallationClient(self._github, installation_id)

@@ -1,0 +1,90 @@
+"""The bot's HTTP face: webhook ingest, health, readiness and metrics (Starlette under FastAPI)."""
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp
+
+from bot.inbox import Inbox
+from bot.ingest import Ingest
+from bot.webhook_endpoint import WebhookFirst
+from bot.worker import WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A background job run at start-up and then every `every` seconds (checkpoints, the reconciler)."""
+
+    name: str
+    run: Callable[[], Awaitable[object]]
+    every: float
+
+
+async def _repeat(job: Periodic, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await job.run()
+        except Exception:  # a failed pass is logged; the next one runs on time
+            log.exception("%s failed", job.name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), job.every)
+
+
+def create_app(
+    inbox: Inbox,
+    ingest: Ingest,
+    workers: WorkerPool | None,
+    webhook_path: str = "/webhook",
+    periodic: Sequence[Periodic] = (),
+) -> ASGIApp:
+    """Build the ASGI app; `workers` run in the same process unless None."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Blocking calls (the Kubernetes client, the inbox) run in threads; asyncio's default pool
+        # has cores + 4 of them, fewer than the workers that wait on such calls at once.
+        threads = ThreadPoolExecutor((workers.concurrency if workers else 0) + 8, thread_name_prefix="orbit")
+        asyncio.get_running_loop().set_default_executor(threads)
+        # What start-up built lives as long as the process: keep the collector from walking it again
+        # and again (a full collection over the imported libraries takes tens of milliseconds).
+        gc.freeze()
+        stop = asyncio.Event()
+        checkpoint = Periodic("checkpoint", lambda: asyncio.to_thread(inbox.checkpoint), 0.2)
+        tasks = [asyncio.create_task(_repeat(job, stop)) for job in (checkpoint, *periodic)]
+        if workers:
+            tasks.append(asyncio.create_task(workers.run(stop)))
+        yield
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    app = FastAPI(title="orbit", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def healthz() -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz() -> Response:
+        try:
+            await asyncio.to_thread(inbox.ping)
+        except Exception as error:
+            return JSONResponse({"ready": False, "reason": type(error).__name__}, status_code=503)
+        return JSONResponse({"ready": True})
+
+    async def metrics() -> Response:
+        if workers:
+            await asyncio.to_thread(workers.refresh_depth)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/readyz", readyz, methods=["GET"])
+    app.add_api_route("/metrics", metrics, methods=["GET"])
+    return WebhookFirst(app, webhook_path, ingest)
