@@ -1,4 +1,4 @@
-"""The layout's rules that import-linter does not state: no module cycles, packages that say what they hold."""
+"""Layout rules import-linter does not state: no module cycles, packages that say what they hold."""
 
 import importlib
 from pathlib import Path
