@@ -30,7 +30,8 @@ from bench.harness import (
 from bot import commands
 from bot.processes import stop, tool_environment
 from bot.router import Router
-from deploy.flow import Deployer, router_for, run_title
+from bot.runs import DeployRun
+from deploy.flow import Deployer, router_for
 from deploy.kube import KubeModelCluster
 from deploy.manifests import SERVICE
 from deploy.rollout import Timing
@@ -51,7 +52,7 @@ def image_zip(folder: Path) -> Path:
 def build_completed(n: int) -> Delivery:
     run = {
         "id": n,
-        "display_title": run_title(n, "production", n, SHA),
+        "display_title": DeployRun(n, "production", n, SHA).title,
         "conclusion": "success",
         "html_url": "",
     }

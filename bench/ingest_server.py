@@ -8,7 +8,7 @@ import os
 from starlette.types import ASGIApp
 
 from bot.context import Context
-from bot.delivery import Delivery
+from bot.events import PullRequestEvent
 from bot.inbox import Inbox, make_engine
 from bot.ingest import Ingest
 from bot.router import Router
@@ -21,8 +21,8 @@ def app() -> ASGIApp:
     inbox.create_schema()
     router = Router()
 
-    @router.on("pull_request")
-    async def wanted(_: Delivery, __: Context) -> None:
+    @router.on(PullRequestEvent)
+    async def wanted(_: PullRequestEvent, __: Context) -> None:
         """Make pull_request deliveries wanted, so each is stored."""
 
     ingest = Ingest(inbox, router, os.environ["ORBIT_WEBHOOK_SECRET"].encode(), lambda: None)

@@ -4,9 +4,8 @@ import re
 from dataclasses import dataclass
 
 from bot.context import Context
-from bot.delivery import Delivery
+from bot.events import IssueCommentEvent, Repo
 from bot.github import WRITE_PERMISSIONS
-from bot.payloads import Repo, dig, pull_number, repository
 from bot.router import Router
 
 router = Router()
@@ -34,16 +33,13 @@ class PullComment:
     by_bot: bool
 
 
-def read_comment(delivery: Delivery) -> PullComment | None:
-    """Return the comment of an `issue_comment` delivery on a pull request, or None."""
-    repo, number = repository(delivery), pull_number(delivery)
-    comment_id = dig(delivery.payload, "comment", "id", kind=int)
-    body = dig(delivery.payload, "comment", "body", kind=str)
-    author = dig(delivery.payload, "comment", "user", "login", kind=str)
-    if repo is None or number is None or comment_id is None or body is None or author is None:
+def read_comment(event: IssueCommentEvent) -> PullComment | None:
+    """Return the comment of an `issue_comment` event on a pull request, or None."""
+    repo, comment = event.repo, event.comment
+    if repo is None or event.issue.pull_request is None or not comment.user.login:
         return None
-    by_bot = dig(delivery.payload, "comment", "user", "type", kind=str) == "Bot" or author.endswith("[bot]")
-    return PullComment(repo, number, comment_id, body, author, by_bot)
+    by_bot = comment.user.type == "Bot" or comment.user.login.endswith("[bot]")
+    return PullComment(repo, event.issue.number, comment.id, comment.body or "", comment.user.login, by_bot)
 
 
 def parse_commands(body: str) -> list[tuple[str, str]]:
@@ -51,10 +47,10 @@ def parse_commands(body: str) -> list[tuple[str, str]]:
     return [(match["name"], match["args"].strip()) for match in COMMAND.finditer(body.replace("\r\n", "\n"))]
 
 
-@router.on("issue_comment", "created")
-async def on_comment(delivery: Delivery, ctx: Context) -> None:
+@router.on(IssueCommentEvent, "created")
+async def on_comment(event: IssueCommentEvent, ctx: Context) -> None:
     """Run the commands of a new comment on a pull request; bots' comments are ignored."""
-    comment = read_comment(delivery)
+    comment = read_comment(event)
     if comment is None or comment.by_bot:
         return
     commands = parse_commands(comment.body)

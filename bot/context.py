@@ -1,12 +1,13 @@
 """What a handler gets besides its delivery: GitHub as the installation, and the features."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection
 
+from bot.events import Repo
 from bot.github import GitHubApi
-from bot.payloads import Repo
 
 
 class Feature(Protocol):
@@ -17,10 +18,21 @@ class Feature(Protocol):
         ...
 
 
+T = TypeVar("T")
+
+
+class Store(Protocol):
+    """The bot's database, written only through the inbox's one writer (SQLite has one at a time)."""
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in a write transaction, after the writers before it, and return its result."""
+        ...
+
+
 @dataclass(frozen=True)
 class Context:
     """The I/O edges a handler may use."""
 
     github: GitHubApi
-    engine: Engine
+    store: Store
     features: dict[str, Feature]

@@ -8,16 +8,20 @@ ordering key (one pull request) are claimed one at a time, oldest first.
 import contextlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
 
 from bot.delivery import Delivery
 from bot.payload_codec import UNREADABLE, pack, read_payload
 from bot.sqlite_lock import WriterLock
+
+T = TypeVar("T")
 
 PENDING, RUNNING, DONE, DEAD = "pending", "running", "done", "dead"
 WAL_LIMIT_FRAMES = 16_384  # 64 MiB of 4 KiB pages
@@ -86,8 +90,12 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         in_memory = sa.engine.make_url(url).database in (None, "", ":memory:")
         # The most recently used connection still has its page cache; an older one rereads pages.
-        lifo = {} if in_memory else {"pool_use_lifo": True}
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "isolation_level": None}, **lifo)
+        # An in-memory database lives in its one connection, which every thread must then share.
+        pool: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {"pool_use_lifo": True}
+        connect = {"timeout": 30, "isolation_level": None} | (
+            {"check_same_thread": False} if in_memory else {}
+        )
+        engine = sa.create_engine(url, connect_args=connect, **pool)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _record: Any) -> None:
@@ -158,6 +166,11 @@ class Inbox:
         """Raise if the database cannot be reached."""
         with self.engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in a write transaction through the one writer and return its result."""
+        with self._writer, self.engine.begin() as connection:
+            return work(connection)
 
     def record(self, batch: list[NewDelivery]) -> list[bool]:
         """Store deliveries and queue their work in one transaction; False for one seen before."""

@@ -6,9 +6,9 @@ from http import HTTPStatus
 
 from bot.batching import MicroBatcher
 from bot.delivery import Delivery, RejectedDelivery, parse_delivery
+from bot.events import ordering_key
 from bot.inbox import Inbox, NewDelivery
 from bot.metrics import DELIVERIES
-from bot.payloads import ordering_key
 from bot.router import Router
 
 

@@ -1,12 +1,18 @@
-"""Which repositories the App can act on, recorded from installation events."""
+"""Which repositories the App can act on, recorded from installation events.
+
+The handlers write through the inbox's one writer, in a thread: never on the event loop, never
+beside another writer of the same SQLite file.
+"""
+
+import asyncio
+import functools
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from bot.context import Context
-from bot.delivery import Delivery
+from bot.events import InstallationEvent, InstallationRepositoriesEvent, RepositoryName
 from bot.inbox import metadata
-from bot.payloads import dig, installation_id
 from bot.router import Router
 
 router = Router()
@@ -25,66 +31,60 @@ installed_repositories = sa.Table(
 )
 
 
-def _names(delivery: Delivery, key: str) -> list[str]:
-    listed = delivery.payload.get(key)
-    if not isinstance(listed, list):
-        return []
-    return [name for item in listed if (name := dig(item, "full_name", kind=str))]
-
-
-@router.on("installation")
-async def on_installation(delivery: Delivery, ctx: Context) -> None:
+@router.on(InstallationEvent)
+async def on_installation(event: InstallationEvent, ctx: Context) -> None:
     """Record an installation, its repositories and its state; forget it when deleted."""
-    install = installation_id(delivery)
-    if install is None:
-        return
-    account = dig(delivery.payload, "installation", "account", "login", kind=str) or ""
-    with ctx.engine.begin() as connection:
-        connection.execute(installations.delete().where(installations.c.installation_id == install))
-        if delivery.action == "deleted":
-            connection.execute(
-                installed_repositories.delete().where(installed_repositories.c.installation_id == install)
-            )
-            return
+    await asyncio.to_thread(ctx.store.write, functools.partial(_record_installation, event))
+
+
+@router.on(InstallationRepositoriesEvent)
+async def on_repositories(event: InstallationRepositoriesEvent, ctx: Context) -> None:
+    """Record repositories added to or removed from an installation."""
+    await asyncio.to_thread(ctx.store.write, functools.partial(_record_repositories, event))
+
+
+def _record_installation(event: InstallationEvent, connection: Connection) -> None:
+    install = event.installation.id
+    account = event.installation.account.login if event.installation.account else ""
+    connection.execute(installations.delete().where(installations.c.installation_id == install))
+    if event.action == "deleted":
         connection.execute(
-            installations.insert().values(
-                installation_id=install, account=account, suspended=delivery.action == "suspend"
+            installed_repositories.delete().where(installed_repositories.c.installation_id == install)
+        )
+        return
+    connection.execute(
+        installations.insert().values(
+            installation_id=install, account=account, suspended=event.action == "suspend"
+        )
+    )
+    _add(connection, install, event.repositories or [])
+
+
+def _record_repositories(event: InstallationRepositoriesEvent, connection: Connection) -> None:
+    install = event.installation.id
+    _add(connection, install, event.repositories_added)
+    removed = [repository.full_name for repository in event.repositories_removed]
+    if removed:
+        connection.execute(
+            installed_repositories.delete().where(
+                installed_repositories.c.installation_id == install,
+                installed_repositories.c.full_name.in_(removed),
             )
         )
-    _add(ctx, install, _names(delivery, "repositories"))
 
 
-@router.on("installation_repositories")
-async def on_repositories(delivery: Delivery, ctx: Context) -> None:
-    """Record repositories added to or removed from an installation."""
-    install = installation_id(delivery)
-    if install is None:
-        return
-    _add(ctx, install, _names(delivery, "repositories_added"))
-    removed = _names(delivery, "repositories_removed")
-    if removed:
-        with ctx.engine.begin() as connection:
-            connection.execute(
-                installed_repositories.delete().where(
-                    installed_repositories.c.installation_id == install,
-                    installed_repositories.c.full_name.in_(removed),
-                )
+def _add(connection: Connection, install: int, repositories: list[RepositoryName]) -> None:
+    for name in {repository.full_name for repository in repositories}:
+        exists = connection.execute(
+            sa.select(installed_repositories.c.full_name).where(
+                installed_repositories.c.installation_id == install,
+                installed_repositories.c.full_name == name,
             )
-
-
-def _add(ctx: Context, install: int, names: list[str]) -> None:
-    with ctx.engine.begin() as connection:
-        for name in names:
-            exists = connection.execute(
-                sa.select(installed_repositories.c.full_name).where(
-                    installed_repositories.c.installation_id == install,
-                    installed_repositories.c.full_name == name,
-                )
-            ).first()
-            if exists is None:
-                connection.execute(
-                    installed_repositories.insert().values(installation_id=install, full_name=name)
-                )
+        ).first()
+        if exists is None:
+            connection.execute(
+                installed_repositories.insert().values(installation_id=install, full_name=name)
+            )
 
 
 def repository_list(engine: Engine) -> list[tuple[int, str]]:

@@ -6,10 +6,10 @@ from typing import cast
 
 from bot.context import Context, Feature
 from bot.errors import PermanentError, TemporaryError
+from bot.events import installation_id
 from bot.github import GitHubApi, GitHubApp
 from bot.inbox import DEAD, Inbox, WorkItem
 from bot.metrics import INBOX_DEPTH, WORK_ATTEMPTS
-from bot.payloads import installation_id
 from bot.router import Router
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class WorkerPool:
     async def handle(self, item: WorkItem) -> None:
         """Run every handler of the item's delivery and record the outcome."""
         delivery = item.delivery
-        context = Context(self._github_for(item), self.inbox.engine, self.features)
+        context = Context(self._github_for(item), self.inbox, self.features)
         try:
             for handler in self.router.handlers_for(delivery.event, delivery.action):
                 await handler(delivery, context)

@@ -7,31 +7,20 @@ PR comment.
 """
 
 import asyncio
-import re
 from dataclasses import dataclass, replace
 
 from bot.context import Context
-from bot.delivery import Delivery
-from bot.github import GitHubApi
+from bot.events import PullRequestEvent, Repo, WorkflowRunEvent
 from bot.github.deployments import PRODUCTION, DeploymentInfo
-from bot.payloads import Repo, dig, repository
 from bot.router import Router
+from bot.runs import DEPLOY_WORKFLOW, DeployRun, deploy_run
+from deploy.github import DeployGitHub
 from deploy.image import ImageError, read_image
 from deploy.kube import ModelCluster
 from deploy.manifests import Target, revisions
 from deploy.rollout import Outcome, Timing, roll_out, tear_down
 
-WORKFLOW = "deploy.yml"
 DEFAULT_TIMING = Timing()
-TITLE = re.compile(
-    r"^orbit/deploy PR #(?P<pull>\d+) to (?P<environment>[\w-]+) "
-    r"\(deployment (?P<id>\d+)\) at (?P<sha>[0-9a-f]{40})"
-)
-
-
-def run_title(pull: int, environment: str, deployment_id: int, sha: str) -> str:
-    """Return the run name deploy.yml gives itself, which ties a run to its deployment."""
-    return f"orbit/deploy PR #{pull} to {environment} (deployment {deployment_id}) at {sha}"
 
 
 @dataclass(frozen=True)
@@ -63,15 +52,15 @@ class Deployer:
 
 
 async def request_deploy(
-    github: GitHubApi, repo: Repo, pull: int, environment: str, sha: str, branch: str
+    github: DeployGitHub, repo: Repo, pull: int, environment: str, sha: str, branch: str
 ) -> int:
     """Create the deployment (queued) and dispatch the trusted deploy.yml to build its image."""
     deployment = await github.create_deployment(
         repo, sha, environment, {"pr": pull}, f"PR #{pull} to {environment}"
     )
     await github.set_deployment_status(repo, deployment, "queued", "waiting for the image build")
-    inputs = {"sha": sha, "environment": environment, "deployment": str(deployment), "pr": str(pull)}
-    await github.dispatch_workflow(repo, WORKFLOW, branch, inputs)
+    run = DeployRun(pull, environment, deployment, sha)
+    await github.dispatch_workflow(repo, DEPLOY_WORKFLOW, branch, run.inputs)
     return deployment
 
 
@@ -79,33 +68,31 @@ def router_for(deployer: Deployer) -> Router:
     """Return the deploy handlers, bound to the cluster they roll out to."""
     router = Router()
 
-    @router.on("pull_request", "closed")
-    async def on_closed(delivery: Delivery, ctx: Context) -> None:
-        repo, pull = repository(delivery), dig(delivery.payload, "pull_request", kind=dict)
-        number = dig(pull, "number", kind=int)
-        if repo is None or number is None:
+    @router.on(PullRequestEvent, "closed")
+    async def on_closed(event: PullRequestEvent, ctx: Context) -> None:
+        repo, pull = event.repo, event.pull_request
+        if repo is None:
             return
-        await tear_down_preview(ctx.github, repo, number, deployer)
-        merged_sha = dig(pull, "merge_commit_sha", kind=str)
-        default = dig(delivery.payload, "repository", "default_branch", kind=str) or "main"
-        if dig(pull, "merged", kind=bool) and merged_sha and dig(pull, "base", "ref", kind=str) == default:
-            await request_deploy(ctx.github, repo, number, PRODUCTION, merged_sha, default)
+        await tear_down_preview(ctx.github, repo, pull.number, deployer)
+        default = event.default_branch
+        if pull.merged and pull.merge_commit_sha and pull.base.ref == default:
+            await request_deploy(ctx.github, repo, pull.number, PRODUCTION, pull.merge_commit_sha, default)
 
-    @router.on("workflow_run", "completed")
-    async def on_build_completed(delivery: Delivery, ctx: Context) -> None:
-        run, repo = delivery.payload.get("workflow_run"), repository(delivery)
-        match = TITLE.match(dig(run, "display_title", kind=str) or "")
-        if match is None or repo is None:
+    @router.on(WorkflowRunEvent, "completed")
+    async def on_build_completed(event: WorkflowRunEvent, ctx: Context) -> None:
+        run, repo = event.workflow_run, event.repo
+        identity = deploy_run(run.display_title or "")
+        if identity is None or repo is None:
             return
         build = Build(
             repo,
-            int(match["pull"]),
-            match["environment"],
-            int(match["id"]),
-            match["sha"],
-            dig(run, "id", kind=int) or 0,
-            dig(run, "conclusion", kind=str) or "failure",
-            dig(run, "html_url", kind=str) or "",
+            identity.pull,
+            identity.environment,
+            identity.deployment_id,
+            identity.sha,
+            run.id,
+            run.conclusion or "failure",
+            run.html_url or "",
         )
         await finish_build(ctx.github, deployer, build)
 
@@ -126,16 +113,16 @@ class Build:
     url: str
 
 
-async def _superseded(github: GitHubApi, build: Build) -> DeploymentInfo | None:
+async def _superseded(github: DeployGitHub, build: Build) -> DeploymentInfo | None:
     newer = [d for d in await github.deployments(build.repo, build.environment) if d.id > build.deployment_id]
     return newer[0] if newer else None
 
 
-async def _still_open(github: GitHubApi, build: Build) -> bool:
+async def _still_open(github: DeployGitHub, build: Build) -> bool:
     return (await github.pull_request(build.repo, build.pull)).state == "open"
 
 
-async def finish_build(github: GitHubApi, deployer: Deployer, build: Build) -> None:
+async def finish_build(github: DeployGitHub, deployer: Deployer, build: Build) -> None:
     """Roll out a built image, unless the build failed or a newer deployment of the environment exists."""
     if newer := await _superseded(github, build):
         await github.set_deployment_status(
@@ -170,7 +157,7 @@ async def finish_build(github: GitHubApi, deployer: Deployer, build: Build) -> N
         await _report_failure(github, build, outcome.reason, outcome.restored, outcome)
 
 
-async def _report_success(github: GitHubApi, build: Build, target: Target) -> None:
+async def _report_success(github: DeployGitHub, build: Build, target: Target) -> None:
     await github.set_deployment_status(
         build.repo,
         build.deployment_id,
@@ -188,7 +175,7 @@ async def _report_success(github: GitHubApi, build: Build, target: Target) -> No
 
 
 async def _report_failure(
-    github: GitHubApi, build: Build, reason: str, restored: bool | None, outcome: Outcome | None = None
+    github: DeployGitHub, build: Build, reason: str, restored: bool | None, outcome: Outcome | None = None
 ) -> None:
     await github.set_deployment_status(build.repo, build.deployment_id, "failure", reason, log_url=build.url)
     production = build.environment == PRODUCTION
@@ -204,7 +191,7 @@ async def _report_failure(
     await github.create_comment(build.repo, build.pull, message)
 
 
-async def tear_down_preview(github: GitHubApi, repo: Repo, pull: int, deployer: Deployer) -> None:
+async def tear_down_preview(github: DeployGitHub, repo: Repo, pull: int, deployer: Deployer) -> None:
     """Delete a closed PR's preview and mark its deployments inactive."""
     environment = f"pr-{pull}"
     await tear_down(deployer.cluster, deployer.target(environment, "", "", 0))
@@ -216,7 +203,9 @@ async def tear_down_preview(github: GitHubApi, repo: Repo, pull: int, deployer: 
 class DeployPreview:
     """The `/deploy` command: build the PR's head and serve it as its own preview environment."""
 
-    async def __call__(self, github: GitHubApi, repo: Repo, pull_number: int, sender: str, args: str) -> str:
+    async def __call__(
+        self, github: DeployGitHub, repo: Repo, pull_number: int, sender: str, args: str
+    ) -> str:
         """Request the preview deployment and say so."""
         pull = await github.pull_request(repo, pull_number)
         if pull.state != "open":
@@ -236,7 +225,9 @@ class Rollback:
 
     deployer: Deployer
 
-    async def __call__(self, github: GitHubApi, repo: Repo, pull_number: int, sender: str, args: str) -> str:
+    async def __call__(
+        self, github: DeployGitHub, repo: Repo, pull_number: int, sender: str, args: str
+    ) -> str:
         """Roll production back to the revision before this PR's latest rollout."""
         found = await asyncio.to_thread(self.deployer.cluster.read, "Deployment", self.deployer.service)
         history = revisions(found) if found else ()

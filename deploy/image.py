@@ -5,8 +5,8 @@ import json
 import re
 import zipfile
 
-from bot.github import GitHubApi, named_artifact
-from bot.payloads import Repo
+from bot.events import Repo
+from bot.github.actions import Artifacts, named_artifact
 
 ARTIFACT = "orbit-image"
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -44,7 +44,7 @@ def _without_tag(repository: str) -> str:
     return f"{head}/{last.split(':')[0]}"
 
 
-async def read_image(github: GitHubApi, repo: Repo, run_id: int, registry: str) -> str:
+async def read_image(github: Artifacts, repo: Repo, run_id: int, registry: str) -> str:
     """Download the run's image artifact and return the image reference to deploy, by digest."""
     data = await named_artifact(github, repo, run_id, ARTIFACT)
     if data is None:

@@ -2,22 +2,21 @@
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass
 
 from bot.context import Context
-from bot.delivery import Delivery
 from bot.errors import PermanentError
-from bot.github import CheckUpdate, GitHubApi, JobInfo
-from bot.payloads import Repo, dig, installation_id, repository
+from bot.events import Repo, WorkflowJobEvent
+from bot.github import CheckUpdate, JobInfo
 from bot.router import Router
+from bot.runs import training_job_pull
+from runner import checks
 from runner.classes import RunnerClass, class_for
+from runner.github import RunnerGitHub
 from runner.kube import Cluster
 from runner.podspec import RunnerJob, pod_manifest, runner_name, secret_manifest
-from runner.training import CHECK_NAME
 
 log = logging.getLogger(__name__)
-JOB_NAME = re.compile(r"PR #(?P<number>\d+)")
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Runners:
     cluster: Cluster
     classes: dict[str, RunnerClass]
 
-    async def start(self, github: GitHubApi, repo: Repo, job: JobInfo, installation: int) -> bool:
+    async def start(self, github: RunnerGitHub, repo: Repo, job: JobInfo, installation: int) -> bool:
         """Start a runner for a still-queued orbit job; return whether a new pod was created."""
         klass = class_for(job.labels, self.classes)
         if klass is None or job.status != "queued":
@@ -35,7 +34,9 @@ class Runners:
         pods = await asyncio.to_thread(self.cluster.class_pods, klass.label)
         return await self._start_in_class(github, repo, job, klass, pods, installation)
 
-    async def start_if_queued(self, github: GitHubApi, repo: Repo, job: JobInfo, installation: int) -> bool:
+    async def start_if_queued(
+        self, github: RunnerGitHub, repo: Repo, job: JobInfo, installation: int
+    ) -> bool:
         """Start a runner for a job an event names, once the API says it is still queued.
 
         The event may be stale; the API's answer and the class's pods are asked for at once.
@@ -52,7 +53,7 @@ class Runners:
 
     async def _start_in_class(
         self,
-        github: GitHubApi,
+        github: RunnerGitHub,
         repo: Repo,
         job: JobInfo,
         klass: RunnerClass,
@@ -69,7 +70,7 @@ class Runners:
         return True
 
     async def _create(
-        self, github: GitHubApi, repo: Repo, job: RunnerJob, klass: RunnerClass, installation: int
+        self, github: RunnerGitHub, repo: Repo, job: RunnerJob, klass: RunnerClass, installation: int
     ) -> None:
         name = runner_name(job.job_id)
         runner_id, jit_config = await github.generate_jit_config(
@@ -88,7 +89,7 @@ class Runners:
             await asyncio.to_thread(self.cluster.delete_runner, name)
             raise
 
-    async def stop(self, github: GitHubApi, repo: Repo, job_id: int) -> None:
+    async def stop(self, github: RunnerGitHub, repo: Repo, job_id: int) -> None:
         """Delete the job's pod and secret and unregister its runner if it is still registered."""
         name = runner_name(job_id)
         await asyncio.to_thread(self.cluster.delete_runner, name)
@@ -98,26 +99,23 @@ class Runners:
 
 
 def pull_number(job: JobInfo) -> int | None:
-    """Return the PR a training job belongs to, from its name (train.yml names it `train PR #N`)."""
-    match = JOB_NAME.search(job.name)
-    return int(match["number"]) if match else None
+    """Return the PR a training job belongs to, from its name (see `bot.runs`)."""
+    return training_job_pull(job.name)
 
 
-def _job_from_payload(delivery: Delivery) -> JobInfo | None:
-    job = delivery.payload.get("workflow_job")
-    job_id, run_id = dig(job, "id", kind=int), dig(job, "run_id", kind=int)
-    labels = dig(job, "labels", kind=list)
-    if job_id is None or run_id is None or labels is None:
-        return None
+def job_info(event: WorkflowJobEvent) -> JobInfo:
+    """Return what runners need of the event's job."""
+    job = event.workflow_job
     return JobInfo(
-        id=job_id,
-        run_id=run_id,
-        status=dig(job, "status", kind=str) or "",
-        labels=[str(x) for x in labels],
-        head_sha=dig(job, "head_sha", kind=str) or "",
-        html_url=dig(job, "html_url", kind=str) or "",
-        runner_name=dig(job, "runner_name", kind=str) or "",
-        created_at=dig(job, "created_at", kind=str) or "",
+        id=job.id,
+        run_id=job.run_id,
+        status=job.status,
+        labels=list(job.labels),
+        head_sha=job.head_sha or "",
+        html_url=job.html_url or "",
+        runner_name=job.runner_name or "",
+        created_at=job.created_at or "",
+        name=job.name or "",
     )
 
 
@@ -125,32 +123,30 @@ def make_router(runners: Runners) -> Router:
     """Return the router of workflow_job events for these runners."""
     router = Router()
 
-    @router.on("workflow_job", "queued")
-    async def queued(delivery: Delivery, ctx: Context) -> None:
-        repo, job, install = repository(delivery), _job_from_payload(delivery), installation_id(delivery)
-        if repo is None or job is None or install is None or class_for(job.labels, runners.classes) is None:
+    @router.on(WorkflowJobEvent, "queued")
+    async def queued(event: WorkflowJobEvent, ctx: Context) -> None:
+        repo, job = event.repo, job_info(event)
+        if repo is None or event.installation is None or class_for(job.labels, runners.classes) is None:
             return
-        await runners.start_if_queued(ctx.github, repo, job, install)
+        await runners.start_if_queued(ctx.github, repo, job, event.installation.id)
 
-    @router.on("workflow_job", "in_progress")
-    async def in_progress(delivery: Delivery, ctx: Context) -> None:
-        repo, job = repository(delivery), _job_from_payload(delivery)
-        if repo is None or job is None or class_for(job.labels, runners.classes) is None or not job.head_sha:
+    @router.on(WorkflowJobEvent, "in_progress")
+    async def in_progress(event: WorkflowJobEvent, ctx: Context) -> None:
+        repo, job = event.repo, job_info(event)
+        if repo is None or class_for(job.labels, runners.classes) is None or not job.head_sha:
             return
         summary = (
             f"Running on `{job.runner_name or runner_name(job.id)}`. [Follow the job's log]({job.html_url})."
         )
-        for check_id, status in await ctx.github.check_runs(repo, job.head_sha, CHECK_NAME):
-            if status != "completed":
-                update = CheckUpdate(
-                    status="in_progress", title="Training", summary=summary, details_url=job.html_url or None
-                )
-                await ctx.github.update_check_run(repo, check_id, update)
+        update = CheckUpdate(
+            status="in_progress", title="Training", summary=summary, details_url=job.html_url or None
+        )
+        await checks.update_open(ctx.github, repo, job.head_sha, update)
 
-    @router.on("workflow_job", "completed")
-    async def completed(delivery: Delivery, ctx: Context) -> None:
-        repo, job = repository(delivery), _job_from_payload(delivery)
-        if repo is None or job is None or class_for(job.labels, runners.classes) is None:
+    @router.on(WorkflowJobEvent, "completed")
+    async def completed(event: WorkflowJobEvent, ctx: Context) -> None:
+        repo, job = event.repo, job_info(event)
+        if repo is None or class_for(job.labels, runners.classes) is None:
             return
         try:
             await runners.stop(ctx.github, repo, job.id)

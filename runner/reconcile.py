@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bot.errors import PermanentError, TemporaryError
+from bot.events import Repo
 from bot.github import CheckUpdate, GitHubApi, GitHubApp, JobInfo
-from bot.payloads import Repo
+from bot.runs import DEPLOY_WORKFLOW, TRAIN_WORKFLOW
+from runner import checks
 from runner.jobs import Runners
 from runner.kube import RunnerPod
-from runner.training import CHECK_NAME
 
 log = logging.getLogger(__name__)
-WORKFLOWS = ("train.yml", "deploy.yml")
+WORKFLOWS = (TRAIN_WORKFLOW, DEPLOY_WORKFLOW)
 
 
 @dataclass
@@ -95,10 +96,9 @@ class Reconciler:
             f" {reason}\n\n"
             "It starts as soon as the cluster has capacity (a free GPU, a pullable image)."
         )
-        for check_id, status in await github.check_runs(repo, job.head_sha, CHECK_NAME):
-            if status != "completed":
-                update = CheckUpdate(title="Waiting for a GPU runner", summary=summary)
-                await github.update_check_run(repo, check_id, update)
+        await checks.update_open(
+            github, repo, job.head_sha, CheckUpdate(title="Waiting for a GPU runner", summary=summary)
+        )
 
     async def _start_lost_jobs(self, outcome: Outcome) -> None:
         candidates: list[tuple[JobInfo, GitHubApi, Repo, int]] = []
@@ -130,10 +130,5 @@ def _lost_secret(pod: RunnerPod) -> bool:
 
 
 async def _fail_check(github: GitHubApi, repo: Repo, job: JobInfo, reason: str) -> None:
-    for check_id, status in await github.check_runs(repo, job.head_sha, CHECK_NAME):
-        if status != "completed":
-            await github.update_check_run(
-                repo,
-                check_id,
-                CheckUpdate(conclusion="failure", title="Runner deadline exceeded", summary=reason),
-            )
+    update = CheckUpdate(conclusion="failure", title="Runner deadline exceeded", summary=reason)
+    await checks.update_open(github, repo, job.head_sha, update)

@@ -9,6 +9,7 @@ import orjson
 
 from bot.delivery import Delivery, signature_of
 from bot.errors import TemporaryError
+from bot.events import Repo
 from bot.github import (
     ArtifactInfo,
     CheckUpdate,
@@ -22,7 +23,7 @@ from bot.github import (
     TreeEntry,
 )
 from bot.github.deployments import DeploymentInfo, DeploymentState
-from bot.payloads import Repo
+from bot.inbox import Inbox, make_engine
 
 SECRET = b"it's a secret to everybody"
 
@@ -276,3 +277,10 @@ def signed_headers(
 
 def body_of(payload: dict[str, Any]) -> bytes:
     return orjson.dumps(payload)
+
+
+def memory_inbox() -> Inbox:
+    """Return an inbox (the handlers' store) over an in-memory SQLite database, its tables created."""
+    inbox = Inbox(make_engine("sqlite://"))
+    inbox.create_schema()
+    return inbox

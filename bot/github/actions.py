@@ -5,8 +5,8 @@ from typing import Any, Literal, Protocol
 
 from githubkit import GitHub
 
+from bot.events import Repo
 from bot.github.calls import Conflict, NotFound, body_of, call
-from bot.payloads import Repo
 
 RunStatus = Literal["queued", "in_progress", "waiting", "requested", "pending"]
 

@@ -5,8 +5,8 @@ from typing import Any, Literal, Protocol
 
 from githubkit import GitHub
 
+from bot.events import Repo
 from bot.github.calls import body_of, call
-from bot.payloads import Repo
 
 PRODUCTION = "production"  # GitHub's name for the environment merges ship to
 DeploymentState = Literal["queued", "in_progress", "success", "failure", "error", "inactive", "pending"]

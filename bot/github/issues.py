@@ -5,8 +5,8 @@ from typing import Any, Literal, Protocol
 
 from githubkit import GitHub
 
+from bot.events import Repo
 from bot.github.calls import body_of, call
-from bot.payloads import Repo
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]

@@ -5,8 +5,8 @@ from typing import Any, Protocol
 
 from githubkit import GitHub
 
+from bot.events import Repo
 from bot.github.calls import NotFound, body_of, call
-from bot.payloads import Repo
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.errors import TemporaryError
-from bot.github import GitHubApi, TreeEntry, Unprocessable
-from bot.payloads import Repo
+from bot.events import Repo
+from bot.github import TreeEntry, Unprocessable
+from runner.github import ReportGitHub
 
 BRANCH = "orbit-assets"
 KEEP_RUNS = 5
@@ -41,7 +42,7 @@ def run_number(entry: TreeEntry) -> int:
 
 
 async def _pr_folder(
-    github: GitHubApi, repo: Repo, root: str | None, folder: str, run_folder: TreeEntry
+    github: ReportGitHub, repo: Repo, root: str | None, folder: str, run_folder: TreeEntry
 ) -> str:
     """Return a new tree for the PR's folder: this run plus its newest earlier runs."""
     runs: list[TreeEntry] = []
@@ -53,7 +54,7 @@ async def _pr_folder(
     return await github.create_tree(repo, [run_folder, *earlier[: KEEP_RUNS - 1]], None)
 
 
-async def _write(github: GitHubApi, repo: Repo, folder: str, run_folder: TreeEntry, message: str) -> str:
+async def _write(github: ReportGitHub, repo: Repo, folder: str, run_folder: TreeEntry, message: str) -> str:
     head = await github.branch_head(repo, BRANCH)
     root = await github.commit_tree(repo, head) if head else None
     pr_tree = await _pr_folder(github, repo, root, folder, run_folder)
@@ -70,7 +71,7 @@ async def _write(github: GitHubApi, repo: Repo, folder: str, run_folder: TreeEnt
 
 
 async def publish_images(
-    github: GitHubApi, repo: Repo, html_url: str, pull: int, run_id: int, images: Mapping[str, bytes]
+    github: ReportGitHub, repo: Repo, html_url: str, pull: int, run_id: int, images: Mapping[str, bytes]
 ) -> Published:
     """Commit the images under `pr-<pull>/run-<run_id>/` on the assets branch; return their URLs."""
     blobs = [

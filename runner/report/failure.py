@@ -5,8 +5,9 @@ Both come from the Actions API; anything credential-like in the log is blanked o
 
 import re
 
-from bot.github import GitHubApi, JobInfo
-from bot.payloads import Repo
+from bot.events import Repo
+from bot.github import JobInfo
+from runner.github import ReportGitHub
 from runner.report.redact import tail
 from runner.report.text import log_block
 
@@ -29,7 +30,7 @@ def log_tail(log: str) -> list[str]:
 
 
 async def failure_markdown(
-    github: GitHubApi, repo: Repo, run_id: int, sha: str, conclusion: str, url: str
+    github: ReportGitHub, repo: Repo, run_id: int, sha: str, conclusion: str, url: str
 ) -> str:
     """Return the failure report of a run whose bundle is missing."""
     if conclusion == "cancelled":

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from bot.context import Context
-from bot.delivery import Delivery
-from bot.github import CheckUpdate, GitHubApi, named_artifact
-from bot.payloads import Repo, dig, repository
+from bot.events import Repo, WorkflowRunEvent
+from bot.github import CheckUpdate, named_artifact
 from bot.router import Router
+from bot.runs import training_run
+from runner import checks
+from runner.github import ReportGitHub
 from runner.report.artifact import Bundle, BundleError, read_bundle
 from runner.report.assets import publish_images
 from runner.report.bundle import Report
@@ -21,7 +23,7 @@ from runner.report.failure import failure_markdown
 from runner.report.render import markdown
 from runner.report.sticky import MARKER, compose, neutralise
 from runner.report.text import number
-from runner.training import CHECK_NAME, TITLE, active_runs
+from runner.training import active_runs
 
 ARTIFACT = "orbit-report"
 CHECK_CONCLUSIONS = frozenset({"success", "failure", "cancelled", "timed_out", "neutral", "skipped", "stale"})
@@ -43,42 +45,40 @@ class FinishedRun:
     html_url: str
 
 
-def finished_run(delivery: Delivery) -> FinishedRun | None:
-    """Read the run from the payload, or None when it is not an orbit training run."""
-    repo, run = repository(delivery), delivery.payload.get("workflow_run")
-    title = dig(run, "display_title", kind=str) or ""
-    match = TITLE.search(title)
-    run_id = dig(run, "id", kind=int)
-    if repo is None or match is None or run_id is None or not title.startswith("orbit/train"):
+def finished_run(event: WorkflowRunEvent) -> FinishedRun | None:
+    """Read the run from the event, or None when it is not an orbit training run."""
+    repo, run = event.repo, event.workflow_run
+    training = training_run(run.display_title or "")
+    if repo is None or training is None:
         return None
     return FinishedRun(
         repo=repo,
-        run_id=run_id,
-        pull=int(match["number"]),
-        sha=match["sha"],  # a dispatched run's own head_sha is the default branch's, not the PR's
-        conclusion=dig(run, "conclusion", kind=str) or "neutral",
-        url=dig(run, "html_url", kind=str) or "",
-        workflow=PurePosixPath(dig(run, "path", kind=str) or "train.yml").name,
-        html_url=dig(delivery.payload, "repository", "html_url", kind=str)
+        run_id=run.id,
+        pull=training.pull,
+        sha=training.sha,  # a dispatched run's own head_sha is the default branch's, not the PR's
+        conclusion=run.conclusion or "neutral",
+        url=run.html_url or "",
+        workflow=PurePosixPath(run.path or "train.yml").name,
+        html_url=(event.repository.html_url if event.repository else None)
         or f"https://github.com/{repo.full_name}",
     )
 
 
-async def _superseded(github: GitHubApi, run: FinishedRun) -> bool:
+async def _superseded(github: ReportGitHub, run: FinishedRun) -> bool:
     """Tell whether a cancelled run was superseded: its check is closed, or its PR has a newer run."""
-    if not any(status != "completed" for _, status in await github.check_runs(run.repo, run.sha, CHECK_NAME)):
+    if not await checks.is_training(github, run.repo, run.sha):
         return True
     return any(
         other.id > run.run_id for other, _ in await active_runs(github, run.repo, run.workflow, run.pull)
     )
 
 
-async def _bundle(github: GitHubApi, run: FinishedRun) -> Bundle | None:
+async def _bundle(github: ReportGitHub, run: FinishedRun) -> Bundle | None:
     data = await named_artifact(github, run.repo, run.run_id, ARTIFACT)
     return None if data is None else read_bundle(data)
 
 
-async def _report_markdown(github: GitHubApi, run: FinishedRun, bundle: Bundle) -> str:
+async def _report_markdown(github: ReportGitHub, run: FinishedRun, bundle: Bundle) -> str:
     urls: dict[str, str] = {}
     if bundle.images:
         published = await publish_images(github, run.repo, run.html_url, run.pull, run.run_id, bundle.images)
@@ -109,7 +109,7 @@ def check_conclusion(report: Report | None, conclusion: str) -> str:
     return conclusion if conclusion in CHECK_CONCLUSIONS else "failure"
 
 
-async def upsert_comment(github: GitHubApi, repo: Repo, pull: int, run_id: int, section: str) -> None:
+async def upsert_comment(github: ReportGitHub, repo: Repo, pull: int, run_id: int, section: str) -> None:
     """Update the PR's report comment with this run on top, or create it."""
     comments = await github.issue_comments(repo, pull)
     mine = next((c for c in comments if c.author_is_bot and MARKER in c.body), None)
@@ -120,33 +120,25 @@ async def upsert_comment(github: GitHubApi, repo: Repo, pull: int, run_id: int, 
         await github.update_comment(repo, mine.id, body)
 
 
-async def complete_checks(github: GitHubApi, run: FinishedRun, update: CheckUpdate) -> None:
-    """Complete the commit's open orbit/train check runs."""
-    for check_id, status in await github.check_runs(run.repo, run.sha, CHECK_NAME):
-        if status != "completed":
-            await github.update_check_run(run.repo, check_id, update)
-
-
-@router.on("workflow_run", "completed")
-async def on_training_run_completed(delivery: Delivery, ctx: Context) -> None:
+@router.on(WorkflowRunEvent, "completed")
+async def on_training_run_completed(event: WorkflowRunEvent, ctx: Context) -> None:
     """Publish the report of a finished training run."""
-    run = finished_run(delivery)
-    if run is None or (run.conclusion == "cancelled" and await _superseded(ctx.github, run)):
+    github: ReportGitHub = ctx.github
+    run = finished_run(event)
+    if run is None or (run.conclusion == "cancelled" and await _superseded(github, run)):
         return
     report: Report | None = None
     try:
-        bundle = await _bundle(ctx.github, run)
+        bundle = await _bundle(github, run)
     except BundleError as error:
         bundle, section = None, f"### ⚠️ The report of `{run.sha[:7]}` could not be read\n\n{error}"
     else:
         if bundle is None:
-            section = await failure_markdown(
-                ctx.github, run.repo, run.run_id, run.sha, run.conclusion, run.url
-            )
+            section = await failure_markdown(github, run.repo, run.run_id, run.sha, run.conclusion, run.url)
         else:
-            report, section = bundle.report, await _report_markdown(ctx.github, run, bundle)
+            report, section = bundle.report, await _report_markdown(github, run, bundle)
     section = neutralise(section) + f"\n\n<sub>[workflow run {run.run_id}]({run.url})</sub>"
-    await upsert_comment(ctx.github, run.repo, run.pull, run.run_id, section)
+    await upsert_comment(github, run.repo, run.pull, run.run_id, section)
     title = check_title(report, run.conclusion)
     update = CheckUpdate(
         conclusion=check_conclusion(report, run.conclusion),
@@ -154,4 +146,4 @@ async def on_training_run_completed(delivery: Delivery, ctx: Context) -> None:
         summary=section,
         details_url=run.url or None,
     )
-    await complete_checks(ctx.github, run, update)
+    await checks.update_open(github, run.repo, run.sha, update)

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from bot.cli import build_parser, main
+from bot.events import ordering_key
 from bot.inbox import Inbox, NewDelivery, make_engine
-from bot.payloads import ordering_key
 from tests.fakes import body_of, comment_payload, delivery
 
 

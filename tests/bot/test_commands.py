@@ -1,17 +1,16 @@
 """Slash commands: given this comment, GitHub got these reactions and this reply."""
 
 import pytest
-import sqlalchemy as sa
 
 from bot.commands import on_comment, parse_commands
 from bot.context import Context, Feature
+from bot.events import Repo
 from bot.github import GitHubApi
-from bot.payloads import Repo
-from tests.fakes import FakeGitHub, comment_payload, delivery
+from tests.fakes import FakeGitHub, comment_payload, delivery, memory_inbox
 
 
 def context(github: FakeGitHub, features: dict[str, Feature] | None = None) -> Context:
-    return Context(github, sa.create_engine("sqlite://"), features or {})
+    return Context(github, memory_inbox(), features or {})
 
 
 class RecordingFeature:

@@ -16,7 +16,7 @@ from bot.delivery import (
     signature_of,
     verify_signature,
 )
-from bot.payloads import ordering_key
+from bot.events import ordering_key
 from tests.fakes import SECRET, signed_headers
 
 

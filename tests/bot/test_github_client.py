@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import REGISTRY
 
 from bot.errors import PermanentError, TemporaryError
+from bot.events import Repo
 from bot.github import GitHubAppClient
-from bot.payloads import Repo
 from tests.github_double import GitHubState, serve_github
 
 API = "https://api.github.com"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bot.events import ordering_key
 from bot.inbox import DEAD, DONE, PENDING, Inbox, NewDelivery, make_engine, metadata
-from bot.payloads import ordering_key
 from tests.fakes import body_of, comment_payload, delivery
 from tests.postgres import postgres_url  # noqa: F401 - fixture
 

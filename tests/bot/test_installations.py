@@ -1,17 +1,18 @@
 """Installation events record which repositories the App can act on."""
 
-import sqlalchemy as sa
-
 from bot.context import Context
-from bot.inbox import metadata
+from bot.inbox import Inbox
 from bot.installations import on_installation, on_repositories, repository_list
-from tests.fakes import FakeGitHub, delivery
+from tests.fakes import FakeGitHub, delivery, memory_inbox
 
 
 def context() -> Context:
-    engine = sa.create_engine("sqlite://")
-    metadata.create_all(engine)
-    return Context(FakeGitHub(), engine, {})
+    return Context(FakeGitHub(), memory_inbox(), {})
+
+
+def stored(ctx: Context) -> list[tuple[int, str]]:
+    assert isinstance(ctx.store, Inbox)
+    return repository_list(ctx.store.engine)
 
 
 def installation(action: str, repos: list[str]) -> dict[str, object]:
@@ -27,7 +28,7 @@ async def test_installation_lifecycle() -> None:
     await on_installation(
         delivery("installation", installation("created", ["octo-org/a", "octo-org/b"])), ctx
     )
-    assert repository_list(ctx.engine) == [(9, "octo-org/a"), (9, "octo-org/b")]
+    assert stored(ctx) == [(9, "octo-org/a"), (9, "octo-org/b")]
 
     changed = {
         "action": "added",
@@ -36,15 +37,15 @@ async def test_installation_lifecycle() -> None:
         "repositories_removed": [{"full_name": "octo-org/b"}],
     }
     await on_repositories(delivery("installation_repositories", changed), ctx)
-    assert repository_list(ctx.engine) == [(9, "octo-org/a"), (9, "octo-org/c")]
+    assert stored(ctx) == [(9, "octo-org/a"), (9, "octo-org/c")]
 
     await on_installation(
         delivery("installation", installation("created", ["octo-org/a"])), ctx
     )  # redelivered
-    assert repository_list(ctx.engine) == [(9, "octo-org/a"), (9, "octo-org/c")]
+    assert stored(ctx) == [(9, "octo-org/a"), (9, "octo-org/c")]
 
     await on_installation(delivery("installation", installation("deleted", [])), ctx)
-    assert repository_list(ctx.engine) == []
+    assert stored(ctx) == []
 
 
 async def test_an_installation_event_without_an_id_changes_nothing() -> None:
@@ -52,4 +53,4 @@ async def test_an_installation_event_without_an_id_changes_nothing() -> None:
     await on_installation(
         delivery("installation", {"action": "created", "repositories": [{"full_name": "a/b"}]}), ctx
     )
-    assert repository_list(ctx.engine) == []
+    assert stored(ctx) == []

@@ -7,10 +7,9 @@ import pytest
 import sqlalchemy as sa
 
 from bot.context import Context
-from bot.delivery import Delivery
 from bot.errors import PermanentError, TemporaryError
+from bot.events import IssueCommentEvent, ordering_key
 from bot.inbox import DEAD, DONE, PENDING, Inbox, NewDelivery, make_engine
-from bot.payloads import ordering_key
 from bot.router import Router
 from bot.worker import WorkerPool
 from tests.fakes import FakeApp, body_of, comment_payload, delivery
@@ -53,8 +52,8 @@ async def test_a_failure_is_retried_or_dead_lettered(
 ) -> None:
     inbox, router = make_inbox(tmp_path), Router()
 
-    @router.on("issue_comment", "created")
-    async def fail(_: Delivery, __: Context) -> None:
+    @router.on(IssueCommentEvent, "created")
+    async def fail(_: IssueCommentEvent, __: Context) -> None:
         raise error
 
     enqueue(inbox, 1, "d")
@@ -67,8 +66,8 @@ async def test_temporary_failures_end_dead_after_the_attempt_limit(tmp_path: Pat
     inbox, router = make_inbox(tmp_path), Router()
     attempts = 0
 
-    @router.on("issue_comment")
-    async def flaky(_: Delivery, __: Context) -> None:
+    @router.on(IssueCommentEvent)
+    async def flaky(_: IssueCommentEvent, __: Context) -> None:
         nonlocal attempts
         attempts += 1
         raise TemporaryError("GitHub answered 503", retry_after=1)
@@ -86,8 +85,8 @@ async def test_temporary_failures_end_dead_after_the_attempt_limit(tmp_path: Pat
 async def test_a_delivery_without_installation_cannot_call_github(tmp_path: Path) -> None:
     inbox, router = make_inbox(tmp_path), Router()
 
-    @router.on("issue_comment")
-    async def comment(item: Delivery, ctx: Context) -> None:
+    @router.on(IssueCommentEvent)
+    async def comment(item: IssueCommentEvent, ctx: Context) -> None:
         await ctx.github.create_comment(None, 1, "x")  # type: ignore[arg-type]
 
     payload = {k: v for k, v in comment_payload("/help").items() if k != "installation"}
@@ -104,20 +103,20 @@ async def test_same_pull_request_in_order_different_ones_in_parallel(tmp_path: P
     running: set[int] = set()
     overlap = 0
 
-    @router.on("issue_comment")
-    async def slow(item: Delivery, _: Context) -> None:
+    @router.on(IssueCommentEvent)
+    async def slow(item: IssueCommentEvent, _: Context) -> None:
         nonlocal overlap
-        number = item.payload["issue"]["number"]
+        number = item.issue.number
         assert number not in running, "two events of one pull request ran at once"
         running.add(number)
         overlap = max(overlap, len(running))
-        log.append(("start", item.delivery_id))
+        log.append(("start", item.comment.body or ""))
         await asyncio.sleep(0.05)
         running.discard(number)
 
     for index in range(4):
         for number in (1, 2, 3):
-            enqueue(inbox, number, f"pr{number}-{index}")
+            enqueue(inbox, number, f"pr{number}-{index}", body=f"pr{number}-{index}")
     workers = WorkerPool(inbox, router, FakeApp(), features={}, concurrency=4, poll_seconds=0.05)
     stop = asyncio.Event()
     task = asyncio.create_task(workers.run(stop))
@@ -137,8 +136,8 @@ async def test_workers_outlive_a_database_that_is_out_of_reach_for_a_while(
     inbox, router = make_inbox(tmp_path), Router()
     handled = asyncio.Event()
 
-    @router.on("issue_comment")
-    async def comment(_: Delivery, __: Context) -> None:
+    @router.on(IssueCommentEvent)
+    async def comment(_: IssueCommentEvent, __: Context) -> None:
         handled.set()
 
     enqueue(inbox, 1, "d")

@@ -9,18 +9,18 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from sqlalchemy import create_engine
 
 from bot import commands
 from bot.context import Context
+from bot.events import ordering_key
 from bot.github import GitHubAppClient
-from bot.payloads import ordering_key
 from bot.router import Router
-from deploy.flow import Deployer, DeployPreview, Rollback, router_for, run_title
+from bot.runs import DeployRun
+from deploy.flow import Deployer, DeployPreview, Rollback, router_for
 from deploy.kube import KubeModelCluster
 from deploy.rollout import Timing
 from tests.bot.test_github_client import PEM
-from tests.fakes import comment_payload, delivery
+from tests.fakes import comment_payload, delivery, memory_inbox
 from tests.github_double import GitHubState, serve_github
 from tests.kube_double import KubeState, serve_kube
 
@@ -62,7 +62,7 @@ def setup(github: GitHubState, kube: KubeState) -> Iterator[tuple[Context, Route
         api = GitHubAppClient(4242, PEM.decode(), github_url).for_installation(42)
         features = {"deploy": DeployPreview(), "rollback": Rollback(deployer)}
         router = Router.compose([router_for(deployer), commands.router])
-        yield Context(api, create_engine("sqlite://"), features), router  # type: ignore[arg-type]
+        yield Context(api, memory_inbox(), features), router  # type: ignore[arg-type]
 
 
 async def handle(setup: tuple[Context, Router], event: str, payload: dict[str, Any]) -> None:
@@ -108,7 +108,7 @@ def built(
         "action": "completed",
         "workflow_run": {
             "id": run,
-            "display_title": run_title(pull, environment, deployment, sha),
+            "display_title": DeployRun(pull, environment, deployment, sha).title,
             "conclusion": conclusion,
             "html_url": f"https://github.com/octo-org/model/actions/runs/{run}",
         },
@@ -287,11 +287,11 @@ async def test_rollback_restores_the_model_before_the_pr(
 
 def test_production_builds_are_ordered_together_whatever_their_pr() -> None:
     payload = {
-        "workflow_run": {"display_title": run_title(7, "production", 3, MERGED)},
+        "workflow_run": {"display_title": DeployRun(7, "production", 3, MERGED).title},
         "repository": {"full_name": "octo-org/model"},
     }
     assert ordering_key(delivery("workflow_run", payload)) == "octo-org/model@production"
-    payload["workflow_run"]["display_title"] = run_title(7, "pr-7", 3, MERGED)
+    payload["workflow_run"]["display_title"] = DeployRun(7, "pr-7", 3, MERGED).title
     assert ordering_key(delivery("workflow_run", payload)) == "octo-org/model#7"
 
 

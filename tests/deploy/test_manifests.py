@@ -10,7 +10,7 @@ import pytest
 import yaml
 from kubernetes_validate import validate
 
-from runner.training import run_title
+from bot.runs import TrainingRun
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -49,9 +49,10 @@ def test_train_workflow_runs_on_orbit_gpu_with_least_privilege() -> None:
         "sha",
         "base",
     }  # PyYAML reads `on` as True
-    assert workflow["run-name"].replace("${{ inputs.pr }}", "7").replace(
-        "${{ inputs.sha }}", "abc1234"
-    ) == run_title(7, "abc1234")
+    assert (
+        workflow["run-name"].replace("${{ inputs.pr }}", "7").replace("${{ inputs.sha }}", "abc1234")
+        == TrainingRun(7, "abc1234").title
+    )
     checkout = job["steps"][0]
     assert checkout["with"]["ref"] == "refs/pull/${{ inputs.pr }}/head"
     assert checkout["with"]["persist-credentials"] is False

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import pytest
 import respx
 
+from bot.events import Repo
 from bot.github import CheckUpdate, GitHubAppClient
-from bot.payloads import Repo
 from tests.bot.test_github_client import API, PEM, token_body
 
 REPO = Repo("octo-org", "model")

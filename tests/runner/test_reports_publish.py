@@ -5,7 +5,6 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine
 
 from bot.context import Context
 from bot.errors import TemporaryError
@@ -14,7 +13,7 @@ from runner.report.assets import BRANCH, KEEP_RUNS
 from runner.report.publish import on_training_run_completed
 from runner.report.sticky import MARKER
 from tests.bot.test_github_client import PEM
-from tests.fakes import delivery
+from tests.fakes import delivery, memory_inbox
 from tests.github_double import GitHubState, serve_github
 from tests.report_fixtures import SHA, bundle_zip, report, run_payload
 
@@ -32,7 +31,7 @@ def state() -> GitHubState:
 def context(state: GitHubState) -> Iterator[Context]:
     with serve_github(state) as url:
         client = GitHubAppClient(4242, PEM.decode(), url).for_installation(1)
-        yield Context(client, create_engine("sqlite://"), {})
+        yield Context(client, memory_inbox(), {})
 
 
 def give_artifact(state: GitHubState, run_id: int, data: bytes) -> None:

@@ -5,18 +5,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from kubernetes import client
 
 from bot.context import Context
+from bot.events import Repo
 from bot.github import JobInfo, RunInfo
-from bot.payloads import Repo
+from bot.runs import TrainingRun
 from runner.classes import default_classes
 from runner.jobs import Runners, make_router
 from runner.kube import KubeCluster
 from runner.reconcile import Reconciler
-from runner.training import run_title
-from tests.fakes import FakeApp, FakeGitHub, delivery
+from tests.fakes import FakeApp, FakeGitHub, delivery, memory_inbox
 from tests.kube_double import KubeState, serve_kube
 
 REPO = Repo("octo-org", "model")
@@ -70,13 +69,13 @@ def job_event(action: str, info: JobInfo) -> dict[str, Any]:
 def github_with(*jobs: JobInfo) -> FakeGitHub:
     github = FakeGitHub()
     github.jobs = {j.id: j for j in jobs}
-    github.runs = [RunInfo(77, "in_progress", run_title(7, SHA), SHA)]
+    github.runs = [RunInfo(77, "in_progress", TrainingRun(7, SHA).title, SHA)]
     return github
 
 
 async def handle(runners: Runners, github: FakeGitHub, action: str, info: JobInfo) -> None:
     router = make_router(runners)
-    context = Context(github, sa.create_engine("sqlite://"), {})
+    context = Context(github, memory_inbox(), {})
     for handler in router.handlers_for("workflow_job", action):
         await handler(delivery("workflow_job", job_event(action, info)), context)
 

@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from bot.payloads import ordering_key
+from bot.events import ordering_key
 from runner.report.artifact import MAX_ENTRIES, BundleError, read_bundle
 from runner.report.sticky import LIMIT, MARKER, compose, sections
 from tests.fakes import delivery

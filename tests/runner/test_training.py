@@ -3,15 +3,15 @@
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from bot.commands import on_comment
 from bot.context import Context
+from bot.events import Repo
 from bot.github import PullInfo, RunInfo
-from bot.payloads import Repo
+from bot.runs import TrainingRun
 from runner.config import RepoConfigError, parse_config, records_outputs_only, touches_pipeline
-from runner.training import Retrain, on_pull_request, run_title
-from tests.fakes import FakeGitHub, comment_payload, delivery
+from runner.training import Retrain, on_pull_request
+from tests.fakes import FakeGitHub, comment_payload, delivery, memory_inbox
 
 SHA, OLD = "a" * 40, "b" * 40
 
@@ -38,7 +38,7 @@ def pr_event(
 
 
 def ctx(github: FakeGitHub) -> Context:
-    return Context(github, sa.create_engine("sqlite://"), {"retrain": Retrain()})
+    return Context(github, memory_inbox(), {"retrain": Retrain()})
 
 
 @pytest.fixture
@@ -111,8 +111,8 @@ async def test_a_newer_push_cancels_the_older_run_and_completes_its_check(github
         Repo("octo-org", "model"), OLD, "orbit/train", "Training queued", ""
     )
     github.runs = [
-        RunInfo(31, "in_progress", run_title(7, OLD), OLD),
-        RunInfo(32, "queued", run_title(8, OLD), OLD),
+        RunInfo(31, "in_progress", TrainingRun(7, OLD).title, OLD),
+        RunInfo(32, "queued", TrainingRun(8, OLD).title, OLD),
     ]
     await on_pull_request(delivery("pull_request", pr_event()), ctx(github))
     assert github.named("cancel") == [("octo-org/model", 31)]  # PR 8's run is left alone

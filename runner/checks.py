@@ -1,0 +1,48 @@
+"""The `orbit/train` check run of a commit, from queued to completed: the one place that changes it.
+
+A commit may carry several of them over time (a retrain, a superseded run); only the open ones
+(not completed) are ever changed, so a late or repeated event cannot reopen a finished check.
+"""
+
+from bot.events import Repo
+from bot.github.checks import Checks, CheckUpdate
+
+CHECK_NAME = "orbit/train"
+
+
+async def open_checks(github: Checks, repo: Repo, sha: str) -> list[int]:
+    """Return the ids of the commit's `orbit/train` check runs that have not completed."""
+    return [
+        check_id
+        for check_id, status in await github.check_runs(repo, sha, CHECK_NAME)
+        if status != "completed"
+    ]
+
+
+async def is_training(github: Checks, repo: Repo, sha: str) -> bool:
+    """Return whether the commit has an open `orbit/train` check run (a training is on its way)."""
+    return bool(await open_checks(github, repo, sha))
+
+
+async def queue(github: Checks, repo: Repo, sha: str, title: str, summary: str) -> int:
+    """Create a queued `orbit/train` check run at the commit and return its id."""
+    return await github.create_check_run(repo, sha, CHECK_NAME, title, summary)
+
+
+async def update_open(github: Checks, repo: Repo, sha: str, update: CheckUpdate) -> list[int]:
+    """Apply `update` to every open `orbit/train` check run of the commit; return their ids."""
+    changed = await open_checks(github, repo, sha)
+    for check_id in changed:
+        await github.update_check_run(repo, check_id, update)
+    return changed
+
+
+async def conclude_now(
+    github: Checks, repo: Repo, sha: str, conclusion: str, title: str, summary: str
+) -> int:
+    """Create a check run at the commit that is already completed (an invalid configuration)."""
+    check = await queue(github, repo, sha, title, summary)
+    await github.update_check_run(
+        repo, check, CheckUpdate(conclusion=conclusion, title=title, summary=summary)
+    )
+    return check
