@@ -36,11 +36,15 @@ class FakeGitHub:
     calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     failures: list[Exception] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    login: str = "orbit[bot]"
 
     def _record(self, name: str, *args: Any) -> None:
         if self.failures:
             raise self.failures.pop(0)
         self.calls.append((name, args))
+
+    async def own_login(self) -> str:
+        return self.login
 
     async def collaborator_permission(self, repo: Repo, username: str) -> str:
         self._record("permission", repo.full_name, username)
@@ -51,7 +55,7 @@ class FakeGitHub:
 
     async def create_comment(self, repo: Repo, number: int, body: str) -> int:
         self._record("comment", repo.full_name, number, body)
-        self.comments[len(self.calls)] = CommentInfo(len(self.calls), body, True)
+        self.comments[len(self.calls)] = CommentInfo(len(self.calls), body, self.login)
         return len(self.calls)
 
     async def changed_files(self, repo: Repo, number: int) -> list[str]:
@@ -157,7 +161,7 @@ class FakeGitHub:
 
     async def update_comment(self, repo: Repo, comment_id: int, body: str) -> None:
         self._record("update_comment", repo.full_name, comment_id, body)
-        self.comments[comment_id] = CommentInfo(comment_id, body, True)
+        self.comments[comment_id] = CommentInfo(comment_id, body, self.login)
 
     async def branch_head(self, repo: Repo, branch: str) -> str | None:
         self._record("branch_head", repo.full_name, branch)

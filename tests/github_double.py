@@ -38,6 +38,9 @@ def make_app(state: GitHubState) -> Starlette:
         installation = request.path_params["installation"]
         return JSONResponse({"token": f"ghs_{installation}", "expires_at": expires}, status_code=201)
 
+    async def the_app(request: Request) -> JSONResponse:
+        return JSONResponse({"id": 1, "slug": "orbit", "name": "orbit", "owner": {"login": "octo-org"}})
+
     async def permission(request: Request) -> JSONResponse:
         await asyncio.sleep(state.delay)
         return JSONResponse({"permission": state.permission, "role_name": state.permission, "user": None})
@@ -97,6 +100,7 @@ def make_app(state: GitHubState) -> Starlette:
             Route("/repos/{owner}/{repo}/actions/runs/{run:int}", run),
             Route("/repos/{owner}/{repo}/actions/runners/generate-jitconfig", jit, methods=["POST"]),
             Route("/app/installations/{installation}/access_tokens", access_token, methods=["POST"]),
+            Route("/app", the_app),
             Route("/repos/{owner}/{repo}/collaborators/{user}/permission", permission),
             Route("/repos/{owner}/{repo}/issues/comments/{comment}/reactions", reaction, methods=["POST"]),
             Route("/repos/{owner}/{repo}/issues/{number:int}/comments", comment, methods=["POST"]),

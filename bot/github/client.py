@@ -16,7 +16,7 @@ from bot.github.actions import ActionsMixin, Artifacts, Jobs, Workflows
 from bot.github.checks import Checks, ChecksMixin
 from bot.github.deployments import Deployments, DeploymentsMixin
 from bot.github.git import GitData, GitDataMixin
-from bot.github.issues import Conversation, ConversationMixin
+from bot.github.issues import AppIdentity, Conversation, ConversationMixin
 from bot.github.pulls import Pulls, PullsMixin
 from bot.github.runners import RunnersMixin, SelfHostedRunners
 
@@ -40,9 +40,10 @@ class InstallationClient(
 ):
     """`GitHubApi` over githubkit, as one installation."""
 
-    def __init__(self, github: GitHub[AppAuthStrategy], installation_id: int) -> None:
+    def __init__(self, github: GitHub[AppAuthStrategy], installation_id: int, identity: AppIdentity) -> None:
         self._github = github.with_auth(github.auth.as_installation(installation_id))
         self._rest = self._github.rest
+        self._identity = identity
 
 
 class SharedTransport(httpx.AsyncHTTPTransport):
@@ -69,7 +70,8 @@ class GitHubAppClient:
             # One shared transport: connections are reused, and no TLS context is built per request.
             async_transport=SharedTransport(retries=0),
         )
+        self._identity = AppIdentity(self._github)
 
     def for_installation(self, installation_id: int) -> GitHubApi:
         """Return a client acting as the installation."""
-        return InstallationClient(self._github, installation_id)
+        return InstallationClient(self._github, installation_id, self._identity)

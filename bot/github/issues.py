@@ -18,12 +18,15 @@ class CommentInfo:
 
     id: int
     body: str
-    author_is_bot: bool
-    author: str = ""
+    author: str
 
 
 class Conversation(Protocol):
     """Who may act on a repository, and the comments and reactions of its pull requests."""
+
+    async def own_login(self) -> str:
+        """Return the login the App comments as (`<slug>[bot]`)."""
+        ...
 
     async def collaborator_permission(self, repo: Repo, username: str) -> str:
         """Return the user's permission on the repository: admin, maintain, write, triage, read or none."""
@@ -46,11 +49,31 @@ class Conversation(Protocol):
         ...
 
 
+class AppIdentity:
+    """The App's own login, asked of GitHub once (`GET /app`, as the App) and kept."""
+
+    def __init__(self, github: GitHub[Any]) -> None:
+        self._github = github
+        self._login: str | None = None
+
+    async def login(self) -> str:
+        """Return `<slug>[bot]`, the author of every comment the App writes."""
+        if self._login is None:
+            response = await call("get_app", self._github.rest.apps.async_get_authenticated)
+            self._login = f"{body_of(response)['slug']}[bot]"
+        return self._login
+
+
 class ConversationMixin:
     """`Conversation` over githubkit."""
 
     _github: GitHub[Any]
     _rest: Any
+    _identity: AppIdentity
+
+    async def own_login(self) -> str:
+        """Return the login the App comments as."""
+        return await self._identity.login()
 
     async def collaborator_permission(self, repo: Repo, username: str) -> str:
         """Return the user's permission on the repository."""
@@ -96,7 +119,7 @@ class ConversationMixin:
                 CommentInfo(
                     int(item["id"]),
                     str(item.get("body") or ""),
-                    (item.get("user") or {}).get("type") == "Bot",
+                    str((item.get("user") or {}).get("login", "")),
                 )
                 async for item in pages
             ]

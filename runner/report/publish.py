@@ -111,8 +111,8 @@ def check_conclusion(report: Report | None, conclusion: str) -> str:
 
 async def upsert_comment(github: ReportGitHub, repo: Repo, pull: int, run_id: int, section: str) -> None:
     """Update the PR's report comment with this run on top, or create it."""
-    comments = await github.issue_comments(repo, pull)
-    mine = next((c for c in comments if c.author_is_bot and MARKER in c.body), None)
+    comments, own = await github.issue_comments(repo, pull), await github.own_login()
+    mine = next((c for c in comments if c.author == own and MARKER in c.body), None)  # never another's
     body = compose(mine.body if mine else None, run_id, section)
     if mine is None:
         await github.create_comment(repo, pull, body)

@@ -270,3 +270,28 @@ async def test_other_workflow_runs_are_ignored(context: Context, state: GitHubSt
     await on_training_run_completed(delivery("workflow_run", payload), context)
     assert state.reports.requests == []
     assert state.reports.check_runs[7000]["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    "author",
+    [
+        {"login": "other-ci[bot]", "type": "Bot"},  # another App quoting orbit's marker
+        {"login": "mallory", "type": "User"},  # a person pasting it
+    ],
+)
+async def test_the_sticky_comment_is_only_ever_orbits_own(
+    context: Context, state: GitHubState, author: dict[str, str]
+) -> None:
+    state.reports.comments[1] = {"id": 1, "issue": 7, "body": f"{MARKER}\nnot orbit's", "user": author}
+    give_artifact(state, 100, bundle_zip())
+    await finish(context, state, 100)
+    assert state.reports.comments[1]["body"] == f"{MARKER}\nnot orbit's", (
+        "another author's comment is left alone"
+    )
+    mine = [c for c in state.reports.comments.values() if c["user"]["login"] == "orbit[bot]"]
+    assert len(mine) == 1 and "<!-- orbit:run 100 -->" in mine[0]["body"]
+    give_artifact(state, 101, bundle_zip())
+    await finish(context, state, 101)  # the next run finds orbit's own comment by its author
+    assert [c["id"] for c in state.reports.comments.values() if c["user"]["login"] == "orbit[bot]"] == [
+        mine[0]["id"]
+    ]
