@@ -68,13 +68,7 @@ def build_app(settings: Settings) -> ASGIApp:
     inbox = open_inbox(settings)
     github = github_app(settings)
     runners = runners_from(settings)
-    routers = [*ROUTERS, jobs.make_router(runners)] if runners else list(ROUTERS)
-    features: dict[str, Feature] = {"retrain": training.Retrain()}
-    deployer = deployer_from(settings)
-    if deployer:
-        routers.append(deploys.router_for(deployer))
-        features.update(deploy=deploys.DeployPreview(), rollback=deploys.Rollback(deployer))
-    router = Router.compose(routers)
+    router, features = wiring(runners, deployer_from(settings))
     workers = WorkerPool(inbox, router, github, features=features, concurrency=settings.workers)
     ingest = Ingest(inbox, router, settings.webhook_secret.get_secret_value().encode(), workers.wake)
     periodic = []
@@ -82,6 +76,16 @@ def build_app(settings: Settings) -> ASGIApp:
         reconciler = reconciler_for(settings, inbox, github, runners)
         periodic.append(Periodic("reconcile", reconciler.run_once, settings.reconcile_seconds))
     return create_app(inbox, ingest, workers, settings.webhook_path, periodic)
+
+
+def wiring(runners: Runners | None, deployer: deploys.Deployer | None) -> tuple[Router, dict[str, Feature]]:
+    """Return every feature's handlers as one router, and the commands they serve."""
+    routers = [*ROUTERS, jobs.make_router(runners)] if runners else list(ROUTERS)
+    features: dict[str, Feature] = {"retrain": training.Retrain()}
+    if deployer:
+        routers.append(deploys.router_for(deployer))
+        features.update(deploy=deploys.DeployPreview(), rollback=deploys.Rollback(deployer))
+    return Router.compose(routers), features
 
 
 def github_app(settings: Settings) -> GitHubAppClient:
