@@ -94,3 +94,49 @@ def test_missing_file_field_is_a_4xx(server: LocalServer) -> None:
         f"{server.url}/predict", files={"wrong": ("x.png", b"abc", "image/png")}, timeout=30
     )
     assert 400 <= response.status_code < 500
+
+
+def batch(server: LocalServer, paths: list[Path]) -> httpx.Response:
+    files = [("images", (p.name, p.read_bytes(), "image/png")) for p in paths]
+    return httpx.post(f"{server.url}/predict_batch", files=files, timeout=60)
+
+
+def raw_images(project: Path, count: int) -> list[Path]:
+    """`count` images of the data set, the classes interleaved (Earth, Jupiter, ..., Earth, ...)."""
+    by_class = [sorted(folder.glob("*.png")) for folder in sorted((project / "data/raw").iterdir())]
+    interleaved = [path for row in zip(*by_class, strict=False) for path in row]
+    assert len(interleaved) >= count
+    return interleaved[:count]
+
+
+def test_batch_of_64_answers_64_in_the_order_sent(server: LocalServer, trained_project: Path) -> None:
+    """README: `/predict_batch` takes up to 64 files and answers a list; the n-th answer is the
+    /predict answer of the n-th file."""
+    paths = raw_images(trained_project, 64)
+    response = batch(server, paths)
+    assert response.status_code == 200, response.text
+    answers = response.json()
+    assert len(answers) == 64
+    singles = [upload(server, p.read_bytes()).json() for p in paths]
+    for answer, single in zip(answers, singles, strict=True):
+        assert answer["prediction"] == single["prediction"]
+        assert answer["probabilities"] == pytest.approx(single["probabilities"], abs=1e-5)
+    assert len({a["prediction"] for a in answers}) >= 5  # answers of unlike images, so order shows
+
+
+def test_batch_of_65_is_refused_with_413_naming_the_cap(server: LocalServer, trained_project: Path) -> None:
+    """One file over README's 64: 413 and a reason naming the cap; the server keeps serving."""
+    response = batch(server, raw_images(trained_project, 65))
+    assert response.status_code == 413
+    assert "at most 64 images a request" in response.text
+    assert batch(server, raw_images(trained_project, 1)).status_code == 200
+
+
+def test_empty_batch_is_a_400_with_the_reason(server: LocalServer) -> None:
+    """No files: 400 naming the missing `images` field; an empty list: 400 "send at least one image"."""
+    no_files = httpx.post(f"{server.url}/predict_batch", files={"note": (None, "no files")}, timeout=30)
+    assert no_files.status_code == 400
+    assert no_files.json()["detail"][0]["loc"] == ["images"]
+    empty_list = httpx.post(f"{server.url}/predict_batch", json={"images": []}, timeout=30)
+    assert empty_list.status_code == 400
+    assert "send at least one image" in empty_list.text

@@ -1,0 +1,249 @@
+"""The BentoML service's real ASGI app, in this process, with the model's loading stood in for.
+
+`CelestialBodiesClassifier.to_asgi()` is the app `bentoml serve` runs, lifespan included, so these
+tests see the statuses and bodies a client would. Only `_load_classifier` is replaced: by a stand-in
+that blocks until the test lets it return a tiny classifier, or raise.
+"""
+
+import functools
+import io
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from starlette.applications import Starlette
+
+from model import CLASSES
+from model.classifier import Classifier
+from model.network import Architecture, CelestialNet
+from model.preprocess import Preprocessing
+from model.serve import CelestialBodiesClassifier
+
+# BentoML's own request parsing uses pydantic APIs deprecated in 2.11: not ours to act on.
+pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211")
+
+WAIT_S = 30
+# `@bentoml.service` made the class a `bentoml.Service`; mypy sees the plain class (bentoml is untyped).
+SERVICE: Any = CelestialBodiesClassifier
+
+
+class MeanColourNet(CelestialNet):
+    """A stand-in network: its logits follow the mean colour, so unlike colours answer far apart."""
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__(arch)
+        self.mixing = torch.randn(3, arch.output_classes, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = 2 * batch.mean(dim=(2, 3)) @ self.mixing
+        return logits
+
+
+def tiny_classifier() -> Classifier:
+    arch = Architecture(in_channels=3, conv_size=4, dense_size=8, output_classes=len(CLASSES))
+    return Classifier(MeanColourNet(arch).eval(), arch, list(CLASSES), Preprocessing(16, 16, False))
+
+
+class StandInLoad:
+    """Replaces loading the model: blocks until `finish()`, then returns the classifier or raises."""
+
+    def __init__(self, outcome: Classifier | Exception) -> None:
+        self.outcome = outcome
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.services: list[Any] = []
+
+    def finish(self) -> None:
+        """Let the load end, and wait until the service has taken its outcome."""
+        assert self.started.wait(WAIT_S), "the service never started loading the model"
+        self.gate.set()
+        loader: threading.Thread = self.services[0].loader
+        loader.join(WAIT_S)
+        assert not loader.is_alive(), "the loader thread did not finish"
+
+    def method(self) -> Callable[[Any], Classifier]:
+        def load(service: Any) -> Classifier:
+            self.services.append(service)
+            self.started.set()
+            if not self.gate.wait(WAIT_S):
+                raise TimeoutError("the test never let the model load")
+            if isinstance(self.outcome, Exception):
+                raise self.outcome
+            return self.outcome
+
+        return load
+
+
+Install = Callable[[Classifier | Exception], StandInLoad]
+
+
+@pytest.fixture
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[Install]:
+    made: list[StandInLoad] = []
+
+    def install(outcome: Classifier | Exception) -> StandInLoad:
+        loading = StandInLoad(outcome)
+        monkeypatch.setattr(SERVICE.inner, "_load_classifier", loading.method())
+        made.append(loading)
+        return loading
+
+    yield install
+    for loading in made:
+        loading.gate.set()  # never leave a loader thread blocked
+
+
+@functools.cache
+def asgi_app() -> Starlette:
+    """The app `bentoml serve` runs; built once, as its metrics may be registered only once a process."""
+    built = SERVICE.to_asgi()
+    assert isinstance(built, Starlette)
+    return built
+
+
+@asynccontextmanager
+async def served() -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan, which creates a new service instance, and return a client of it."""
+    app = asgi_app()
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://service") as client,
+    ):
+        yield client
+
+
+def png(color: tuple[int, int, int], size: int = 24) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def distinct_pngs(count: int) -> list[bytes]:
+    colors = np.random.default_rng(7).integers(0, 256, size=(count, 3))
+    return [png((int(r), int(g), int(b))) for r, g, b in colors]
+
+
+def batch_files(images: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("images", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+
+
+async def predict(client: httpx.AsyncClient, data: bytes) -> httpx.Response:
+    return await client.post("/predict", files={"image": ("x.png", data, "image/png")})
+
+
+async def test_unready_and_refusing_with_503_until_the_model_loads_then_serving(
+    stand_in: Install,
+) -> None:
+    """While the model loads, /readyz and both predict endpoints answer 503 (predict saying why,
+    with Retry-After); once it has loaded, /readyz and /predict answer 200 with a prediction."""
+    loading = stand_in(tiny_classifier())
+    async with served() as client:
+        assert (await client.get("/livez")).status_code == 200  # the server itself is up
+        assert (await client.get("/readyz")).status_code == 503
+
+        refused = await predict(client, png((200, 40, 40)))
+        assert refused.status_code == 503
+        assert refused.json() == {"error": "the model is still loading; retry once /readyz answers 200"}
+        assert refused.headers["Retry-After"].isdigit()
+
+        refused = await client.post("/predict_batch", files=batch_files(distinct_pngs(2)))
+        assert refused.status_code == 503
+        assert "the model is still loading" in refused.json()["error"]
+
+        loading.finish()
+        assert (await client.get("/readyz")).status_code == 200
+        answer = await predict(client, png((200, 40, 40)))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["prediction"] in CLASSES
+        assert set(answer.json()["probabilities"]) == set(CLASSES)
+        assert sum(answer.json()["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+async def test_a_failed_load_is_logged_and_the_service_stays_unready_saying_so(
+    stand_in: Install, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When loading raises, the error is logged with its traceback, /readyz keeps answering 503
+    and the predict endpoints answer 503 saying the model failed to load, and why."""
+    loading = stand_in(OSError("weights.pt is missing"))
+    with caplog.at_level(logging.ERROR, logger="model.serve"):
+        async with served() as client:
+            loading.finish()
+            assert (await client.get("/readyz")).status_code == 503
+
+            refused = await predict(client, png((0, 0, 255)))
+            assert refused.status_code == 503
+            assert refused.json() == {"error": "the model failed to load (weights.pt is missing)"}
+            assert "Retry-After" not in refused.headers
+
+            refused = await client.post("/predict_batch", files=batch_files(distinct_pngs(1)))
+            assert refused.status_code == 503
+            assert "the model failed to load" in refused.json()["error"]
+
+    failures = [r for r in caplog.records if r.name == "model.serve" and r.levelno == logging.ERROR]
+    assert len(failures) == 1
+    assert "failed to load" in failures[0].getMessage()
+    assert failures[0].exc_info is not None
+    assert isinstance(failures[0].exc_info[1], OSError)
+
+
+async def test_batch_of_64_answers_64_results_in_the_order_sent(
+    stand_in: Install,
+) -> None:
+    """README: `POST /predict_batch` takes up to 64 files and answers a list: exactly 64 answers,
+    the n-th being the single /predict answer for the n-th file sent."""
+    loading = stand_in(tiny_classifier())
+    images = distinct_pngs(64)
+    async with served() as client:
+        loading.finish()
+        response = await client.post("/predict_batch", files=batch_files(images))
+        assert response.status_code == 200, response.text
+        answers = response.json()
+        assert isinstance(answers, list)
+        assert len(answers) == 64
+        singles = [(await predict(client, data)).json() for data in images]
+
+    for answer, single in zip(answers, singles, strict=True):
+        assert answer["prediction"] == single["prediction"]
+        assert answer["probabilities"] == pytest.approx(single["probabilities"], abs=1e-5)
+    # The images are told apart by the network, so a reordered answer could not pass the above.
+    vectors = np.array([list(a["probabilities"].values()) for a in answers])
+    nearest = min(np.abs(vectors[i] - vectors[j]).max() for i in range(64) for j in range(i))
+    assert nearest > 1e-3
+
+
+async def test_batch_over_64_files_is_refused_with_413_naming_the_cap(
+    stand_in: Install,
+) -> None:
+    """README caps a batch at 64 files: 65 get a 413 whose reason names the cap."""
+    loading = stand_in(tiny_classifier())
+    async with served() as client:
+        loading.finish()
+        response = await client.post("/predict_batch", files=batch_files(distinct_pngs(65)))
+    assert response.status_code == 413
+    assert "at most 64 images a request" in response.text
+
+
+async def test_empty_batch_is_a_400_with_the_reason(
+    stand_in: Install,
+) -> None:
+    """No files at all (a form without `images`, or no body): 400 naming the missing `images`
+    field; an explicitly empty list: 400 "send at least one image"."""
+    loading = stand_in(tiny_classifier())
+    async with served() as client:
+        loading.finish()
+        for empty in (
+            await client.post("/predict_batch", files={"note": (None, "no files")}),
+            await client.post("/predict_batch"),
+        ):
+            assert empty.status_code == 400
+            assert empty.json()["detail"][0]["loc"] == ["images"]
+            assert empty.json()["detail"][0]["msg"] == "Field required"
+        listed = await client.post("/predict_batch", json={"images": []})
+    assert listed.status_code == 400
+    assert "send at least one image" in listed.text
