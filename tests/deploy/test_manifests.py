@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,14 @@ import pytest
 import yaml
 from kubernetes_validate import validate
 
-from bot.runs import TrainingRun
+from bot.runs import (
+    DeployRun,
+    TrainingRun,
+    deploy_run,
+    training_job_name,
+    training_job_pull,
+    training_run,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -171,3 +179,31 @@ def test_the_deployer_role_allows_exactly_what_deploying_uses() -> None:
         ("", "services/proxy"): {"get", "create"},
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "orbit", "namespace": "orbit"}]
+
+
+def _render(template: str, inputs: dict[str, str]) -> str:
+    for name, value in inputs.items():
+        template = template.replace(f"${{{{ inputs.{name} }}}}", value)
+    return template
+
+
+@pytest.mark.parametrize(
+    ("path", "run"),
+    [
+        ("train.yml", TrainingRun(7, "abc1234", "main")),
+        ("deploy.yml", DeployRun(7, "pr-7", 31, "d" * 40)),
+    ],
+)
+def test_each_workflow_keeps_the_run_contract_the_bot_dispatches_and_recognises(
+    path: str, run: TrainingRun | DeployRun
+) -> None:
+    workflow = yaml.safe_load((ROOT / ".github/workflows" / path).read_text())
+    declared = workflow[True]["workflow_dispatch"]["inputs"]
+    assert set(declared) == set(run.inputs), "the inputs the bot sends are exactly those declared"
+    assert _render(workflow["run-name"], run.inputs) == run.title
+    parsed = training_run(run.title) if isinstance(run, TrainingRun) else deploy_run(run.title)
+    assert parsed == (replace(run, base="") if isinstance(run, TrainingRun) else run)
+    if isinstance(run, TrainingRun):
+        [job] = workflow["jobs"].values()
+        assert _render(job["name"], run.inputs) == training_job_name(run.pull)
+        assert training_job_pull(training_job_name(run.pull)) == run.pull
