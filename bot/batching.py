@@ -1,8 +1,9 @@
 """Adaptive batching inside one process: concurrent requests share one call.
 
 While a batch runs, newly arrived items queue; the next call takes all of them (up to a limit).
-A lone request therefore waits for nothing, and a burst is served in few calls. The service
-batches forward passes with it; the bot batches inbox writes into one transaction.
+A lone request therefore waits for nothing, and a burst is served in few calls. The bot batches
+inbox writes into one transaction with it (group commit). `model/batching.py` is the model
+project's own copy for forward passes: the model must stand alone, without the App.
 """
 
 import asyncio
