@@ -69,7 +69,14 @@ def build_app(settings: Settings) -> ASGIApp:
     github = github_app(settings)
     runners = runners_from(settings)
     router, features = wiring(runners, deployer_from(settings))
-    workers = WorkerPool(inbox, router, github, features=features, concurrency=settings.workers)
+    workers = WorkerPool(
+        inbox,
+        router,
+        github,
+        features=features,
+        concurrency=settings.workers,
+        max_handler_seconds=settings.max_handler_seconds,
+    )
     ingest = Ingest(inbox, router, settings.webhook_secret.get_secret_value().encode(), workers.wake)
     periodic = []
     if runners:
@@ -103,7 +110,11 @@ def open_inbox(settings: Settings) -> Inbox:
 def reconciler_for(settings: Settings, inbox: Inbox, github: GitHubAppClient, runners: Runners) -> Reconciler:
     """Return the reconciler over the installed repositories recorded in the inbox's database."""
     return Reconciler(
-        runners, github, lambda: installations.repository_list(inbox.engine), settings.pending_limit_seconds
+        runners,
+        github,
+        lambda: installations.repository_list(inbox.engine),
+        inbox,
+        settings.pending_limit_seconds,
     )
 
 

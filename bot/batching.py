@@ -17,12 +17,17 @@ Out = TypeVar("Out")
 class MicroBatcher(Generic[In, Out]):
     """Gather items submitted concurrently into batched calls of `run`.
 
+    `run` answers each item with its result, or with the exception that item alone raises.
+
     `run` goes to a worker thread unless `in_thread` is False: a call of a millisecond or two
     (a local SQLite commit) costs less on the event loop than the two thread wake-ups around it.
     """
 
     def __init__(
-        self, run: Callable[[list[In]], Sequence[Out]], max_batch: int = 32, in_thread: bool = True
+        self,
+        run: Callable[[list[In]], Sequence[Out | Exception]],
+        max_batch: int = 32,
+        in_thread: bool = True,
     ) -> None:
         self._run = run
         self._max_batch = max_batch
@@ -51,5 +56,9 @@ class MicroBatcher(Generic[In, Out]):
                         future.set_exception(error)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
                     future.set_result(result)

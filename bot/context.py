@@ -10,10 +10,26 @@ from bot.events import Repo
 from bot.github import GitHubApi
 
 
+@dataclass(frozen=True)
+class CommandCall:
+    """One slash command in a pull request comment, by a user allowed to run it."""
+
+    repo: Repo
+    pull: int
+    sender: str
+    args: str
+    comment_id: int  # the comment's id: what makes a redelivered comment the same command
+
+    @property
+    def trigger(self) -> str:
+        """Return what identifies this command's work, so that a redelivery starts nothing new."""
+        return f"comment:{self.comment_id}"
+
+
 class Feature(Protocol):
     """A command's back end (training, deployment), plugged in by its own module."""
 
-    async def __call__(self, github: GitHubApi, repo: Repo, pull_number: int, sender: str, args: str) -> str:
+    async def __call__(self, ctx: "Context", call: CommandCall) -> str:
         """Start the work and return a one-line outcome for the PR."""
         ...
 
@@ -26,6 +42,10 @@ class Store(Protocol):
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in a write transaction, after the writers before it, and return its result."""
+        ...
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` on a connection that only reads, beside the writers, and return its result."""
         ...
 
 

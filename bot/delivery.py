@@ -32,11 +32,15 @@ class Delivery:
 
 
 class RejectedDelivery(Exception):
-    """A request that is not a valid delivery; `status` is what to answer."""
+    """A request that is not a valid delivery; `status` is what to answer.
 
-    def __init__(self, status: HTTPStatus, reason: str) -> None:
+    `verified`: its signature checked, so its `X-GitHub-Event` came with a body GitHub signed.
+    """
+
+    def __init__(self, status: HTTPStatus, reason: str, verified: bool = False) -> None:
         super().__init__(reason)
         self.status = status
+        self.verified = verified
 
 
 class _Numbered(TypedDict, total=False):
@@ -90,7 +94,12 @@ def signature_of(secret: bytes, body: bytes) -> str:
 
 
 def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
-    """Return whether the header is the body's HMAC-SHA256, compared in constant time."""
+    """Return whether the header is exactly the body's `sha256=<lowercase hex>`, compared in constant time.
+
+    Both sides are compared whole (`compare_digest` is false for any difference in length), so a
+    prefix of the right value (`sha256=`, a truncated digest) is refused, as is anything else
+    that is not byte for byte what GitHub sends: another case, spaces, the `sha1=` form.
+    """
     if not header:
         return False
     return hmac.compare_digest(signature_of(secret, body).encode(), header.encode())
@@ -104,5 +113,11 @@ def parse_delivery(headers: dict[str, str], body: bytes, secret: bytes) -> Deliv
         raise RejectedDelivery(HTTPStatus.UNAUTHORIZED, "missing or wrong X-Hub-Signature-256")
     event, delivery_id = headers.get("x-github-event"), headers.get("x-github-delivery")
     if not event or not delivery_id:
-        raise RejectedDelivery(HTTPStatus.BAD_REQUEST, "X-GitHub-Event and X-GitHub-Delivery are required")
-    return Delivery(event=event, delivery_id=delivery_id, payload=routing_fields(body))
+        raise RejectedDelivery(
+            HTTPStatus.BAD_REQUEST, "X-GitHub-Event and X-GitHub-Delivery are required", verified=True
+        )
+    try:
+        payload = routing_fields(body)
+    except RejectedDelivery as rejection:
+        raise RejectedDelivery(rejection.status, str(rejection), verified=True) from None
+    return Delivery(event=event, delivery_id=delivery_id, payload=payload)

@@ -148,6 +148,7 @@ class WorkflowRun(Model, frozen=True, kw_only=True):
     path: str | None = None
     event: str | None = None
     head_sha: str | None = None
+    head_repository: Repository | None = None
 
 
 class WorkflowRunEvent(Event, frozen=True, kw_only=True):

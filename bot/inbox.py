@@ -54,6 +54,15 @@ work_items = sa.Table(
 )
 
 
+health = sa.Table(
+    "health",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("checked_at", sa.Float, nullable=False),
+)
+LEASE_EXPIRED = "the lease expired {attempts} times: a worker died or hung while handling it"
+
+
 # Statements built once: building one costs more than running it.
 QUEUE_WORK = work_items.insert()
 READ_DELIVERIES = sa.select(deliveries).where(
@@ -172,8 +181,31 @@ class Inbox:
         with self._writer, self.engine.begin() as connection:
             return work(connection)
 
-    def record(self, batch: list[NewDelivery]) -> list[bool]:
-        """Store deliveries and queue their work in one transaction; False for one seen before."""
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` on a connection that only reads and return its result."""
+        with self.engine.connect() as connection:
+            return work(connection)
+
+    def record(self, batch: list[NewDelivery]) -> list[bool | Exception]:
+        """Store deliveries and queue their work in one transaction; False for one seen before.
+
+        When the database refuses the batch (one delivery it cannot store), each delivery is stored
+        on its own: the others are kept, and the one refused gets its error.
+        """
+        try:
+            return list(self._record_together(batch))
+        except sa.exc.DBAPIError:
+            if len(batch) == 1:
+                raise
+        return [self._record_alone(item) for item in batch]
+
+    def _record_alone(self, item: NewDelivery) -> bool | Exception:
+        try:
+            return self._record_together([item])[0]
+        except sa.exc.DBAPIError as error:
+            return error
+
+    def _record_together(self, batch: list[NewDelivery]) -> list[bool]:
         now = time.time()
         first: dict[str, NewDelivery] = {}
         for item in batch:
@@ -216,6 +248,10 @@ class Inbox:
             stored = {found.delivery_id: found for found in connection.execute(READ_DELIVERIES, {"ids": ids})}
             items = []
             for row in rows:
+                if row.status == RUNNING and row.attempts >= self.max_attempts:
+                    reason = LEASE_EXPIRED.format(attempts=row.attempts)
+                    connection.execute(SET_ITEM, {"item_id": row.id, "status": DEAD, "last_error": reason})
+                    continue
                 payload = read_payload(stored[row.delivery_id].payload)
                 if payload is None:
                     connection.execute(
@@ -228,6 +264,21 @@ class Inbox:
                 lease = now + self.lease_seconds
                 connection.execute(START_ITEMS, {"ids": [item.id for item in items], "lease": lease})
         return True, items
+
+    def extend(self, item_ids: list[int]) -> None:
+        """Renew the leases of items still being handled, so that no other worker takes them."""
+        with self._writer, self.engine.begin() as connection:
+            connection.execute(
+                work_items.update()
+                .where(work_items.c.id.in_(item_ids), work_items.c.status == RUNNING)
+                .values(lease_expires_at=time.time() + self.lease_seconds)
+            )
+
+    def check_writable(self) -> None:
+        """Raise unless a write commits (a full disk or a read-only database fails it)."""
+        with self._writer, self.engine.begin() as connection:
+            connection.execute(health.delete())
+            connection.execute(health.insert().values(id=1, checked_at=time.time()))
 
     def complete(self, item: WorkItem) -> None:
         """Mark an item done."""
@@ -297,7 +348,7 @@ def _claim_query(skip_locked: bool) -> sa.Select[Any]:
         sa.and_(work_items.c.status == RUNNING, work_items.c.lease_expires_at < now),
     )
     query = (
-        sa.select(work_items.c.id, work_items.c.delivery_id, work_items.c.attempts)
+        sa.select(work_items.c.id, work_items.c.delivery_id, work_items.c.attempts, work_items.c.status)
         .where(runnable, ~sa.exists(blocked))
         .order_by(work_items.c.id)
         .limit(sa.bindparam("limit"))

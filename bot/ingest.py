@@ -8,7 +8,7 @@ from bot.batching import MicroBatcher
 from bot.delivery import Delivery, RejectedDelivery, parse_delivery
 from bot.events import ordering_key
 from bot.inbox import Inbox, NewDelivery
-from bot.metrics import DELIVERIES
+from bot.metrics import DELIVERIES, KNOWN_EVENTS, MAX_ACTION_LABEL, OTHER, UNVERIFIED, event_label
 from bot.router import Router
 
 
@@ -36,17 +36,20 @@ class Ingest:
         try:
             delivery = parse_delivery(headers, body, self._secret)
         except RejectedDelivery as rejection:
-            event = headers.get("x-github-event", "")
-            DELIVERIES.labels(event[:64], "", f"rejected_{rejection.status.value}").inc()
+            # A header of a request whose signature did not check never becomes a label value.
+            event = event_label(headers.get("x-github-event", "")) if rejection.verified else UNVERIFIED
+            DELIVERIES.labels(event, "", f"rejected_{rejection.status.value}").inc()
             return Answer(rejection.status, str(rejection))
         return await self._accept(delivery, body)
 
     async def _accept(self, delivery: Delivery, body: bytes) -> Answer:
-        labels = (delivery.event, delivery.action)
-        if delivery.event == "ping":
+        event, action = delivery.event, delivery.action
+        # Label values from fixed sets only: the headers are not signed, a replayed body can carry any.
+        labels = (event, action[:MAX_ACTION_LABEL]) if event in KNOWN_EVENTS else (OTHER, "")
+        if event == "ping":
             DELIVERIES.labels(*labels, "ping").inc()
             return Answer(HTTPStatus.OK, "pong")
-        if not self._router.wants(*labels):
+        if not self._router.wants(event, action):
             DELIVERIES.labels(*labels, "ignored").inc()
             return Answer(HTTPStatus.ACCEPTED, "no handler wants this event")
         is_new = await self._writer.submit(NewDelivery(delivery, ordering_key(delivery), body))

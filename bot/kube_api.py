@@ -11,6 +11,7 @@ import orjson
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
+from urllib3.util.retry import Retry
 
 from bot.errors import PermanentError, TemporaryError
 
@@ -20,6 +21,13 @@ JSON = {"Accept": "application/json", "Content-Type": "application/json"}
 METADATA_ONLY = {
     "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 }
+# Every request gives up when connecting, or waiting for the next bytes of an answer, takes longer
+# than this (seconds): a worker or the reconciler is never held by an API server that does not answer.
+KUBE_TIMEOUT = (5.0, 30.0)
+# urllib3 retries a failed connection (nothing was sent) but not a read that timed out or broke
+# (the default retries those three times for a GET, which would make the timeout four times longer);
+# a request that failed is retried by the inbox, with backoff.
+RETRIES = Retry(total=3, read=0)
 
 
 def load_configuration() -> client.Configuration:
@@ -42,16 +50,26 @@ def translate(error: ApiException, action: str) -> Exception:
 
 
 class KubeApi:
-    """Requests with JSON bodies; the caller decides what each status means."""
+    """Requests with JSON bodies; the caller decides what each status means.
 
-    def __init__(self, api: client.ApiClient | None = None) -> None:
+    `timeout`: (connect, read) seconds for every request.
+    """
+
+    def __init__(
+        self, api: client.ApiClient | None = None, timeout: tuple[float, float] = KUBE_TIMEOUT
+    ) -> None:
         self.api = api or client.ApiClient(load_configuration())
+        self.timeout = timeout
+        if self.api.configuration.retries is None:  # the caller's own choice stands
+            pools = self.api.rest_client.pool_manager
+            pools.connection_pool_kw["retries"] = RETRIES
+            pools.clear()  # pools made before take their settings when they are made again
 
     def request(self, method: str, path: str, action: str, **options: Any) -> tuple[int, bytes]:
         """Send one request; return its status and body. Only a failure to get an answer raises."""
         try:
             prepared = self.api.param_serialize(method, path, auth_settings=["BearerToken"], **options)
-            response = self.api.call_api(*prepared)
+            response = self.api.call_api(*prepared, _request_timeout=self.timeout)
             response.read()  # the whole body, so that the connection goes back to the pool
         except ApiException as error:
             raise translate(error, action) from error

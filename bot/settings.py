@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     webhook_path: str = "/webhook"
     workers: int = Field(default=8, ge=1)
     max_attempts: int = Field(default=6, ge=1)
-    lease_seconds: float = Field(default=300.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)  # renewed while a handler runs
+    max_handler_seconds: float = Field(default=3600.0, gt=0)  # past it a handler is stuck
     runners_enabled: bool = True
     reconcile_seconds: float = Field(default=60.0, gt=0)
     pending_limit_seconds: float = Field(default=600.0, gt=0)

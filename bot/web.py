@@ -73,9 +73,13 @@ def create_app(
         return PlainTextResponse("ok")
 
     async def readyz() -> Response:
+        stuck = workers.stuck() if workers else []
+        if stuck:
+            reason = f"work items {stuck} have been handled for too long: a worker is stuck"
+            return JSONResponse({"ready": False, "reason": reason}, status_code=503)
         try:
-            await asyncio.to_thread(inbox.ping)
-        except Exception as error:
+            await asyncio.to_thread(inbox.check_writable)
+        except Exception as error:  # unreachable, read-only or full: deliveries could not be stored
             return JSONResponse({"ready": False, "reason": type(error).__name__}, status_code=503)
         return JSONResponse({"ready": True})
 

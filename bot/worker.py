@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from typing import cast
 
 from bot.context import Context, Feature
@@ -26,10 +27,13 @@ class WorkerPool:
         features: dict[str, Feature],
         concurrency: int = 8,
         poll_seconds: float = 1.0,
+        max_handler_seconds: float = 3600.0,
     ) -> None:
         self.inbox, self.router, self.app, self.features = inbox, router, app, features
         self.concurrency, self.poll_seconds = concurrency, poll_seconds
+        self.max_handler_seconds = max_handler_seconds
         self._wake = asyncio.Event()
+        self._started: dict[int, float] = {}  # item id -> when its handler started
 
     def wake(self) -> None:
         """Tell the pool that new work is waiting."""
@@ -69,7 +73,36 @@ class WorkerPool:
             return []
 
     async def handle(self, item: WorkItem) -> None:
-        """Run every handler of the item's delivery and record the outcome."""
+        """Run every handler of the item's delivery and record the outcome, holding its lease meanwhile."""
+        self._started[item.id] = time.monotonic()
+        keeper = asyncio.create_task(self._keep_lease(item))
+        try:
+            await self._handle(item)
+        finally:
+            keeper.cancel()
+            self._started.pop(item.id, None)
+
+    async def _keep_lease(self, item: WorkItem) -> None:
+        """Renew the item's lease while its handler runs, until it has run for `max_handler_seconds`.
+
+        A handler longer than the lease is not taken by another worker meanwhile; one that runs
+        past the limit is stuck: its lease lapses, so another replica can take the item over,
+        and `/readyz` fails, so that this one is restarted.
+        """
+        every = self.inbox.lease_seconds / 3
+        while time.monotonic() - self._started[item.id] + every < self.max_handler_seconds:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(self.inbox.extend, [item.id])
+            except Exception:  # the database is out of reach: the next renewal tries again
+                log.exception("could not renew the lease of work item %s", item.id)
+
+    def stuck(self) -> list[int]:
+        """Return the items whose handlers have run past `max_handler_seconds`."""
+        now = time.monotonic()
+        return [item for item, began in self._started.items() if now - began > self.max_handler_seconds]
+
+    async def _handle(self, item: WorkItem) -> None:
         delivery = item.delivery
         context = Context(self._github_for(item), self.inbox, self.features)
         try:

@@ -7,13 +7,15 @@ PR comment.
 """
 
 import asyncio
+import functools
 from dataclasses import dataclass, replace
 
-from bot.context import Context
+from bot.context import CommandCall, Context, Store
+from bot.dispatch import accepted, already_done, dispatch, done, observed
 from bot.events import PullRequestEvent, Repo, WorkflowRunEvent
 from bot.github.deployments import PRODUCTION, DeploymentInfo
 from bot.router import Router
-from bot.runs import DEPLOY_WORKFLOW, DeployRun, deploy_run
+from bot.runs import DEPLOY, DEPLOY_WORKFLOW, DeployRun, by_trigger
 from deploy.github import DeployGitHub
 from deploy.image import ImageError, read_image
 from deploy.kube import ModelCluster
@@ -21,6 +23,7 @@ from deploy.manifests import Target, revisions
 from deploy.rollout import Outcome, Timing, roll_out, tear_down
 
 DEFAULT_TIMING = Timing()
+ROLLED_OUT = "rolled out"
 
 
 @dataclass(frozen=True)
@@ -52,16 +55,41 @@ class Deployer:
 
 
 async def request_deploy(
-    github: DeployGitHub, repo: Repo, pull: int, environment: str, sha: str, branch: str
+    github: DeployGitHub,
+    store: Store,
+    repo: Repo,
+    pull: int,
+    environment: str,
+    sha: str,
+    branch: str,
+    trigger: str,
 ) -> int:
-    """Create the deployment (queued) and dispatch the trusted deploy.yml to build its image."""
-    deployment = await github.create_deployment(
-        repo, sha, environment, {"pr": pull}, f"PR #{pull} to {environment}"
+    """Create the deployment (queued) and dispatch the trusted deploy.yml to build its image.
+
+    Safe to repeat: a trigger that started a build starts none again, and the deployment a
+    previous attempt created for the same trigger is reused.
+    """
+    started = await asyncio.to_thread(
+        store.read, functools.partial(by_trigger, repository=repo.full_name, trigger=trigger)
     )
+    if started is not None and started.deploy is not None:
+        return started.deploy.deployment_id
+    deployment = await _deployment_for(github, repo, pull, environment, sha, trigger)
     await github.set_deployment_status(repo, deployment, "queued", "waiting for the image build")
     run = DeployRun(pull, environment, deployment, sha)
-    await github.dispatch_workflow(repo, DEPLOY_WORKFLOW, branch, run.inputs)
+    await dispatch(github, store, repo, DEPLOY, DEPLOY_WORKFLOW, branch, run, trigger)
     return deployment
+
+
+async def _deployment_for(
+    github: DeployGitHub, repo: Repo, pull: int, environment: str, sha: str, trigger: str
+) -> int:
+    """Return the trigger's deployment: the one an earlier attempt created, else a new one."""
+    for existing in await github.deployments(repo, environment):
+        if existing.payload.get("trigger") == trigger and existing.sha == sha:
+            return existing.id
+    payload = {"pr": pull, "trigger": trigger}
+    return await github.create_deployment(repo, sha, environment, payload, f"PR #{pull} to {environment}")
 
 
 def router_for(deployer: Deployer) -> Router:
@@ -76,14 +104,17 @@ def router_for(deployer: Deployer) -> Router:
         await tear_down_preview(ctx.github, repo, pull.number, deployer)
         default = event.default_branch
         if pull.merged and pull.merge_commit_sha and pull.base.ref == default:
-            await request_deploy(ctx.github, repo, pull.number, PRODUCTION, pull.merge_commit_sha, default)
+            trigger = f"merge:{pull.merge_commit_sha}"
+            sha = pull.merge_commit_sha
+            await request_deploy(ctx.github, ctx.store, repo, pull.number, PRODUCTION, sha, default, trigger)
 
     @router.on(WorkflowRunEvent, "completed")
     async def on_build_completed(event: WorkflowRunEvent, ctx: Context) -> None:
         run, repo = event.workflow_run, event.repo
-        identity = deploy_run(run.display_title or "")
-        if identity is None or repo is None:
-            return
+        record = await accepted(ctx.store, observed(event), DEPLOY)
+        identity = record.deploy if record is not None else None
+        if identity is None or repo is None or await already_done(ctx.store, run.id, ROLLED_OUT):
+            return  # not orbit's build, or its rollout is done already (a replayed event)
         build = Build(
             repo,
             identity.pull,
@@ -95,6 +126,7 @@ def router_for(deployer: Deployer) -> Router:
             run.html_url or "",
         )
         await finish_build(ctx.github, deployer, build)
+        await done(ctx.store, run.id, ROLLED_OUT)
 
     return router
 
@@ -191,6 +223,15 @@ async def _report_failure(
     await github.create_comment(build.repo, build.pull, message)
 
 
+async def _rollback_deployment(github: DeployGitHub, call: CommandCall, sha: str, to: int) -> int:
+    """Return the deployment of this `/rollback`: the one a previous attempt created, else a new one."""
+    for existing in await github.deployments(call.repo, PRODUCTION):
+        if existing.payload.get("trigger") == call.trigger:
+            return existing.id
+    payload = {"pr": call.pull, "rollback_to": to, "trigger": call.trigger}
+    return await github.create_deployment(call.repo, sha, PRODUCTION, payload, f"roll back PR #{call.pull}")
+
+
 async def tear_down_preview(github: DeployGitHub, repo: Repo, pull: int, deployer: Deployer) -> None:
     """Delete a closed PR's preview and mark its deployments inactive."""
     environment = f"pr-{pull}"
@@ -203,17 +244,24 @@ async def tear_down_preview(github: DeployGitHub, repo: Repo, pull: int, deploye
 class DeployPreview:
     """The `/deploy` command: build the PR's head and serve it as its own preview environment."""
 
-    async def __call__(
-        self, github: DeployGitHub, repo: Repo, pull_number: int, sender: str, args: str
-    ) -> str:
+    async def __call__(self, ctx: Context, call: CommandCall) -> str:
         """Request the preview deployment and say so."""
-        pull = await github.pull_request(repo, pull_number)
+        github: DeployGitHub = ctx.github
+        pull = await github.pull_request(call.repo, call.pull)
         if pull.state != "open":
-            return f"PR #{pull_number} is {pull.state}; `/deploy` previews open pull requests."
+            return f"PR #{call.pull} is {pull.state}; `/deploy` previews open pull requests."
+        environment = f"pr-{call.pull}"
         await request_deploy(
-            github, repo, pull_number, f"pr-{pull_number}", pull.head_sha, pull.default_branch
+            github,
+            ctx.store,
+            call.repo,
+            call.pull,
+            environment,
+            pull.head_sha,
+            pull.default_branch,
+            call.trigger,
         )
-        return f"Building `{pull.head_sha[:7]}` for the preview `pr-{pull_number}`, as @{sender} asked."
+        return f"Building `{pull.head_sha[:7]}` for the preview `{environment}`, as @{call.sender} asked."
 
 
 @dataclass(frozen=True)
@@ -225,10 +273,10 @@ class Rollback:
 
     deployer: Deployer
 
-    async def __call__(
-        self, github: DeployGitHub, repo: Repo, pull_number: int, sender: str, args: str
-    ) -> str:
+    async def __call__(self, ctx: Context, call: CommandCall) -> str:
         """Roll production back to the revision before this PR's latest rollout."""
+        github: DeployGitHub = ctx.github
+        repo, pull_number, sender = call.repo, call.pull, call.sender
         found = await asyncio.to_thread(self.deployer.cluster.read, "Deployment", self.deployer.service)
         history = revisions(found) if found else ()
         mine = [i for i, revision in enumerate(history) if revision.pull == pull_number]
@@ -237,10 +285,7 @@ class Rollback:
         if mine[-1] == 0:
             return f"No rollout before PR #{pull_number}'s is on record; nothing was rolled back."
         back = history[mine[-1] - 1]
-        payload = {"pr": pull_number, "rollback_to": back.deployment_id}
-        deployment = await github.create_deployment(
-            repo, back.sha, PRODUCTION, payload, f"roll back PR #{pull_number}"
-        )
+        deployment = await _rollback_deployment(github, call, back.sha, back.deployment_id)
         await github.set_deployment_status(repo, deployment, "in_progress", f"rolling back to {back.sha[:7]}")
         target = replace(self.deployer.target(PRODUCTION, back.image, back.sha, deployment), pull=back.pull)
         outcome = await roll_out(self.deployer.cluster, target, self.deployer.timing)

@@ -21,12 +21,18 @@ class ImageRejected(ValueError):
 
 
 def _check_size(image: Image.Image) -> None:
+    """Refuse, from the header alone (before decoding), an image too wide, too tall or too large."""
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageRejected("the image has no pixels")
-    if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+    if max(width, height) > MAX_SIDE:
         raise ImageRejected(
-            f"the image is {width}x{height}; the limit is {MAX_SIDE} pixels a side and {MAX_PIXELS} in all",
+            f"the image is {width}x{height}; the limit is {MAX_SIDE} pixels a side",
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        )
+    if width * height > MAX_PIXELS:
+        raise ImageRejected(
+            f"the image is {width}x{height}, {width * height:,} pixels; the limit is {MAX_PIXELS:,} in all",
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
         )
 

@@ -5,11 +5,12 @@ import logging
 from dataclasses import dataclass
 
 from bot.context import Context
+from bot.dispatch import accepted_job
 from bot.errors import PermanentError
 from bot.events import Repo, WorkflowJobEvent
 from bot.github import CheckUpdate, JobInfo
 from bot.router import Router
-from bot.runs import training_job_pull
+from bot.runs import RecordedRun
 from runner import checks
 from runner.classes import RunnerClass, class_for
 from runner.github import RunnerGitHub
@@ -26,16 +27,18 @@ class Runners:
     cluster: Cluster
     classes: dict[str, RunnerClass]
 
-    async def start(self, github: RunnerGitHub, repo: Repo, job: JobInfo, installation: int) -> bool:
-        """Start a runner for a still-queued orbit job; return whether a new pod was created."""
+    async def start(
+        self, github: RunnerGitHub, repo: Repo, job: JobInfo, run: RecordedRun, installation: int
+    ) -> bool:
+        """Start a runner for a still-queued job of an orbit run; return whether a new pod was created."""
         klass = class_for(job.labels, self.classes)
         if klass is None or job.status != "queued":
             return False
         pods = await asyncio.to_thread(self.cluster.class_pods, klass.label)
-        return await self._start_in_class(github, repo, job, klass, pods, installation)
+        return await self._start_in_class(github, repo, job, run, klass, pods, installation)
 
     async def start_if_queued(
-        self, github: RunnerGitHub, repo: Repo, job: JobInfo, installation: int
+        self, github: RunnerGitHub, repo: Repo, job: JobInfo, run: RecordedRun, installation: int
     ) -> bool:
         """Start a runner for a job an event names, once the API says it is still queued.
 
@@ -49,13 +52,14 @@ class Runners:
         )
         if current is None or current.status != "queued" or class_for(current.labels, self.classes) != klass:
             return False
-        return await self._start_in_class(github, repo, current, klass, pods, installation)
+        return await self._start_in_class(github, repo, current, run, klass, pods, installation)
 
     async def _start_in_class(
         self,
         github: RunnerGitHub,
         repo: Repo,
         job: JobInfo,
+        run: RecordedRun,
         klass: RunnerClass,
         pods: list[dict[str, str]],
         installation: int,
@@ -65,7 +69,7 @@ class Runners:
         if len(pods) >= klass.max_pods:
             log.info("class %s is at its cap; job %s waits for the reconciler", klass.label, job.id)
             return False
-        target = RunnerJob(repo.full_name, job.id, job.run_id, pull_number(job), tuple(job.labels))
+        target = RunnerJob(repo.full_name, job.id, job.run_id, run.pull, tuple(job.labels))
         await self._create(github, repo, target, klass, installation)
         return True
 
@@ -98,11 +102,6 @@ class Runners:
             await github.delete_runner(repo, runner_id)
 
 
-def pull_number(job: JobInfo) -> int | None:
-    """Return the PR a training job belongs to, from its name (see `bot.runs`)."""
-    return training_job_pull(job.name)
-
-
 def job_info(event: WorkflowJobEvent) -> JobInfo:
     """Return what runners need of the event's job."""
     job = event.workflow_job
@@ -128,20 +127,26 @@ def make_router(runners: Runners) -> Router:
         repo, job = event.repo, job_info(event)
         if repo is None or event.installation is None or class_for(job.labels, runners.classes) is None:
             return
-        await runners.start_if_queued(ctx.github, repo, job, event.installation.id)
+        run = await accepted_job(ctx.store, repo.full_name, job.run_id, job.head_sha)
+        if run is not None:
+            await runners.start_if_queued(ctx.github, repo, job, run, event.installation.id)
 
     @router.on(WorkflowJobEvent, "in_progress")
     async def in_progress(event: WorkflowJobEvent, ctx: Context) -> None:
         repo, job = event.repo, job_info(event)
-        if repo is None or class_for(job.labels, runners.classes) is None or not job.head_sha:
+        if repo is None or class_for(job.labels, runners.classes) is None:
             return
+        run = await accepted_job(ctx.store, repo.full_name, job.run_id, job.head_sha)
+        training = run.training if run is not None else None
+        if training is None:
+            return  # not orbit's, or a deploy build: no check run to show it on
         summary = (
             f"Running on `{job.runner_name or runner_name(job.id)}`. [Follow the job's log]({job.html_url})."
         )
         update = CheckUpdate(
             status="in_progress", title="Training", summary=summary, details_url=job.html_url or None
         )
-        await checks.update_open(ctx.github, repo, job.head_sha, update)
+        await checks.update_open(ctx.github, repo, training.sha, update)
 
     @router.on(WorkflowJobEvent, "completed")
     async def completed(event: WorkflowJobEvent, ctx: Context) -> None:

@@ -7,15 +7,18 @@
 """
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bot.context import Store
+from bot.dispatch import accepted_job
 from bot.errors import PermanentError, TemporaryError
 from bot.events import Repo
 from bot.github import CheckUpdate, GitHubApi, GitHubApp, JobInfo
-from bot.runs import DEPLOY_WORKFLOW, TRAIN_WORKFLOW
+from bot.runs import DEPLOY_WORKFLOW, TRAIN_WORKFLOW, RecordedRun, recorded
 from runner import checks
 from runner.jobs import Runners
 from runner.kube import RunnerPod
@@ -41,6 +44,7 @@ class Reconciler:
     runners: Runners
     app: GitHubApp
     repositories: Callable[[], list[tuple[int, str]]]
+    store: Store
     pending_limit_s: float = 600.0
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -72,7 +76,12 @@ class Reconciler:
             await self.runners.stop(github, repo, int(job_id))
             outcome.deadline_exceeded.append(pod.name)
             if job is not None:
-                await _fail_check(github, repo, job, "The runner pod ran past its deadline and was stopped.")
+                update = CheckUpdate(
+                    conclusion="failure",
+                    title="Runner deadline exceeded",
+                    summary="The runner pod ran past its deadline and was stopped.",
+                )
+                await self._update_check(github, repo, job, update)
         elif (
             job is None
             or job.status == "completed"
@@ -96,28 +105,46 @@ class Reconciler:
             f" {reason}\n\n"
             "It starts as soon as the cluster has capacity (a free GPU, a pullable image)."
         )
-        await checks.update_open(
-            github, repo, job.head_sha, CheckUpdate(title="Waiting for a GPU runner", summary=summary)
+        await self._update_check(
+            github, repo, job, CheckUpdate(title="Waiting for a GPU runner", summary=summary)
         )
 
+    async def _update_check(self, github: GitHubApi, repo: Repo, job: JobInfo, update: CheckUpdate) -> None:
+        """Update the check run of the commit the job's run trains (a deploy build has none)."""
+        found = await asyncio.to_thread(self.store.read, functools.partial(recorded, run_id=job.run_id))
+        training = found.training if found is not None else None
+        if training is not None:
+            await checks.update_open(github, repo, training.sha, update)
+
     async def _start_lost_jobs(self, outcome: Outcome) -> None:
-        candidates: list[tuple[JobInfo, GitHubApi, Repo, int]] = []
+        candidates: list[tuple[JobInfo, RecordedRun, GitHubApi, Repo, int]] = []
         for install, full_name in self.repositories():
             repo, github = Repo(*full_name.split("/", 1)), self.app.for_installation(install)
             try:
-                candidates += [(job, github, repo, install) for job in await self._queued_jobs(github, repo)]
+                candidates += [
+                    (*found, github, repo, install) for found in await self._queued_jobs(github, repo)
+                ]
             except (TemporaryError, PermanentError) as error:
                 log.warning("listing queued jobs of %s: %s", full_name, error)
-        for job, github, repo, install in sorted(candidates, key=lambda c: c[0].created_at):  # oldest first
-            if await self.runners.start(github, repo, job, install):
+        for job, run, github, repo, install in sorted(
+            candidates, key=lambda c: c[0].created_at
+        ):  # oldest first
+            if await self.runners.start(github, repo, job, run, install):
                 outcome.started.append(job.id)
 
-    async def _queued_jobs(self, github: GitHubApi, repo: Repo) -> list[JobInfo]:
+    async def _queued_jobs(self, github: GitHubApi, repo: Repo) -> list[tuple[JobInfo, RecordedRun]]:
+        """Return the queued jobs of the runs orbit dispatched (a job of any other run gets no pod)."""
         jobs = []
         for workflow in WORKFLOWS:
             for status in ("queued", "in_progress"):
                 for run in await github.workflow_runs(repo, workflow, status):
-                    jobs += [job for job in await github.run_jobs(repo, run.id) if job.status == "queued"]
+                    record = await accepted_job(self.store, repo.full_name, run.id, run.head_sha)
+                    if record is not None:
+                        jobs += [
+                            (job, record)
+                            for job in await github.run_jobs(repo, run.id)
+                            if job.status == "queued"
+                        ]
         return jobs
 
 
@@ -127,8 +154,3 @@ def _lost_secret(pod: RunnerPod) -> bool:
     Deleting it lets the next pass start the still-queued job afresh, with a new JIT config.
     """
     return pod.waiting_reason == "CreateContainerConfigError"
-
-
-async def _fail_check(github: GitHubApi, repo: Repo, job: JobInfo, reason: str) -> None:
-    update = CheckUpdate(conclusion="failure", title="Runner deadline exceeded", summary=reason)
-    await checks.update_open(github, repo, job.head_sha, update)

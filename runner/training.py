@@ -4,12 +4,17 @@ The workflow always runs from the default branch (the trusted copy) and checks o
 A newer push or `/retrain` supersedes older runs of the same pull request.
 """
 
-from bot.context import Context
+import asyncio
+import functools
+import re
+
+from bot.context import CommandCall, Context, Store
+from bot.dispatch import dispatch
 from bot.events import PullRequestEvent, Repo
 from bot.github import CheckUpdate, PullInfo, RunInfo, RunStatus
 from bot.github.actions import Workflows
 from bot.router import Router
-from bot.runs import TrainingRun, training_run
+from bot.runs import TRAIN, RecordedRun, TrainingRun, by_trigger, recorded
 from runner import checks
 from runner.config import CONFIG_PATH, RepoConfigError, parse_config, records_outputs_only, touches_pipeline
 from runner.github import TrainingGitHub
@@ -17,6 +22,7 @@ from runner.github import TrainingGitHub
 ACTIVE: tuple[RunStatus, ...] = ("queued", "in_progress", "waiting", "requested", "pending")
 TRAIN_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
 INVALID_CONFIG = "Invalid orbit configuration"
+SHA_ARG = re.compile(r"[0-9a-f]{7,40}")
 
 router = Router()
 
@@ -68,7 +74,8 @@ async def on_pull_request(event: PullRequestEvent, ctx: Context) -> None:
         return
     if await checks.is_training(github, repo, pull.head_sha):
         return  # a redelivery, or a second event for the same commit
-    await start_training(github, repo, pull, config.training.workflow)
+    trigger = f"head:{pull.number}:{pull.head_sha}"
+    await start_training(github, ctx.store, repo, pull, config.training.workflow, trigger)
 
 
 async def _report_config_error(github: TrainingGitHub, repo: Repo, pull: PullInfo, message: str) -> None:
@@ -76,24 +83,25 @@ async def _report_config_error(github: TrainingGitHub, repo: Repo, pull: PullInf
 
 
 async def active_runs(
-    github: Workflows, repo: Repo, workflow: str, number: int
+    github: Workflows, store: Store, repo: Repo, workflow: str, number: int
 ) -> list[tuple[RunInfo, TrainingRun]]:
-    """Return the PR's training runs that have not finished, each with what it trains."""
+    """Return the PR's training runs orbit started that have not finished, each with what it trains."""
     found = []
     for status in ACTIVE:
         for run in await github.workflow_runs(repo, workflow, status):
-            training = training_run(run.title)
+            record = await asyncio.to_thread(store.read, functools.partial(recorded, run_id=run.id))
+            training = record.training if record is not None and record.purpose == TRAIN else None
             if training is not None and training.pull == number:
                 found.append((run, training))
     return found
 
 
 async def supersede(
-    github: TrainingGitHub, repo: Repo, number: int, workflow: str, new_sha: str
+    github: TrainingGitHub, store: Store, repo: Repo, number: int, workflow: str, new_sha: str
 ) -> list[int]:
     """Cancel the PR's active training runs and complete their check runs as superseded."""
     cancelled = []
-    for run, training in await active_runs(github, repo, workflow, number):
+    for run, training in await active_runs(github, store, repo, workflow, number):
         await github.cancel_run(repo, run.id)
         cancelled.append(run.id)
         summary = f"Superseded by a newer training run at {new_sha[:7]}."
@@ -103,32 +111,67 @@ async def supersede(
 
 
 async def start_training(
-    github: TrainingGitHub, repo: Repo, pull: PullInfo, workflow: str = "train.yml"
-) -> int:
-    """Supersede older runs, queue the check run at the head and dispatch the trusted workflow."""
-    await supersede(github, repo, pull.number, workflow, pull.head_sha)
-    check = await checks.queue(
-        github, repo, pull.head_sha, "Training queued", f"Waiting for a GPU runner for PR #{pull.number}."
+    github: TrainingGitHub, store: Store, repo: Repo, pull: PullInfo, workflow: str, trigger: str
+) -> RecordedRun:
+    """Supersede older runs, queue the check run at the head and dispatch the trusted workflow.
+
+    Safe to repeat: a trigger that already started a run starts nothing, and an open check run
+    of the head (left by an attempt that died before it dispatched) is reused.
+    """
+    started = await asyncio.to_thread(
+        store.read, functools.partial(by_trigger, repository=repo.full_name, trigger=trigger)
     )
+    if started is not None:
+        return started
+    await supersede(github, store, repo, pull.number, workflow, pull.head_sha)
+    if not await checks.is_training(github, repo, pull.head_sha):
+        summary = f"Waiting for a GPU runner for PR #{pull.number}."
+        await checks.queue(github, repo, pull.head_sha, "Training queued", summary)
     run = TrainingRun(pull.number, pull.head_sha, pull.base_ref or pull.default_branch)
-    await github.dispatch_workflow(repo, workflow, pull.default_branch, run.inputs)
-    return check
+    return await dispatch(github, store, repo, TRAIN, workflow, pull.default_branch, run, trigger)
+
+
+def _named_sha(args: str) -> str | None:
+    """Return the commit a `/retrain <sha>` names (7 to 40 hex digits), or None when it names none."""
+    words = args.split(maxsplit=1)
+    word = words[0].lower() if words else ""
+    return word if SHA_ARG.fullmatch(word) else None
+
+
+def _refusal(pull: PullInfo, named: str | None) -> str | None:
+    """Return why `/retrain` must not train the head, or None when it may.
+
+    A fork's head can move between the writer reading it and the bot training it; the writer
+    names the commit they read, and only that commit is trained.
+    """
+    head = pull.head_sha
+    if named is not None and not head.startswith(named):
+        return f"The head of PR #{pull.number} is now `{head[:7]}`, not `{named[:7]}`; nothing was trained."
+    if named is None and pull.head_repo != pull.base_repo:
+        return (
+            f"PR #{pull.number} comes from a fork: its head is `{head[:7]}`. To train exactly that commit, "
+            f"comment `/retrain {head[:12]}`; nothing was trained."
+        )
+    return None
 
 
 class Retrain:
-    """The `/retrain` command: train the PR's head now, forks included (a writer asked for it)."""
+    """The `/retrain [sha]` command: train the PR's head now, forks included (a writer asked for it)."""
 
-    async def __call__(
-        self, github: TrainingGitHub, repo: Repo, pull_number: int, sender: str, args: str
-    ) -> str:
+    async def __call__(self, ctx: Context, call: CommandCall) -> str:
         """Start training and say so."""
-        pull = await github.pull_request(repo, pull_number)
+        github: TrainingGitHub = ctx.github
+        pull = await github.pull_request(call.repo, call.pull)
         if pull.state != "open":
-            return f"PR #{pull_number} is {pull.state}; nothing was trained."
+            return f"PR #{call.pull} is {pull.state}; nothing was trained."
+        refusal = _refusal(pull, _named_sha(call.args))
+        if refusal is not None:
+            return refusal
         try:
-            config = parse_config(await github.file_text(repo, CONFIG_PATH, pull.base_ref))
+            config = parse_config(await github.file_text(call.repo, CONFIG_PATH, pull.base_ref))
         except RepoConfigError as error:
-            await _report_config_error(github, repo, pull, str(error))
+            await _report_config_error(github, call.repo, pull, str(error))
             return f"`{CONFIG_PATH}` is invalid, so nothing was trained: {error}"
-        await start_training(github, repo, pull, config.training.workflow)
-        return f"Training `{pull.head_sha[:7]}` on a GPU runner, as @{sender} asked; the report will follow."
+        await start_training(github, ctx.store, call.repo, pull, config.training.workflow, call.trigger)
+        head = pull.head_sha[:7]
+        return f"Training `{head}` on a GPU runner, as @{call.sender} asked; the report will follow."

@@ -74,3 +74,67 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = copy_project(tmp_path_factory.mktemp("project"), TINY_PARAMS)
     run(["dvc", "repro"], project)
     return project
+
+
+# --- Kubernetes RBAC: what the tests asked of the API doubles is what deploy/k8s grants the bot ---
+# Every request to tests/kube_double.py (and its apply routes) is recorded as the RBAC check a real
+# API server would make. At the end of the session, an access the rendered RBAC does not grant fails
+# the session; when the whole suite ran and passed, so does a grant no test used.
+
+_rbac_deselected: list[int] = [0]
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _rbac_deselected[0] += len(items)
+
+
+def _whole_suite(session: pytest.Session) -> bool:
+    """Return whether every test of the suite was selected, ran, and passed."""
+    config = session.config
+    options = config.option
+    testpaths = {(config.rootpath / path).resolve() for path in config.getini("testpaths")}
+    chosen = {(config.invocation_params.dir / arg).resolve() for arg in config.args}
+    return (
+        (config.args_source == pytest.Config.ArgsSource.TESTPATHS or chosen == testpaths)
+        and not any("::" in arg for arg in config.args)
+        and not getattr(options, "keyword", "")
+        and not getattr(options, "markexpr", "")
+        and not getattr(options, "lf", False)
+        and not getattr(options, "ignore", None)
+        and not getattr(options, "ignore_glob", None)
+        and not getattr(options, "collectonly", False)
+        and _rbac_deselected[0] == 0
+        and session.testscollected > 0
+        and session.testsfailed == 0
+        and not session.shouldfail
+        and not session.shouldstop
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests.kube_double import ACCESSES, rbac_problems, render
+
+    if not ACCESSES.first_by:
+        return
+    try:
+        missing, unused = rbac_problems(ACCESSES.first_by, render(), _whole_suite(session))
+    except (RuntimeError, ValueError, subprocess.CalledProcessError) as error:
+        missing, unused = [f"cannot read the RBAC of deploy/k8s: {error}"], []
+    if not missing and not unused:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = []
+    if missing:
+        lines += ["used by the code but not granted by deploy/k8s (a real API server answers 403):"]
+        lines += [f"  {line}" for line in missing]
+    if unused:
+        lines += ["granted by deploy/k8s but used by no test (least privilege: drop it, or test its use):"]
+        lines += [f"  {line}" for line in unused]
+    if reporter is not None:
+        reporter.line("")
+        reporter.write_sep("=", "Kubernetes RBAC of the bot", red=True)
+        for line in lines:
+            reporter.write_line(line)
+    else:
+        print("\n".join(lines), file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -22,9 +22,12 @@ from bot.github import (
     RunStatus,
     TreeEntry,
 )
+from bot.github.actions import MAX_ARTIFACT_BYTES, ArtifactTooLarge
 from bot.github.deployments import DeploymentInfo, DeploymentState
+from bot.github.issues import ReactionInfo
 from bot.inbox import Inbox, make_engine
 
+DEFAULT_HEAD = "d" * 40  # the default branch's commit: what a dispatched run runs
 SECRET = b"it's a secret to everybody"
 
 
@@ -37,6 +40,7 @@ class FakeGitHub:
     failures: list[Exception] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     login: str = "orbit[bot]"
+    dispatched: dict[int, RunInfo] = field(default_factory=dict)  # runs dispatch_workflow started
 
     def _record(self, name: str, *args: Any) -> None:
         if self.failures:
@@ -52,6 +56,13 @@ class FakeGitHub:
 
     async def add_reaction(self, repo: Repo, comment_id: int, content: Reaction) -> None:
         self._record("reaction", repo.full_name, comment_id, content)
+
+    others_reactions: dict[int, list[ReactionInfo]] = field(default_factory=dict)  # by people, per comment
+
+    async def comment_reactions(self, repo: Repo, comment_id: int) -> list[ReactionInfo]:
+        self._record("list_reactions", repo.full_name, comment_id)
+        own = [ReactionInfo(args[2], self.login) for args in self.named("reaction") if args[1] == comment_id]
+        return [*self.others_reactions.get(comment_id, []), *own]
 
     async def create_comment(self, repo: Repo, number: int, body: str) -> int:
         self._record("comment", repo.full_name, number, body)
@@ -101,8 +112,23 @@ class FakeGitHub:
         self._record("list_checks", repo.full_name, ref)
         return [(i, self.check_run_status[i]) for i, sha in self.check_run_sha.items() if sha == ref]
 
-    async def dispatch_workflow(self, repo: Repo, workflow: str, ref: str, inputs: dict[str, str]) -> None:
+    async def dispatch_workflow(self, repo: Repo, workflow: str, ref: str, inputs: dict[str, str]) -> int:
         self._record("dispatch", repo.full_name, workflow, ref, inputs)
+        run_id = 5000 + len(self.dispatched)
+        self.dispatched[run_id] = RunInfo(
+            run_id,
+            "queued",
+            f"{workflow} {inputs}",
+            DEFAULT_HEAD,
+            f".github/workflows/{workflow}",
+            "workflow_dispatch",
+            repo.full_name,
+        )
+        return run_id
+
+    async def workflow_run(self, repo: Repo, run_id: int) -> RunInfo:
+        self._record("get_run", repo.full_name, run_id)
+        return self.dispatched[run_id]
 
     async def workflow_runs(self, repo: Repo, workflow: str, status: RunStatus) -> list[RunInfo]:
         self._record("list_runs", repo.full_name, workflow, status)
@@ -145,11 +171,16 @@ class FakeGitHub:
         self._record("list_artifacts", repo.full_name, run_id)
         return [info for info, _ in self.artifacts.get(run_id, [])]
 
-    async def download_artifact(self, repo: Repo, artifact_id: int) -> bytes:
+    async def download_artifact(
+        self, repo: Repo, artifact_id: int, max_bytes: int = MAX_ARTIFACT_BYTES
+    ) -> bytes:
         self._record("download_artifact", repo.full_name, artifact_id)
-        return next(
+        data = next(
             data for entries in self.artifacts.values() for info, data in entries if info.id == artifact_id
         )
+        if len(data) > max_bytes:  # as the real client: cut off at the limit, whatever the listed size
+            raise ArtifactTooLarge(artifact_id, None, max_bytes)
+        return data
 
     async def job_log(self, repo: Repo, job_id: int) -> str:
         self._record("job_log", repo.full_name, job_id)

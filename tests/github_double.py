@@ -3,6 +3,7 @@
 import asyncio
 import os
 import time
+from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.github_git_double import ReportState, report_routes
@@ -27,6 +28,9 @@ class GitHubState:
     delay: float = 0.0
     permission: str = "write"
     reports: ReportState = field(default_factory=ReportState)
+    # Artifacts whose storage answers without a Content-Length: their zip streamed in 64 KiB chunks,
+    # so that only a reader's own count can stop it.
+    unsized_artifacts: set[int] = field(default_factory=set)
 
 
 def make_app(state: GitHubState) -> Starlette:
@@ -48,6 +52,29 @@ def make_app(state: GitHubState) -> Starlette:
     async def reaction(request: Request) -> JSONResponse:
         state.reactions.append({**request.path_params, **(await request.json())})
         return JSONResponse({"id": len(state.reactions)}, status_code=201)
+
+    async def reactions(request: Request) -> JSONResponse:
+        comment = request.path_params["comment"]
+        return JSONResponse(
+            [
+                {"id": i + 1, "content": r["content"], "user": {"login": "orbit[bot]", "type": "Bot"}}
+                for i, r in enumerate(state.reactions)
+                if r["comment"] == comment
+            ]
+        )
+
+    async def unsized_storage(request: Request) -> Response:
+        artifact = int(request.path_params["artifact"])
+        state.reports.storage_auth.append(request.headers.get("authorization"))
+        data = state.reports.artifact_zips[artifact]
+        if artifact not in state.unsized_artifacts:
+            return Response(data, media_type="application/zip")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(data), 65_536):
+                yield data[start : start + 65_536]
+
+        return StreamingResponse(chunks(), media_type="application/zip")
 
     async def comment(request: Request) -> Response:
         await asyncio.sleep(state.delay)
@@ -73,6 +100,8 @@ def make_app(state: GitHubState) -> Starlette:
 
     async def run(request: Request) -> JSONResponse:
         run_id = int(request.path_params["run"])
+        if run_id in state.reports.runs:  # a run the bot dispatched
+            return JSONResponse(state.reports.runs[run_id])
         return JSONResponse(
             {
                 "id": run_id,
@@ -94,6 +123,8 @@ def make_app(state: GitHubState) -> Starlette:
 
     return Starlette(
         routes=[
+            # Before the report routes: storage that may stream an artifact without its length.
+            Route("/_storage/artifacts/{artifact:int}", unsized_storage),
             *report_routes(state.reports),
             Route("/repos/{owner}/{repo}/actions/jobs/{job:int}", job),
             Route("/repos/{owner}/{repo}/actions/workflows/{workflow}/runs", runs),
@@ -103,6 +134,7 @@ def make_app(state: GitHubState) -> Starlette:
             Route("/app", the_app),
             Route("/repos/{owner}/{repo}/collaborators/{user}/permission", permission),
             Route("/repos/{owner}/{repo}/issues/comments/{comment}/reactions", reaction, methods=["POST"]),
+            Route("/repos/{owner}/{repo}/issues/comments/{comment}/reactions", reactions),
             Route("/repos/{owner}/{repo}/issues/{number:int}/comments", comment, methods=["POST"]),
         ]
     )

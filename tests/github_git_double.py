@@ -6,8 +6,10 @@ import base64
 import hashlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -15,6 +17,32 @@ from starlette.routing import Route
 from tests.serving import JSONResponse
 
 COMMENT_LIMIT = 65_536
+WORKFLOWS = Path(__file__).resolve().parent.parent / ".github/workflows"
+DEFAULT_HEAD = "d" * 40  # the default branch's commit: what a dispatched run runs
+
+
+def dispatched_run(state: "ReportState", params: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Start a run as GitHub does: named by the workflow file's own `run-name` from the inputs."""
+    workflow, full_name = params["workflow"], f"{params['owner']}/{params['repo']}"
+    title = yaml.safe_load((WORKFLOWS / workflow).read_text())["run-name"]
+    for name, value in (body.get("inputs") or {}).items():
+        title = title.replace(f"${{{{ inputs.{name} }}}}", str(value))
+    run_id = 5000 + len(state.runs)
+    state.runs[run_id] = {
+        "id": run_id,
+        "status": "queued",
+        "display_title": title,
+        "path": f".github/workflows/{workflow}",
+        "event": "workflow_dispatch",
+        "head_sha": state.default_head,
+        "head_branch": body["ref"],
+        "head_repository": {"full_name": full_name},
+        "repository": {"full_name": full_name},
+        "html_url": f"https://github.com/{full_name}/actions/runs/{run_id}",
+    }
+    return state.runs[run_id]
+
+
 STORAGE_HOST = "localhost"  # the API is served as 127.0.0.1: a different origin, as blob storage is
 
 
@@ -77,6 +105,8 @@ class ReportState:
     deployment_statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     dispatches: list[dict[str, Any]] = field(default_factory=list)
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # dispatched runs, by id
+    default_head: str = DEFAULT_HEAD
 
     async def store_comment(self, request: Request) -> Response:
         """Create a comment as the App's bot, refusing bodies over GitHub's limit."""
@@ -301,8 +331,12 @@ def report_routes(state: ReportState) -> list[Route]:
         return JSONResponse(state.deployment_statuses.get(int(request.path_params["deployment"]), []))
 
     async def dispatch(request: Request) -> Response:
-        state.dispatches.append({"workflow": request.path_params["workflow"], **(await request.json())})
-        return Response(status_code=204)
+        body = await request.json()
+        state.dispatches.append({"workflow": request.path_params["workflow"], **body})
+        if not body.get("return_run_details"):
+            return Response(status_code=204)
+        run = dispatched_run(state, request.path_params, body)
+        return JSONResponse({"workflow_run_id": run["id"], "run_url": "", "html_url": run["html_url"]})
 
     async def pull(request: Request) -> Response:
         return JSONResponse(state.pulls[int(request.path_params["number"])])

@@ -4,6 +4,10 @@ Ingresses, autoscalers and disruption budgets; a simulated rollout per image; th
 What a rollout does depends on the image (`KubeState.behaviour`): `ready` (default) rolls out at
 once, `stuck` never becomes available, `crashloop` restarts its container, `bad-predict` passes
 /readyz but answers /predict with 500.
+
+These routes are served by `tests.kube_double.make_app`, whose middleware records every request as
+the RBAC check a real API server makes, into the same process-wide `ACCESSES` as the runner routes;
+an apply of an object that does not exist yet records `create` as well as `patch`.
 """
 
 import json

@@ -3,20 +3,35 @@
 Stateful where orbit's tests need the real semantics that kmock lacks: uid and resourceVersion,
 409 AlreadyExists, 404 NotFound, equality label selectors, field selectors on events, and garbage
 collection of objects owned by a deleted pod.
+
+Every request it (and `tests.kube_apply_double`) receives is also recorded, process-wide, as the RBAC
+access a real API server would authorize (`ACCESSES`); `rbac_problems` compares what the tests used
+with what `deploy/k8s` grants the bot (see the plugin in tests/conftest.py and tests/deploy/test_rbac.py).
 """
 
+import os
+import shutil
+import subprocess
+import threading
 import time
 import uuid
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl
 
+import yaml
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.settings import Settings
 from tests.serving import JSONResponse, serve_in_thread
 
 KINDS = {"pods": "Pod", "secrets": "Secret", "events": "Event"}
@@ -166,7 +181,8 @@ def make_app(state: KubeState) -> Starlette:
             Route("/_requests", seen),
             Route("/api/v1/namespaces/{namespace}/{kind}", collection, methods=["GET", "POST"]),
             Route("/api/v1/namespaces/{namespace}/{kind}/{name}", item, methods=["GET", "DELETE"]),
-        ]
+        ],
+        middleware=[Middleware(RecordAccess, state=state)],
     )
 
 
@@ -210,3 +226,279 @@ current-context: double
 """
     )
     return path
+
+
+# --- Authorization: what a real API server would check for each request, and what deploy/k8s grants ---
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "deploy/k8s"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+class Access(NamedTuple):
+    """One RBAC check: a verb on a resource in a namespace ("" for cluster-scoped objects).
+
+    The resource is written as kubectl writes it: plural, `.group` unless in the core group, and
+    `/subresource`: `pods`, `pods/log`, `services/proxy`, `deployments.apps`.
+    """
+
+    verb: str
+    resource: str
+    namespace: str
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.resource} in {self.namespace or 'the cluster'}"
+
+
+def resource_name(resource: str, group: str) -> str:
+    """Return `pods`, `deployments.apps`, `deployments.apps/scale` from a rule's or a path's parts."""
+    base, _, sub = resource.partition("/")
+    return f"{base}{'.' + group if group else ''}{'/' + sub if sub else ''}"
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """A request to the API as the API server's request-info resolver reads it."""
+
+    verb: str
+    group: str
+    resource: str  # with its subresource: pods/log
+    namespace: str
+    name: str
+
+
+def api_request(method: str, path: str, query: dict[str, str]) -> ApiRequest | None:
+    """Return what a request asks of the API, or None for a path that names no resource."""
+    parts = [part for part in path.split("/") if part]
+    if parts[:2] == ["api", "v1"]:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        group, rest = parts[1], parts[3:]
+    else:
+        return None
+    namespace = ""
+    if rest[:1] == ["namespaces"] and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    elif rest[:1] == ["namespaces"] and len(rest) == 2:
+        namespace = rest[1]  # the Namespace object itself
+    if not rest:
+        return None
+    resource, name = rest[0], rest[1] if len(rest) > 1 else ""
+    if len(rest) > 2:
+        resource = f"{resource}/{rest[2]}"
+    watch = query.get("watch", "").lower() in ("true", "1")
+    verb = {
+        "GET": "watch" if watch else ("get" if name else "list"),
+        "HEAD": "get" if name else "list",
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete" if name else "deletecollection",
+    }.get(method.upper(), method.lower())
+    return ApiRequest(verb, group, resource, namespace, name)
+
+
+def accesses_of(
+    method: str, path: str, query: dict[str, str], content_type: str, exists: bool
+) -> list[Access]:
+    """Return the checks the API server makes for a request.
+
+    A server-side apply (`application/apply-patch+yaml`) of an object that does not exist creates
+    it, and the API server then checks `create` as well as `patch`.
+    """
+    request = api_request(method, path, query)
+    if request is None:
+        return []
+    resource = resource_name(request.resource, request.group)
+    checks = [Access(request.verb, resource, request.namespace)]
+    applying = request.verb == "patch" and content_type.partition(";")[0].strip() == APPLY_PATCH
+    if applying and "/" not in request.resource and not exists:
+        checks.append(Access("create", resource, request.namespace))
+    return checks
+
+
+class AccessLog:
+    """Every access the doubles saw in this process, with the first test that made it."""
+
+    def __init__(self) -> None:
+        self.first_by: dict[Access, str] = {}
+        self._captures: list[set[Access]] = []
+        self._lock = threading.Lock()
+
+    def record(self, access: Access) -> None:
+        """Remember the access, for the session and for every open capture."""
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+        with self._lock:
+            self.first_by.setdefault(access, test)
+            for seen in self._captures:
+                seen.add(access)
+
+    @contextmanager
+    def capture(self) -> Iterator[set[Access]]:
+        """Collect the accesses made while the block runs (the requests are synchronous)."""
+        seen: set[Access] = set()
+        with self._lock:
+            self._captures.append(seen)
+        try:
+            yield seen
+        finally:
+            with self._lock:
+                self._captures = [other for other in self._captures if other is not seen]
+
+
+ACCESSES = AccessLog()  # process-wide: every double of every test records here
+
+
+class RecordAccess:
+    """ASGI middleware: record each request's RBAC checks before the double answers it."""
+
+    def __init__(self, app: ASGIApp, state: KubeState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+            headers = {
+                key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]
+            }
+            request = api_request(scope["method"], scope["path"], query)
+            exists = request is not None and (
+                (request.resource, request.namespace, request.name) in self.state.objects
+            )
+            for access in accesses_of(
+                scope["method"], scope["path"], query, headers.get("content-type", ""), exists
+            ):
+                ACCESSES.record(access)
+        await self.app(scope, receive, send)
+
+
+@cache
+def render(folder: Path = K8S) -> tuple[dict[str, Any], ...]:
+    """Return the objects `kubectl kustomize` renders from `folder`."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise RuntimeError("kubectl is needed to render deploy/k8s")
+    output = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=True)
+    return tuple(doc for doc in yaml.safe_load_all(output.stdout) if doc)
+
+
+def bot_deployment(objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Return the bot's Deployment among the rendered objects."""
+    (deployment,) = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment"
+        and o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "bot"
+    ]
+    return deployment
+
+
+def bot_identity(objects: Iterable[dict[str, Any]]) -> tuple[str, str]:
+    """Return the bot's namespace and service account."""
+    deployment = bot_deployment(objects)
+    return deployment["metadata"]["namespace"], deployment["spec"]["template"]["spec"]["serviceAccountName"]
+
+
+def granted(objects: Iterable[dict[str, Any]]) -> set[Access]:
+    """Return every access the rendered RBAC grants the bot's service account.
+
+    Roles and ClusterRoles bound to it by RoleBindings (in the binding's namespace) and
+    ClusterRoleBindings (everywhere: namespace "*"). A wildcard is refused: name each verb and resource.
+    """
+    objects = list(objects)
+    namespace, account = bot_identity(objects)
+    roles = {
+        (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
+        for o in objects
+        if o["kind"] in ("Role", "ClusterRole")
+    }
+    found: set[Access] = set()
+    for binding in (o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        where = binding["metadata"].get("namespace", "")
+        subjects = binding.get("subjects") or []
+        if not any(
+            s.get("kind") == "ServiceAccount"
+            and s.get("name") == account
+            and s.get("namespace", where) == namespace
+            for s in subjects
+        ):
+            continue
+        ref = binding["roleRef"]
+        role = roles.get((ref["kind"], where if ref["kind"] == "Role" else "", ref["name"]))
+        if role is None:
+            raise ValueError(
+                f"{binding['metadata']['name']} binds {ref['kind']} {ref['name']}, which is not rendered"
+            )
+        scope = where if binding["kind"] == "RoleBinding" else "*"
+        for rule in role.get("rules") or []:
+            if rule.get("resourceNames") or rule.get("nonResourceURLs"):
+                raise ValueError(
+                    f"{ref['kind']} {ref['name']}: resourceNames and nonResourceURLs are not checked here"
+                )
+            for group in rule.get("apiGroups") or []:
+                for resource in rule.get("resources") or []:
+                    for verb in rule.get("verbs") or []:
+                        if "*" in (group, resource, verb):
+                            raise ValueError(
+                                f"{ref['kind']} {ref['name']} grants '*': name each verb and resource"
+                            )
+                        found.add(Access(verb, resource_name(resource, group), scope))
+    return found
+
+
+def deployed_namespaces(objects: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """Map the namespaces the tests use to those of the rendered bot.
+
+    Tests put runner pods and the served model in the settings' default namespaces
+    (`ORBIT_KUBE_NAMESPACE`, `ORBIT_MODELS_NAMESPACE`); the bot's Deployment sets where they go.
+    """
+    deployment = bot_deployment(objects)
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0].get("env") or []}
+    fields = Settings.model_fields
+    mapping: dict[str, str] = {}
+    for setting, variable in (
+        ("kube_namespace", "ORBIT_KUBE_NAMESPACE"),
+        ("models_namespace", "ORBIT_MODELS_NAMESPACE"),
+    ):
+        default = str(fields[setting].default)
+        entry = env.get(variable, {"value": default})
+        if "value" in entry:
+            mapping[default] = str(entry["value"])
+        elif entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            mapping[default] = deployment["metadata"]["namespace"]
+        else:
+            raise ValueError(f"{variable} is neither a value nor the pod's namespace")
+    return mapping
+
+
+def as_deployed(used: Iterable[Access], mapping: dict[str, str]) -> set[Access]:
+    """Return the accesses with the tests' namespaces replaced by the deployed ones."""
+    return {access._replace(namespace=mapping.get(access.namespace, access.namespace)) for access in used}
+
+
+def covered(access: Access, grants: set[Access]) -> bool:
+    """Return whether a grant allows the access (a ClusterRoleBinding's grants hold in every namespace)."""
+    return access in grants or access._replace(namespace="*") in grants
+
+
+def rbac_problems(
+    used: dict[Access, str], objects: Iterable[dict[str, Any]], all_ran: bool
+) -> tuple[list[str], list[str]]:
+    """Return (used but not granted, granted but never used); the second only when `all_ran`.
+
+    `used` maps each access, in the tests' namespaces, to the first test that made it.
+    """
+    objects = list(objects)
+    mapping, grants = deployed_namespaces(objects), granted(objects)
+    deployed: dict[Access, str] = {}
+    for access, test in used.items():
+        deployed.setdefault(access._replace(namespace=mapping.get(access.namespace, access.namespace)), test)
+    missing = [
+        f"{access}  (first by {test or 'no test'})"
+        for access, test in sorted(deployed.items())
+        if not covered(access, grants)
+    ]
+    unused = [
+        str(grant) for grant in sorted(grants) if not any(covered(access, {grant}) for access in deployed)
+    ]
+    return missing, unused if all_ran else []

@@ -79,6 +79,7 @@ def run_payload(run_id: int, pull: int = 7, conclusion: str = "success", sha: st
             "status": "completed",
             "conclusion": conclusion,
             "head_sha": "d" * 40,  # the default branch's: the PR's commit is in the run name
+            "head_repository": {"full_name": "octo-org/model"},
             "html_url": f"https://github.com/octo-org/model/actions/runs/{run_id}",
         },
         "repository": {"full_name": "octo-org/model", "html_url": "https://github.com/octo-org/model"},

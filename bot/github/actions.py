@@ -3,12 +3,17 @@
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import httpx
 from githubkit import GitHub
 
+from bot.errors import PermanentError
 from bot.events import Repo
 from bot.github.calls import Conflict, NotFound, body_of, call
 
 RunStatus = Literal["queued", "in_progress", "waiting", "requested", "pending"]
+# The most an artifact download reads unless its caller says less: an artifact's content is untrusted,
+# and it is held in memory whole.
+MAX_ARTIFACT_BYTES = 48 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,9 @@ class RunInfo:
     status: str
     title: str
     head_sha: str
+    path: str = ""
+    event: str = ""
+    head_repo: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,12 @@ class ArtifactInfo:
 class Workflows(Protocol):
     """Start, list and cancel workflow runs."""
 
-    async def dispatch_workflow(self, repo: Repo, workflow: str, ref: str, inputs: dict[str, str]) -> None:
-        """Start a workflow_dispatch run of a workflow file on a branch."""
+    async def dispatch_workflow(self, repo: Repo, workflow: str, ref: str, inputs: dict[str, str]) -> int:
+        """Start a workflow_dispatch run of a workflow file on a branch; return the new run's id."""
+        ...
+
+    async def workflow_run(self, repo: Repo, run_id: int) -> "RunInfo":
+        """Return one workflow run: where its workflow file is, what started it, which commit it runs."""
         ...
 
     async def workflow_runs(self, repo: Repo, workflow: str, status: "RunStatus") -> list["RunInfo"]:
@@ -96,15 +108,36 @@ class Artifacts(Protocol):
         """Return the artifacts of a workflow run."""
         ...
 
-    async def download_artifact(self, repo: Repo, artifact_id: int) -> bytes:
-        """Return an artifact's zip archive."""
+    async def download_artifact(
+        self, repo: Repo, artifact_id: int, max_bytes: int = MAX_ARTIFACT_BYTES
+    ) -> bytes:
+        """Return an artifact's zip archive; raise `ArtifactTooLarge` rather than read past `max_bytes`."""
         ...
 
 
-async def named_artifact(github: Artifacts, repo: Repo, run_id: int, name: str) -> bytes | None:
-    """Return the zip of the run's unexpired artifact of that name, or None when there is none."""
+class ArtifactTooLarge(PermanentError):
+    """An artifact is larger than its reader accepts: it is not downloaded, or not past the limit."""
+
+    def __init__(self, artifact_id: int, size: int | None, limit: int) -> None:
+        said = f"{size:,} bytes" if size is not None else "more than that"
+        super().__init__(f"artifact {artifact_id} is {said}; at most {limit:,} bytes are read")
+        self.size, self.limit = size, limit
+
+
+async def named_artifact(
+    github: Artifacts, repo: Repo, run_id: int, name: str, max_bytes: int = MAX_ARTIFACT_BYTES
+) -> bytes | None:
+    """Return the zip of the run's unexpired artifact of that name, or None when there is none.
+
+    An artifact listed as larger than `max_bytes` is refused before any download; one whose listed
+    size understates it is cut off at `max_bytes` (both: `ArtifactTooLarge`).
+    """
     found = [a for a in await github.run_artifacts(repo, run_id) if a.name == name and not a.expired]
-    return await github.download_artifact(repo, found[0].id) if found else None
+    if not found:
+        return None
+    if found[0].size > max_bytes:
+        raise ArtifactTooLarge(found[0].id, found[0].size, max_bytes)
+    return await github.download_artifact(repo, found[0].id, max_bytes)
 
 
 class ActionsMixin:
@@ -113,14 +146,25 @@ class ActionsMixin:
     _github: GitHub[Any]
     _rest: Any
 
-    async def dispatch_workflow(self, repo: Repo, workflow: str, ref: str, inputs: dict[str, str]) -> None:
-        """Start a workflow_dispatch run (GitHub answers 204, with no body to read)."""
-        await call(
+    async def dispatch_workflow(self, repo: Repo, workflow: str, ref: str, inputs: dict[str, str]) -> int:
+        """Start a workflow_dispatch run and return its id (`return_run_details`: 200 with the run)."""
+        response = await call(
             "dispatch_workflow",
-            lambda: self._rest.actions.async_create_workflow_dispatch(
-                repo.owner, repo.name, workflow, ref=ref, inputs=inputs
+            lambda: self._github.arequest(
+                "POST",
+                f"/repos/{repo.owner}/{repo.name}/actions/workflows/{workflow}/dispatches",
+                json={"ref": ref, "inputs": inputs, "return_run_details": True},
             ),
         )
+        return int(body_of(response)["workflow_run_id"])
+
+    async def workflow_run(self, repo: Repo, run_id: int) -> RunInfo:
+        """Return one workflow run."""
+        response = await call(
+            "get_workflow_run",
+            lambda: self._rest.actions.async_get_workflow_run(repo.owner, repo.name, run_id),
+        )
+        return _run(body_of(response))
 
     async def workflow_runs(self, repo: Repo, workflow: str, status: "RunStatus") -> list[RunInfo]:
         """Return the workflow's runs in that status."""
@@ -134,15 +178,7 @@ class ActionsMixin:
                 per_page=100,
             ),
         )
-        return [
-            RunInfo(
-                int(run["id"]),
-                str(run.get("status", "")),
-                str(run.get("display_title") or run.get("name") or ""),
-                str(run.get("head_sha", "")),
-            )
-            for run in body_of(response).get("workflow_runs") or []
-        ]
+        return [_run(run) for run in body_of(response).get("workflow_runs") or []]
 
     async def cancel_run(self, repo: Repo, run_id: int) -> None:
         """Cancel a run; a 409 (already finished) counts as done."""
@@ -203,13 +239,47 @@ class ActionsMixin:
             for item in body_of(response).get("artifacts") or []
         ]
 
-    async def download_artifact(self, repo: Repo, artifact_id: int) -> bytes:
-        """Return an artifact's zip (GitHub redirects to storage; the token is not sent there)."""
-        response = await call(
-            "download_artifact",
-            lambda: self._rest.actions.async_download_artifact(repo.owner, repo.name, artifact_id, "zip"),
-        )
-        return bytes(response.content)
+    async def download_artifact(
+        self, repo: Repo, artifact_id: int, max_bytes: int = MAX_ARTIFACT_BYTES
+    ) -> bytes:
+        """Return an artifact's zip, streamed and cut off past `max_bytes` (`ArtifactTooLarge`).
+
+        GitHub redirects to storage; httpx drops the token on a redirect to another origin.
+        """
+
+        async def stream() -> bytes:
+            response = await self._rest.actions.async_download_artifact(
+                repo.owner, repo.name, artifact_id, "zip", stream=True
+            )
+            raw: httpx.Response = response.raw_response
+            try:
+                declared = raw.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:  # said before a byte is read
+                    raise ArtifactTooLarge(artifact_id, int(declared), max_bytes)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in raw.aiter_bytes():  # decoded: what the caller gets
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ArtifactTooLarge(artifact_id, None, max_bytes)
+                    chunks.append(chunk)
+                return b"".join(chunks)
+            finally:
+                await raw.aclose()
+
+        return await call("download_artifact", stream)
+
+
+def _run(data: dict[str, Any]) -> RunInfo:
+    return RunInfo(
+        int(data["id"]),
+        str(data.get("status") or ""),
+        str(data.get("display_title") or data.get("name") or ""),
+        str(data.get("head_sha") or ""),
+        str(data.get("path") or ""),
+        str(data.get("event") or ""),
+        str((data.get("head_repository") or {}).get("full_name") or ""),
+    )
 
 
 def _job(data: dict[str, Any]) -> JobInfo:

@@ -46,12 +46,29 @@ class InstallationClient(
         self._identity = identity
 
 
+# Every call to GitHub (and to the storage its downloads redirect to) gives up when connecting, or
+# waiting for the next bytes of an answer, takes longer than this: a worker is never held forever.
+GITHUB_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=30.0)
+
+
 class SharedTransport(httpx.AsyncHTTPTransport):
-    """A transport that outlives the clients using it.
+    """A transport that outlives the clients using it, and times out every request it sends.
 
     githubkit opens an `httpx.AsyncClient` per request and closes it after; closing a client
     closes its transport, which would drop the connections of every other request in flight.
+    A request built outside a client carries no timeout (githubkit's installation token request is
+    one): it gets `timeout`, as the client's requests do.
     """
+
+    def __init__(self, timeout: httpx.Timeout = GITHUB_TIMEOUT, retries: int = 0) -> None:
+        super().__init__(retries=retries)
+        self._timeouts = timeout.as_dict()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send the request, with the default timeouts when it came without any."""
+        if "timeout" not in request.extensions:
+            request.extensions["timeout"] = self._timeouts
+        return await super().handle_async_request(request)
 
     async def aclose(self) -> None:
         """Keep the pool open: it lives as long as the process."""
@@ -60,15 +77,18 @@ class SharedTransport(httpx.AsyncHTTPTransport):
 class GitHubAppClient:
     """`GitHubApp` over githubkit; one instance shares the token cache of every installation."""
 
-    def __init__(self, app_id: int, private_key: str, api_url: str) -> None:
+    def __init__(
+        self, app_id: int, private_key: str, api_url: str, timeout: httpx.Timeout = GITHUB_TIMEOUT
+    ) -> None:
         self._github = GitHub(
             AppAuthStrategy(str(app_id), private_key),
             base_url=api_url,
+            timeout=timeout,  # githubkit's default is none at all
             auto_retry=False,  # retries belong to the inbox, which knows the attempt count
             cache_strategy=MemCacheStrategy(),  # tokens cached per client, not per process
             http_cache=False,  # handlers need fresh state (is the job still queued?), not cached pages
             # One shared transport: connections are reused, and no TLS context is built per request.
-            async_transport=SharedTransport(retries=0),
+            async_transport=SharedTransport(timeout, retries=0),
         )
         self._identity = AppIdentity(self._github)
 

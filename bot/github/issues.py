@@ -21,6 +21,14 @@ class CommentInfo:
     author: str
 
 
+@dataclass(frozen=True)
+class ReactionInfo:
+    """A reaction to a comment: its content (`eyes`, `rocket`, ...) and who reacted."""
+
+    content: str
+    author: str
+
+
 class Conversation(Protocol):
     """Who may act on a repository, and the comments and reactions of its pull requests."""
 
@@ -34,6 +42,10 @@ class Conversation(Protocol):
 
     async def add_reaction(self, repo: Repo, comment_id: int, content: Reaction) -> None:
         """React to an issue or pull request comment."""
+        ...
+
+    async def comment_reactions(self, repo: Repo, comment_id: int) -> list[ReactionInfo]:
+        """Return every reaction to an issue or pull request comment."""
         ...
 
     async def create_comment(self, repo: Repo, number: int, body: str) -> int:
@@ -94,6 +106,25 @@ class ConversationMixin:
                 content=content,
             ),
         )
+
+    async def comment_reactions(self, repo: Repo, comment_id: int) -> list[ReactionInfo]:
+        """Return every reaction to a comment, following every page."""
+
+        async def collect() -> list[ReactionInfo]:
+            pages = self._rest.paginate(
+                self._rest.reactions.async_list_for_issue_comment,
+                owner=repo.owner,
+                repo=repo.name,
+                comment_id=comment_id,
+                per_page=100,
+                map_func=body_of,
+            )
+            return [
+                ReactionInfo(str(item.get("content") or ""), str((item.get("user") or {}).get("login", "")))
+                async for item in pages
+            ]
+
+        return await call("list_reactions", collect)
 
     async def create_comment(self, repo: Repo, number: int, body: str) -> int:
         """Comment on an issue or pull request."""

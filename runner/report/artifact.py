@@ -1,7 +1,9 @@
 """Open a report bundle artifact: it comes from a job that ran a pull request's code, so trust nothing.
 
 The zip is read in memory with limits on entries and sizes; report.json must validate; only the
-images the report names are kept, and only if their bytes are PNG, JPEG or GIF.
+images the report names are kept, only if their names are plain file names (`[A-Za-z0-9._-]`, no
+`..`, no leading dot: they go into links) and their bytes are PNG, JPEG or GIF. An error's message
+goes into the PR comment, so a name from the bundle is written into it inert.
 """
 
 import io
@@ -12,6 +14,7 @@ from pydantic import ValidationError
 
 from bot.errors import PermanentError
 from runner.report.bundle import Report
+from runner.report.inert import safe_name, text
 
 MAX_ENTRIES = 64
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -33,11 +36,11 @@ class Bundle:
 
 def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     if info.file_size > MAX_FILE_BYTES:
-        raise BundleError(f"{info.filename} is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        raise BundleError(f"{text(info.filename)} is larger than {MAX_FILE_BYTES // 2**20} MiB")
     with archive.open(info) as handle:
         data = handle.read(MAX_FILE_BYTES + 1)  # the header's size may lie; the read does not
     if len(data) > MAX_FILE_BYTES:
-        raise BundleError(f"{info.filename} is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        raise BundleError(f"{text(info.filename)} is larger than {MAX_FILE_BYTES // 2**20} MiB")
     return data
 
 
@@ -66,10 +69,12 @@ def read_bundle(data: bytes) -> Bundle:
             raise BundleError(f"report.json is not a valid report: {error.error_count()} errors") from error
         images = {}
         for name in report.image_names():
-            if "/" in name or "\\" in name or name.startswith(".") or name not in entries:
-                raise BundleError(f"the report shows {name!r}, which is not a file of the bundle")
+            if safe_name(name) is None:
+                raise BundleError(f"the report shows {text(repr(name))}, which is not a plain file name")
+            if name not in entries:
+                raise BundleError(f"the report shows {text(repr(name))}, which is not a file of the bundle")
             content = _read(archive, entries[name])
             if not content.startswith(IMAGE_MAGIC):
-                raise BundleError(f"{name} is not a PNG, JPEG or GIF image")
+                raise BundleError(f"{text(name)} is not a PNG, JPEG or GIF image")
             images[name] = content
     return Bundle(report, images)

@@ -1,16 +1,27 @@
 """The report bundle's machine-readable part, `report.json`: what the bot trusts and renders.
 
 The bundle comes from a job that ran a pull request's code, so the bot validates it against these
-models and never posts its Markdown as is.
+models and never posts its Markdown as is: it renders the report itself, writing every text of it
+through `runner.report.inert`. The two texts the check run's title shows as they are (a stage's
+name, a metric's name) are one line of at most `MAX_NAME` characters.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 REPORT_VERSION = 1
 Verdict = Literal["better", "worse", "same", "changed", "new", "missing"]
 Sense = Literal["higher", "lower", "neutral"]
+MAX_NAME = 200
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_NAME else text[: MAX_NAME - 1] + "…"
+
+
+Name = Annotated[str, AfterValidator(_one_line)]
 
 
 class _Model(BaseModel):
@@ -32,7 +43,7 @@ class MetricRow(_Model):
     """One metric of head and base."""
 
     path: str
-    key: str
+    key: Name
     base: float | None = None
     head: float | None = None
     sense: Sense = "neutral"
@@ -84,7 +95,7 @@ class Stages(_Model):
 
     ran: list[str] = Field(default_factory=list)
     cached: list[str] = Field(default_factory=list)
-    failed: str | None = None
+    failed: Name | None = None
 
 
 class Facts(_Model):

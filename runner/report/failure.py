@@ -1,6 +1,7 @@
 """The report of a run that failed before it built its own: the failing step and the end of its log.
 
-Both come from the Actions API; anything credential-like in the log is blanked out.
+Both come from the Actions API; anything credential-like in the log is blanked out, and the log
+lines (written by a pull request's code) go into a code block that none of them can close.
 """
 
 import re
@@ -8,8 +9,8 @@ import re
 from bot.events import Repo
 from bot.github import JobInfo
 from runner.github import ReportGitHub
+from runner.report import inert
 from runner.report.redact import tail
-from runner.report.text import log_block
 
 TAIL_LINES = 30
 TIMESTAMP = re.compile(r"^\ufeff?\d{4}-\d\d-\d\dT[\d:.]+Z ")
@@ -33,17 +34,20 @@ async def failure_markdown(
     github: ReportGitHub, repo: Repo, run_id: int, sha: str, conclusion: str, url: str
 ) -> str:
     """Return the failure report of a run whose bundle is missing."""
+    commit = inert.code(sha[:7])
     if conclusion == "cancelled":
-        return f"### ⏹ Training of `{sha[:7]}` was cancelled\n\n[The workflow run]({url}) did not finish."
+        return f"### ⏹ Training of {commit} was cancelled\n\n[The workflow run]({url}) did not finish."
     jobs = [
         job for job in await github.run_jobs(repo, run_id) if job.conclusion not in ("success", "skipped", "")
     ]
     if not jobs:
-        return f"### ❌ Training of `{sha[:7]}` ended: {conclusion}\n\nSee [the workflow run]({url})."
+        return (
+            f"### ❌ Training of {commit} ended: {inert.text(conclusion)}\n\nSee [the workflow run]({url})."
+        )
     job = jobs[0]
     lines = log_tail(await github.job_log(repo, job.id))
-    block = log_block(lines)
+    block = inert.fence(lines)
     return (
-        f"### ❌ Training of `{sha[:7]}` failed at step “{failed_step(job)}”\n\n"
+        f"### ❌ Training of {commit} failed at step “{inert.text(failed_step(job))}”\n\n"
         f"The end of [its log]({job.html_url or url}):\n\n{block}"
     )

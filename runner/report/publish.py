@@ -7,13 +7,13 @@ bot itself from report.json; a run without a bundle gets the end of its failing 
 
 import logging
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
-from bot.context import Context
+from bot.context import Context, Store
+from bot.dispatch import accepted, already_done, done, observed
 from bot.events import Repo, WorkflowRunEvent
 from bot.github import CheckUpdate, named_artifact
 from bot.router import Router
-from bot.runs import training_run
+from bot.runs import TRAIN, RecordedRun
 from runner import checks
 from runner.github import ReportGitHub
 from runner.report.artifact import Bundle, BundleError, read_bundle
@@ -26,6 +26,7 @@ from runner.report.text import number
 from runner.training import active_runs
 
 ARTIFACT = "orbit-report"
+PUBLISHED = "report published"
 CHECK_CONCLUSIONS = frozenset({"success", "failure", "cancelled", "timed_out", "neutral", "skipped", "stale"})
 router = Router()
 log = logging.getLogger(__name__)
@@ -45,10 +46,9 @@ class FinishedRun:
     html_url: str
 
 
-def finished_run(event: WorkflowRunEvent) -> FinishedRun | None:
-    """Read the run from the event, or None when it is not an orbit training run."""
-    repo, run = event.repo, event.workflow_run
-    training = training_run(run.display_title or "")
+def finished_run(event: WorkflowRunEvent, record: RecordedRun) -> FinishedRun | None:
+    """Read the finished run from the event and what orbit recorded when it dispatched it."""
+    repo, run, training = event.repo, event.workflow_run, record.training
     if repo is None or training is None:
         return None
     return FinishedRun(
@@ -58,19 +58,18 @@ def finished_run(event: WorkflowRunEvent) -> FinishedRun | None:
         sha=training.sha,  # a dispatched run's own head_sha is the default branch's, not the PR's
         conclusion=run.conclusion or "neutral",
         url=run.html_url or "",
-        workflow=PurePosixPath(run.path or "train.yml").name,
+        workflow=record.workflow,
         html_url=(event.repository.html_url if event.repository else None)
         or f"https://github.com/{repo.full_name}",
     )
 
 
-async def _superseded(github: ReportGitHub, run: FinishedRun) -> bool:
+async def _superseded(github: ReportGitHub, store: Store, run: FinishedRun) -> bool:
     """Tell whether a cancelled run was superseded: its check is closed, or its PR has a newer run."""
     if not await checks.is_training(github, run.repo, run.sha):
         return True
-    return any(
-        other.id > run.run_id for other, _ in await active_runs(github, run.repo, run.workflow, run.pull)
-    )
+    newer = await active_runs(github, store, run.repo, run.workflow, run.pull)
+    return any(other.id > run.run_id for other, _ in newer)
 
 
 async def _bundle(github: ReportGitHub, run: FinishedRun) -> Bundle | None:
@@ -124,9 +123,17 @@ async def upsert_comment(github: ReportGitHub, repo: Repo, pull: int, run_id: in
 async def on_training_run_completed(event: WorkflowRunEvent, ctx: Context) -> None:
     """Publish the report of a finished training run."""
     github: ReportGitHub = ctx.github
-    run = finished_run(event)
-    if run is None or (run.conclusion == "cancelled" and await _superseded(github, run)):
+    record = await accepted(ctx.store, observed(event), TRAIN)
+    run = finished_run(event, record) if record is not None else None
+    if run is None or await already_done(ctx.store, run.run_id, PUBLISHED):
+        return  # not orbit's run, or its report is out already (a replayed event)
+    if run.conclusion == "cancelled" and await _superseded(github, ctx.store, run):
         return
+    await _publish(github, run)
+    await done(ctx.store, run.run_id, PUBLISHED)
+
+
+async def _publish(github: ReportGitHub, run: FinishedRun) -> None:
     report: Report | None = None
     try:
         bundle = await _bundle(github, run)

@@ -8,6 +8,8 @@ are dropped first, then the newest is cut, never the whole update.
 import re
 from dataclasses import dataclass
 
+from runner.report import inert
+
 MARKER = "<!-- orbit:training-report -->"
 LIMIT = 65_536
 TITLE = "## orbit training report"
@@ -26,9 +28,15 @@ class Section:
     body: str
 
     def summary(self) -> str:
-        """Return the section's first line without Markdown heading marks, for a folded `<summary>`."""
-        first = self.body.strip().splitlines()[0] if self.body.strip() else f"run {self.run_id}"
-        return first.lstrip("#").replace("`", "").strip()  # a <summary> shows Markdown as typed
+        """Return the section's first line as plain, inert HTML text, for a folded `<summary>`.
+
+        A `<summary>` shows Markdown as typed: heading marks, backticks and backslash escapes go,
+        and what was inside a code span (a branch name from report.json) becomes text, so it is
+        escaped for HTML and its mentions and references neutralised.
+        """
+        first = self.body.strip().split("\n")[0] if self.body.strip() else f"run {self.run_id}"
+        plain = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", first.lstrip("#").replace("`", "")).strip()
+        return inert.references(plain.replace("<", "&lt;").replace(">", "&gt;"))
 
     def marked(self) -> str:
         """Return the body between its markers."""
@@ -36,8 +44,12 @@ class Section:
 
 
 def neutralise(markdown: str) -> str:
-    """Break any HTML comment in text from a job, so that it cannot forge or end a section marker."""
-    return markdown.replace("<!--", "<\u200b!--").replace("-->", "--\u200b>")
+    """Break any HTML comment in text from a job, so that it cannot forge a section marker.
+
+    Only `<!--` is broken: no marker can start without it, and a `-->` (a Mermaid chart's axis)
+    stays intact.
+    """
+    return inert.break_comments(markdown)
 
 
 def sections(body: str) -> list[Section]:
@@ -60,12 +72,11 @@ def _render(latest: Section, older: list[Section], dropped: int) -> str:
 
 
 def _cut(section: Section, room: int) -> Section:
-    """Cut a section's body at a line so that it fits `room` characters, closing an open code block."""
-    body = section.body[: max(0, room - len(TRIMMED) - 8)]
-    body = body[: body.rfind("\n")] if "\n" in body else body
-    if body.count("```") % 2:
-        body += "\n```"
-    return Section(section.run_id, body + TRIMMED)
+    """Cut a section's body at a line so that it fits `room` characters.
+
+    An open code block (whatever its fence) and any `<details>` the cut left open are closed.
+    """
+    return Section(section.run_id, inert.cut(section.body, max(0, room), TRIMMED))
 
 
 def compose(existing: str | None, run_id: int, markdown: str) -> str:

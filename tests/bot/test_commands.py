@@ -2,10 +2,8 @@
 
 import pytest
 
-from bot.commands import on_comment, parse_commands
-from bot.context import Context, Feature
-from bot.events import Repo
-from bot.github import GitHubApi
+from bot.commands import Parsed, on_comment, parse_commands
+from bot.context import CommandCall, Context, Feature
 from tests.fakes import FakeGitHub, comment_payload, delivery, memory_inbox
 
 
@@ -17,15 +15,15 @@ class RecordingFeature:
     def __init__(self) -> None:
         self.calls: list[tuple[str, int, str, str]] = []
 
-    async def __call__(self, github: GitHubApi, repo: Repo, pull_number: int, sender: str, args: str) -> str:
-        self.calls.append((repo.full_name, pull_number, sender, args))
+    async def __call__(self, ctx: Context, call: CommandCall) -> str:
+        self.calls.append((call.repo.full_name, call.pull, call.sender, call.args))
         return "training queued"
 
 
 def test_commands_are_the_first_word_of_a_line() -> None:
     body = "Looks good.\n/retrain  fast please\r\nnot /deploy here\n/help"
-    assert parse_commands(body) == [("retrain", "fast please"), ("help", "")]
-    assert parse_commands("/ retrain") == []
+    assert parse_commands(body) == Parsed([("retrain", "fast please"), ("help", "")], [])
+    assert not parse_commands("/ retrain")
 
 
 async def test_help_replies_and_reacts() -> None:
@@ -34,6 +32,7 @@ async def test_help_replies_and_reacts() -> None:
     assert github.named("reaction") == [("octo-org/model", 1007, "eyes"), ("octo-org/model", 1007, "rocket")]
     ((repo, number, body),) = github.named("comment")
     assert (repo, number) == ("octo-org/model", 7)
+    assert body.startswith("<!-- orbit:reply-to 1007 rocket -->\n")
     assert "/retrain" in body
     assert "/deploy" in body
     assert github.named("permission") == []
@@ -45,7 +44,7 @@ async def test_a_writer_hands_retrain_to_the_feature() -> None:
         delivery("issue_comment", comment_payload("/retrain now")), context(github, {"retrain": feature})
     )
     assert feature.calls == [("octo-org/model", 7, "octocat", "now")]
-    assert github.named("comment")[0][2] == "training queued"
+    assert github.named("comment")[0][2].endswith("\ntraining queued")
     assert github.named("reaction")[-1][2] == "rocket"
 
 
@@ -68,12 +67,16 @@ async def test_an_unconfigured_feature_says_so(permission: str) -> None:
     assert github.named("reaction")[-1][2] == "confused"
 
 
-async def test_an_unknown_command_gets_the_help() -> None:
-    github = FakeGitHub()
-    await on_comment(delivery("issue_comment", comment_payload("/launch")), context(github))
+async def test_a_slip_of_a_command_gets_did_you_mean_and_runs_nothing() -> None:
+    github, feature = FakeGitHub(permissions={"octocat": "write"}), RecordingFeature()
+    await on_comment(
+        delivery("issue_comment", comment_payload("/retrian")), context(github, {"retrain": feature})
+    )
     body = github.named("comment")[0][2]
-    assert "`/launch` is not a command" in body
-    assert "/retrain" in body
+    assert "`/retrian` is not a command I know; did you mean `/retrain`?" in body
+    assert feature.calls == []
+    assert github.named("permission") == []
+    assert github.named("reaction")[-1][2] == "confused"
 
 
 @pytest.mark.parametrize(

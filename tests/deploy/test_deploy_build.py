@@ -1,5 +1,6 @@
-"""`orbit deploy build` up to the image build: a real `bentoml build` and `bentoml containerize`, with a
-recording `buildah` on PATH, since images cannot be pulled here (no base image for a real build)."""
+"""`orbit deploy build` and its three parts, up to the image build: a real `bentoml build`, `export`,
+`import` and `containerize`, with a recording `buildah` on PATH, since images cannot be pulled here (no
+base image for a real build)."""
 
 import json
 import os
@@ -8,76 +9,56 @@ from pathlib import Path
 
 import pytest
 
+from deploy.build import main
 from tests.conftest import run
 
 pytestmark = pytest.mark.slow
 
 FAKE_BUILDAH = """#!/usr/bin/env bash
-# Records each call; `build` keeps the Dockerfile it was given; `push` writes a digest; `login` reads stdin.
+# Records each call; `build` keeps the Dockerfile it was given; `push` writes a digest (to a registry)
+# or an archive (oci-archive:); `pull` answers an image id; `login` reads stdin.
 echo "$*" >> "$BUILDAH_LOG"
 case "$1" in
   build) cp "$(pwd)/env/docker/Dockerfile" "$BUILDAH_DIR/Dockerfile"
-         cp -r "$(pwd)/env/python" "$BUILDAH_DIR/python" ;;
-  push) shift; while [ "$1" != "--digestfile" ]; do shift; done; printf 'sha256:%064d' 7 > "$2" ;;
+         rm -rf "$BUILDAH_DIR/python"; cp -r "$(pwd)/env/python" "$BUILDAH_DIR/python" ;;
+  push) if [ "$2" = "--digestfile" ]; then printf 'sha256:%064d' 7 > "$3"
+        else printf 'an OCI archive of %s' "$2" > "${3#oci-archive:}"; fi ;;
+  pull) echo "Getting image source signatures" >&2; printf '%064d\\n' 42 ;;
   login) cat > "$BUILDAH_DIR/stdin" ;;
 esac
 """
+PASSWORD = "s3cret-registry-password"
+SHA = "a" * 40
+REGISTRY = "registry.example.com:5000/octo"
+TAG = f"{REGISTRY}/celestial-bodies-classifier:{SHA}"
+IMAGE_JSON = {
+    "image": f"{REGISTRY}/celestial-bodies-classifier",
+    "digest": "sha256:" + "0" * 63 + "7",
+    "tag": TAG,
+}
 
 
-def test_the_image_is_built_by_buildah_pushed_by_digest_and_recorded(
-    trained_project: Path, tmp_path: Path
-) -> None:
+@pytest.fixture
+def buildah(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put the recording buildah first on PATH; return the file of its calls."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "buildah"
     fake.write_text(FAKE_BUILDAH)
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    env = {
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "BUILDAH_LOG": str(tmp_path / "calls"),
-        "BUILDAH_DIR": str(tmp_path),
-        "ORBIT_REGISTRY_USER": "robot",
-        "ORBIT_REGISTRY_PASSWORD": "s3cret-registry-password",
-    }
-    sha = "a" * 40
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        result = run(
-            [
-                "orbit",
-                "deploy",
-                "build",
-                "--registry",
-                "registry.example.com:5000/octo",
-                "--sha",
-                sha,
-                "--out",
-                str(tmp_path / "image"),
-                "--project",
-                str(trained_project),
-            ],
-            trained_project,
-        )
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    tag = f"registry.example.com:5000/octo/celestial-bodies-classifier:{sha}"
-    calls = (tmp_path / "calls").read_text().splitlines()
-    assert calls[0].startswith(f"build --tag {tag} --file "), calls[0]
-    assert calls[1] == "login --username robot --password-stdin registry.example.com:5000"
-    assert calls[2].startswith("push --digestfile ") and calls[2].endswith(f"{tag} docker://{tag}")
-    assert (tmp_path / "stdin").read_text() == "s3cret-registry-password", "the password goes on stdin"
-    assert "s3cret-registry-password" not in result.stdout + result.stderr + "\n".join(calls)
-    image = json.loads((tmp_path / "image" / "image.json").read_text())
-    assert image == {
-        "image": "registry.example.com:5000/octo/celestial-bodies-classifier",
-        "digest": "sha256:" + "0" * 63 + "7",
-        "tag": tag,
-    }
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("BUILDAH_LOG", str(tmp_path / "calls"))
+    monkeypatch.setenv("BUILDAH_DIR", str(tmp_path))
+    monkeypatch.delenv("ORBIT_REGISTRY_USER", raising=False)
+    monkeypatch.delenv("ORBIT_REGISTRY_PASSWORD", raising=False)
+    return tmp_path / "calls"
+
+
+def calls(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def assert_a_cpu_image(tmp_path: Path) -> None:
     dockerfile = (tmp_path / "Dockerfile").read_text()
     assert "FROM python:3.11-slim" in dockerfile and "nvidia" not in dockerfile.lower()
     requirements = (tmp_path / "python" / "requirements.txt").read_text()
@@ -85,3 +66,117 @@ def test_the_image_is_built_by_buildah_pushed_by_digest_and_recorded(
         "torch from the CPU wheel index"
     )
     assert "torch==2.13.0" in requirements
+
+
+def with_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORBIT_REGISTRY_USER", "robot")
+    monkeypatch.setenv("ORBIT_REGISTRY_PASSWORD", PASSWORD)
+
+
+def test_the_image_is_built_by_buildah_pushed_by_digest_and_recorded(
+    trained_project: Path, tmp_path: Path, buildah: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_credentials(monkeypatch)
+    result = run(
+        [
+            "orbit",
+            "deploy",
+            "build",
+            "--registry",
+            REGISTRY,
+            "--sha",
+            SHA,
+            "--out",
+            str(tmp_path / "image"),
+            "--project",
+            str(trained_project),
+        ],
+        trained_project,
+    )
+    recorded = calls(buildah)
+    assert recorded[0].startswith(f"build --tag {TAG} --file "), recorded[0]
+    assert recorded[1] == "login --username robot --password-stdin registry.example.com:5000"
+    assert recorded[2].startswith("push --digestfile ") and recorded[2].endswith(f"{TAG} docker://{TAG}")
+    assert (tmp_path / "stdin").read_text() == PASSWORD, "the password goes on stdin"
+    assert PASSWORD not in result.stdout + result.stderr + "\n".join(recorded)
+    assert json.loads((tmp_path / "image" / "image.json").read_text()) == IMAGE_JSON
+    assert_a_cpu_image(tmp_path)
+
+
+def test_the_three_parts_hand_on_a_bento_then_an_archive_and_only_the_last_holds_the_password(
+    trained_project: Path, tmp_path: Path, buildah: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bento (the project's code, no secret) → image (no secret) → push (the password): deploy.yml's jobs."""
+    bento_out, archive_out, image_out = tmp_path / "bento", tmp_path / "archive", tmp_path / "image"
+    bento = run(
+        ["python", "-I", "-m", "deploy.build", "bento", "--project", ".", "--out", str(bento_out)],
+        trained_project,
+    )
+    assert calls(buildah) == [], "building the Bento builds no image and pushes nothing"
+    exported = bento_out / "service.bento"
+    assert exported.is_file() and f"exported {exported}" in bento.stdout
+
+    elsewhere = tmp_path / "elsewhere"  # the image job: no checkout, a store of its own
+    elsewhere.mkdir()
+    image = run(
+        [
+            "python",
+            "-I",
+            "-m",
+            "deploy.build",
+            "image",
+            "--bento",
+            str(exported),
+            "--sha",
+            SHA,
+            "--out",
+            str(archive_out),
+        ],
+        elsewhere,
+    )
+    local = f"localhost/celestial-bodies-classifier:{SHA}"
+    archive = archive_out / "image.tar"
+    built = calls(buildah)
+    assert built[0].startswith(f"build --tag {local} --file "), built[0]
+    assert built[1:] == [f"push {local} oci-archive:{archive}"], "saved as an archive, never to a registry"
+    assert archive.read_text() == f"an OCI archive of {local}"
+    assert f"saved {archive}" in image.stdout
+    assert_a_cpu_image(tmp_path)
+
+    with_credentials(monkeypatch)
+    pushed = run(
+        [
+            "python",
+            "-I",
+            "-m",
+            "deploy.build",
+            "push",
+            "--archive",
+            str(archive),
+            "--registry",
+            REGISTRY,
+            "--sha",
+            SHA,
+            "--out",
+            str(image_out),
+        ],
+        elsewhere,
+    )
+    pushing = calls(buildah)[len(built) :]
+    image_id = "0" * 62 + "42"
+    assert pushing[0] == f"pull --quiet oci-archive:{archive}", "the archive is loaded, not built"
+    assert pushing[1] == "login --username robot --password-stdin registry.example.com:5000"
+    assert pushing[2].startswith("push --digestfile ") and pushing[2].endswith(f"{image_id} docker://{TAG}")
+    assert len(pushing) == 3 and not any(call.startswith("build") for call in pushing)
+    assert (tmp_path / "stdin").read_text() == PASSWORD, "the password goes on stdin"
+    assert PASSWORD not in pushed.stdout + pushed.stderr + "\n".join(calls(buildah))
+    assert json.loads((image_out / "image.json").read_text()) == IMAGE_JSON
+    assert f"pushed {TAG}" in pushed.stdout
+
+
+@pytest.mark.parametrize("part", ["image", "push"])
+def test_a_part_that_names_an_image_takes_only_a_commit_sha(part: str, tmp_path: Path) -> None:
+    given = ["--bento", "b"] if part == "image" else ["--archive", "a", "--registry", REGISTRY]
+    with pytest.raises(SystemExit) as stopped:
+        main([part, *given, "--sha", "main;rm -rf /", "--out", str(tmp_path)])
+    assert stopped.value.code == 2

@@ -78,12 +78,18 @@ def closed(number: int = 7, merged: bool = True) -> dict[str, Any]:
         "pull_request": {
             "number": number,
             "merged": merged,
-            "merge_commit_sha": MERGED,
+            "merge_commit_sha": MERGED if number == 7 else f"{number:040x}",  # each merge its own commit
             "base": {"ref": "main"},
         },
         "repository": {"full_name": "octo-org/model", "default_branch": "main"},
         "installation": {"id": 42},
     }
+
+
+def dispatched(github: GitHubState, deployment: int) -> dict[str, Any]:
+    """Return the deploy.yml run orbit dispatched for a deployment (GitHub's double started it)."""
+    [run] = [r for r in github.reports.runs.values() if f"(deployment {deployment})" in r["display_title"]]
+    return run
 
 
 def built(
@@ -96,6 +102,16 @@ def built(
     conclusion: str = "success",
     pull: int = 7,
 ) -> dict[str, Any]:
+    """Return the completion of the deployment's build run; `run` names a run orbit did not dispatch."""
+    started = next(
+        (r for r in github.reports.runs.values() if f"(deployment {deployment})" in r["display_title"]), None
+    )
+    fields: dict[str, Any] = (
+        dict(started)
+        if started
+        else {"id": run, "display_title": DeployRun(pull, environment, deployment, sha).title}
+    )
+    run = int(fields["id"])
     if image is not None:
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w") as archive:
@@ -107,8 +123,8 @@ def built(
     return {
         "action": "completed",
         "workflow_run": {
-            "id": run,
-            "display_title": DeployRun(pull, environment, deployment, sha).title,
+            **fields,
+            "status": "completed",
             "conclusion": conclusion,
             "html_url": f"https://github.com/octo-org/model/actions/runs/{run}",
         },
@@ -144,7 +160,9 @@ async def test_a_merged_pr_creates_the_production_deployment_and_dispatches_the_
     [deployment] = github.reports.deployments
     assert deployment["ref"] == MERGED and deployment["environment"] == "production"
     assert deployment["production_environment"] is True and deployment["transient_environment"] is False
-    assert deployment["payload"] == {"pr": 7} and deployment["auto_merge"] is False
+    assert (
+        deployment["payload"] == {"pr": 7, "trigger": f"merge:{MERGED}"} and deployment["auto_merge"] is False
+    )
     assert states(github, deployment["id"]) == ["queued"]
     assert github.reports.dispatches == [
         {
@@ -156,6 +174,7 @@ async def test_a_merged_pr_creates_the_production_deployment_and_dispatches_the_
                 "deployment": str(deployment["id"]),
                 "pr": "7",
             },
+            "return_run_details": True,
         }
     ]
 
@@ -175,7 +194,10 @@ async def test_a_finished_build_is_rolled_out_and_reported(
     assert states(github, deployment) == ["queued", "in_progress", "success"]
     success = github.reports.deployment_statuses[deployment][0]
     assert success["environment_url"] == f"https://{SERVICE}.models.example.com"
-    assert success["log_url"] == "https://github.com/octo-org/model/actions/runs/101"
+    assert (
+        success["log_url"]
+        == f"https://github.com/octo-org/model/actions/runs/{dispatched(github, deployment)['id']}"
+    )
     comment = github.comments[-1]["body"]
     assert f"Production serves `eeeeeee` at https://{SERVICE}.models.example.com" in comment
     assert f"curl -F image=@saturn.png https://{SERVICE}.models.example.com/predict" in comment
@@ -280,7 +302,7 @@ async def test_rollback_restores_the_model_before_the_pr(
     rollback = github.reports.deployments[0]
     assert rollback["payload"]["rollback_to"] == github.reports.deployments[2]["id"]
     assert states(github, rollback["id"]) == ["in_progress", "success"]
-    assert "Production serves `eeeeeee` again, the model from before PR #7" in github.comments[-1]["body"]
+    assert "Production serves `0000000` again, the model from before PR #7" in github.comments[-1]["body"]
     await handle(setup, "issue_comment", comment_payload("/rollback", number=9))
     assert "PR #9 is not among production's recorded rollouts" in github.comments[-1]["body"]
 
@@ -305,3 +327,48 @@ async def test_a_preview_built_after_its_pr_closed_is_not_rolled_out(
     await handle(setup, "workflow_run", built(github, deployment, "pr-7", HEAD, 700, image))
     assert states(github, deployment) == ["queued", "inactive"]
     assert kube.applied == []
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        {"path": ".github/workflows/pr.yml", "event": "pull_request"},  # a fork PR's own workflow
+        {"head_repository": {"full_name": "mallory/model"}},
+        {"head_sha": "f" * 40},
+        {"id": 777},  # a run orbit never dispatched, named exactly like the real one
+    ],
+    ids=["fork-workflow", "fork-code", "other-commit", "unrecorded-id"],
+)
+async def test_a_forged_deploy_run_rolls_nothing_out(
+    setup: tuple[Context, Router], github: GitHubState, kube: KubeState, forgery: dict[str, Any]
+) -> None:
+    await handle(setup, "pull_request", closed())
+    deployment = github.reports.deployments[0]["id"]
+    evil = {"image": f"{REGISTRY}/{SERVICE}", "digest": digest(66)}  # an attacker's image, in the registry
+    payload = built(github, deployment, "production", MERGED, 0, evil)
+    payload["workflow_run"].update(forgery)
+    if "id" in forgery:
+        github.reports.artifacts[777] = github.reports.artifacts[dispatched(github, deployment)["id"]]
+    await handle(setup, "workflow_run", payload)
+    assert kube.applied == [], "nothing reaches production"
+    assert states(github, deployment) == ["queued"], "no deployment status is set"
+
+
+async def test_a_replayed_build_completion_rolls_out_once(
+    setup: tuple[Context, Router], github: GitHubState, kube: KubeState
+) -> None:
+    deployment = await deploy_production(setup, github, 1)
+    applied, comments = len(kube.applied), len(github.comments)
+    image = {"image": f"{REGISTRY}/{SERVICE}", "digest": digest(1)}
+    await handle(setup, "workflow_run", built(github, deployment, "production", MERGED, 0, image))
+    assert len(kube.applied) == applied and len(github.comments) == comments
+    assert states(github, deployment) == ["queued", "in_progress", "success"]
+
+
+async def test_a_redelivered_merge_creates_one_deployment_and_one_build(
+    setup: tuple[Context, Router], github: GitHubState
+) -> None:
+    for _ in range(2):
+        await handle(setup, "pull_request", closed())
+    assert len(github.reports.deployments) == 1
+    assert len(github.reports.dispatches) == 1

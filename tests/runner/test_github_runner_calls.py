@@ -70,10 +70,34 @@ async def test_the_still_queued_check_reads_the_job(github: respx.MockRouter) ->
     assert await client.workflow_job(REPO, 6) is None
 
 
-async def test_dispatch_sends_the_inputs_and_reads_no_body(github: respx.MockRouter) -> None:
-    route = github.post(f"{BASE}/actions/workflows/train.yml/dispatches").respond(204)
-    await api().for_installation(1).dispatch_workflow(REPO, "train.yml", "main", {"pr": "7", "sha": "a" * 40})
-    assert sent(route) == {"ref": "main", "inputs": {"pr": "7", "sha": "a" * 40}}
+async def test_dispatch_asks_for_the_run_and_answers_its_id(github: respx.MockRouter) -> None:
+    details = {"workflow_run_id": 901, "run_url": f"{BASE}/actions/runs/901", "html_url": "https://x/901"}
+    route = github.post(f"{BASE}/actions/workflows/train.yml/dispatches").respond(200, json=details)
+    client = api().for_installation(1)
+    assert await client.dispatch_workflow(REPO, "train.yml", "main", {"pr": "7", "sha": "a" * 40}) == 901
+    assert sent(route) == {"ref": "main", "inputs": {"pr": "7", "sha": "a" * 40}, "return_run_details": True}
+
+
+async def test_a_run_is_read_with_what_recognises_it(github: respx.MockRouter) -> None:
+    github.get(f"{BASE}/actions/runs/901").respond(
+        200,
+        json={
+            "id": 901,
+            "status": "queued",
+            "display_title": "orbit/train PR #7 at " + "a" * 40,
+            "path": ".github/workflows/train.yml",
+            "event": "workflow_dispatch",
+            "head_sha": "d" * 40,
+            "head_repository": {"full_name": "octo-org/model"},
+        },
+    )
+    run = await api().for_installation(1).workflow_run(REPO, 901)
+    assert (run.path, run.event, run.head_sha, run.head_repo) == (
+        ".github/workflows/train.yml",
+        "workflow_dispatch",
+        "d" * 40,
+        "octo-org/model",
+    )
 
 
 async def test_cancel_of_a_superseded_run_tolerates_one_already_finished(github: respx.MockRouter) -> None:

@@ -75,8 +75,8 @@ def test_text_from_the_pipeline_cannot_inject_markup() -> None:
         }
     )
     text = markdown(hostile, lambda name: name)
-    assert re.search(r"(?<!\\)<(img|!--)", text) is None, "every < arrives escaped"
-    assert "\\<img src=x onerror=alert(1)\\> \\| \\*\\*bold\\*\\*" in text
+    assert re.search(r"<(img|!--)", text) is None, "every < arrives escaped"
+    assert "&lt;img src=x onerror=alert(1)&gt; \\| \\*\\*bold\\*\\*" in text
 
 
 @pytest.fixture(scope="module")
@@ -150,5 +150,79 @@ def test_values_in_code_spans_read_as_written() -> None:
     )
     text = markdown(report, lambda name: name)
     assert "| train.optimizer | `adam_w` | `sgd <b>` |" in text
-    assert "`release_2'x`" in text
+    assert "``release_2`x``" in text, "a longer delimiter: the backtick shows as written"
     assert "`?`" in text.splitlines()[0], "a commit that is not hex is not shown"
+
+
+def run_page(browser: object, html: Path) -> tuple[str, list[str], dict[str, int]]:
+    """Open the page and return its title, the dialogs it opened and what the DOM holds of scripts."""
+    from playwright.sync_api import Browser, Dialog
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page()
+    dialogs: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    page.goto(html.as_uri())
+    page.wait_for_load_state("load")
+    page.wait_for_timeout(200)  # an image's onerror fires after load
+    title = page.title()
+    found: dict[str, int] = page.evaluate(
+        """() => {
+          const all = Array.from(document.querySelectorAll('*'));
+          return {
+            scripts: document.scripts.length,
+            handlers: all.filter(e => Array.from(e.attributes).some(a => a.name.startsWith('on'))).length,
+            javascript: all.filter(e => ['href', 'src', 'action', 'formaction'].some(
+              n => (e.getAttribute(n) || '').trim().toLowerCase().startsWith('javascript:'))).length,
+            links: document.links.length,
+          };
+        }"""
+    )
+    page.close()
+    return title, dialogs, found
+
+
+HOSTILE_TEXT = (
+    "<img src=x onerror=\"document.title='pwned';alert(1)\" x=>"
+    "<script>document.title='pwned';alert(2)</script>"
+    "<svg onload=alert(3)></svg>[x](javascript:alert(4))"
+    "x\r```\r\r<img src=x onerror=\"document.title='pwned';alert(5)\" x=>"
+    "</summary></details><details open><summary><a href=javascript:alert(6)>y</a>"
+)
+
+
+def test_a_hostile_report_html_runs_no_script_in_chromium(browser: object, tmp_path: Path) -> None:
+    """Every text of report.json holds script payloads (tags, handlers, javascript: links, a fence
+    closed by \\r, a forged <summary>): the page must open with its own title, no dialog and no
+    script, handler or javascript: URL in its DOM."""
+    from tests.report_fixtures import png
+    from tests.runner.test_inert_report import hostile_report
+
+    report = hostile_report(HOSTILE_TEXT)
+    for name in report.image_names():
+        (tmp_path / name).write_bytes(png())
+    write_bundle(report, tmp_path)
+    title, dialogs, found = run_page(browser, tmp_path / "report.html")
+    assert title == "orbit training report c0ffeea"
+    assert dialogs == []
+    assert found == {"scripts": 0, "handlers": 0, "javascript": 0, "links": 0}
+
+
+def test_the_pages_policy_stops_a_script_that_got_in(browser: object, tmp_path: Path) -> None:
+    """Should a script ever reach report.html, its Content-Security-Policy still keeps it from running."""
+    from tests.report_fixtures import png, report
+
+    plain = report()
+    for name in plain.image_names():
+        (tmp_path / name).write_bytes(png())
+    write_bundle(plain, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    injected = "<script>document.title='pwned';alert(1)</script><img src=x onerror=\"alert(2)\">"
+    (tmp_path / "injected.html").write_text(page.replace("</body>", injected + "</body>"))
+    title, dialogs, _ = run_page(browser, tmp_path / "injected.html")
+    assert title == "orbit training report c0ffeea" and dialogs == []

@@ -5,10 +5,12 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bot.context import Context
 from bot.errors import TemporaryError
 from bot.github import GitHubAppClient
+from bot.runs import run_effects
 from runner.report.assets import BRANCH, KEEP_RUNS
 from runner.report.publish import on_training_run_completed
 from runner.report.sticky import MARKER
@@ -16,6 +18,7 @@ from tests.bot.test_github_client import PEM
 from tests.fakes import delivery, memory_inbox
 from tests.github_double import GitHubState, serve_github
 from tests.report_fixtures import SHA, bundle_zip, report, run_payload
+from tests.runs import record_training
 
 HTML = "https://github.com/octo-org/model"
 
@@ -43,6 +46,8 @@ def give_artifact(state: GitHubState, run_id: int, data: bytes) -> None:
 
 
 async def finish(context: Context, state: GitHubState, run_id: int, conclusion: str = "success") -> None:
+    """Deliver the completion of training run `run_id`, which orbit dispatched (and so recorded)."""
+    record_training(context.store, run_id, sha=SHA)
     await on_training_run_completed(
         delivery("workflow_run", run_payload(run_id, conclusion=conclusion)), context
     )
@@ -83,10 +88,22 @@ async def test_a_successful_run_publishes_plots_comment_and_check(
     assert state.reports.storage_auth == [None], "the token is not sent to artifact storage"
 
 
-async def test_a_redelivery_updates_the_same_comment(context: Context, state: GitHubState) -> None:
+async def test_a_replayed_event_changes_nothing(context: Context, state: GitHubState) -> None:
+    give_artifact(state, 100, bundle_zip())
+    await finish(context, state, 100)
+    first, seen = the_comment(state), len(state.reports.requests)
+    state.reports.check_runs[7000]["status"] = "in_progress"  # as if someone reopened it
+    await finish(context, state, 100)  # the same event again, under a new delivery id
+    assert the_comment(state) == first
+    assert len(state.reports.requests) == seen, "no GitHub write, no plot commit: the report is out already"
+    assert state.reports.check_runs[7000]["status"] == "in_progress"
+
+
+async def test_a_retry_after_a_crash_updates_the_same_comment(context: Context, state: GitHubState) -> None:
     give_artifact(state, 100, bundle_zip())
     await finish(context, state, 100)
     first = the_comment(state)
+    context.store.write(lambda connection: connection.execute(run_effects.delete()))  # died before noting it
     state.reports.check_runs[7000]["status"] = "in_progress"
     await finish(context, state, 100)
     body = the_comment(state)
@@ -295,3 +312,33 @@ async def test_the_sticky_comment_is_only_ever_orbits_own(
     assert [c["id"] for c in state.reports.comments.values() if c["user"]["login"] == "orbit[bot]"] == [
         mine[0]["id"]
     ]
+
+
+def untrusted(reason: str) -> float:
+    return REGISTRY.get_sample_value("orbit_untrusted_runs_total", {"reason": reason}) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({}, "not dispatched by orbit"),  # a fork's own workflow, titled like orbit's run
+        ({"path": ".github/workflows/evil.yml"}, "another workflow file"),
+        ({"event": "pull_request"}, "started by pull_request"),
+        ({"head_repository": {"full_name": "mallory/model"}}, "runs code of another repository"),
+        ({"head_sha": "e" * 40}, "not the commit orbit dispatched"),
+    ],
+)
+async def test_a_forged_training_run_publishes_nothing(
+    context: Context, state: GitHubState, change: dict[str, object], reason: str
+) -> None:
+    if change:  # the id is one orbit recorded, but another field gives the forgery away
+        record_training(context.store, 100, sha=SHA)
+    give_artifact(state, 100, bundle_zip())
+    payload = run_payload(100)
+    payload["workflow_run"].update(change)
+    before = untrusted(reason)
+    await on_training_run_completed(delivery("workflow_run", payload), context)
+    assert state.reports.comments == {}, "no report comment"
+    assert state.reports.check_runs[7000]["status"] == "queued", "the check run is untouched"
+    assert f"heads/{BRANCH}" not in state.reports.git.refs, "no plot committed"
+    assert untrusted(reason) == before + 1

@@ -10,13 +10,15 @@ from kubernetes import client
 from bot.context import Context
 from bot.events import Repo
 from bot.github import JobInfo, RunInfo
+from bot.inbox import Inbox
 from bot.runs import TrainingRun
 from runner.classes import default_classes
 from runner.jobs import Runners, make_router
 from runner.kube import KubeCluster
 from runner.reconcile import Reconciler
-from tests.fakes import FakeApp, FakeGitHub, delivery, memory_inbox
+from tests.fakes import DEFAULT_HEAD, FakeApp, FakeGitHub, delivery, memory_inbox
 from tests.kube_double import KubeState, serve_kube
+from tests.runs import record_training
 
 REPO = Repo("octo-org", "model")
 SHA = "c" * 40
@@ -41,7 +43,7 @@ def job(
         77,
         status,
         list(labels),
-        SHA,
+        DEFAULT_HEAD,  # a dispatched run's jobs run the default branch's commit
         f"https://github.com/o/r/actions/runs/77/job/{job_id}",
         f"orbit-runner-{job_id}" if status != "queued" else "",
         created or f"2026-11-27T10:00:{job_id % 60:02d}Z",
@@ -69,13 +71,20 @@ def job_event(action: str, info: JobInfo) -> dict[str, Any]:
 def github_with(*jobs: JobInfo) -> FakeGitHub:
     github = FakeGitHub()
     github.jobs = {j.id: j for j in jobs}
-    github.runs = [RunInfo(77, "in_progress", TrainingRun(7, SHA).title, SHA)]
+    github.runs = [RunInfo(77, "in_progress", TrainingRun(7, SHA).title, DEFAULT_HEAD)]
     return github
+
+
+def orbit_store() -> Inbox:
+    """Return a store in which run 77, training PR #7 at SHA, is one orbit dispatched."""
+    store = memory_inbox()
+    record_training(store, 77, pull=7, sha=SHA)
+    return store
 
 
 async def handle(runners: Runners, github: FakeGitHub, action: str, info: JobInfo) -> None:
     router = make_router(runners)
-    context = Context(github, memory_inbox(), {})
+    context = Context(github, orbit_store(), {})
     for handler in router.handlers_for("workflow_job", action):
         await handler(delivery("workflow_job", job_event(action, info)), context)
 
@@ -170,6 +179,7 @@ def reconciler(runners: Runners, github: FakeGitHub, now: datetime | None = None
         runners,
         FakeApp(github),
         lambda: [(42, "octo-org/model")],
+        orbit_store(),
         pending_limit_s=600,
         now=(lambda: now) if now else (lambda: datetime.now(UTC)),
     )
@@ -247,3 +257,29 @@ async def test_a_restart_in_the_middle_leaves_no_orphan_and_no_duplicate(
     assert sorted(state.of("pods")) == ["orbit-runner-555", "orbit-runner-556"]
     assert sorted(state.of("secrets")) == ["orbit-runner-555", "orbit-runner-556"]
     assert github.runners.keys() == {"orbit-runner-555", "orbit-runner-556"}  # the stale registration is gone
+
+
+async def test_a_job_that_merely_carries_orbits_labels_gets_nothing(kube: tuple[KubeState, Runners]) -> None:
+    state, runners = kube
+    stranger = JobInfo(
+        901, 66, "queued", ["self-hosted", "orbit-gpu"], "e" * 40, "", "", "2026-11-27T10:00:00Z"
+    )
+    github = github_with(stranger)
+    github.runs.append(
+        RunInfo(66, "queued", TrainingRun(7, SHA).title, "e" * 40)
+    )  # a fork's run, orbit's title
+    await handle(runners, github, "queued", stranger)
+    outcome = await reconciler(runners, github).run_once()
+    assert state.of("pods") == {} and state.of("secrets") == {}, "no runner pod for a run orbit did not start"
+    assert github.named("jit") == [], "no runner registered for it"
+    assert outcome.started == []
+
+
+async def test_a_recorded_runs_job_shows_on_the_check_of_the_commit_it_trains(
+    kube: tuple[KubeState, Runners],
+) -> None:
+    _, runners = kube
+    github = github_with(job(555))
+    check = await github.create_check_run(REPO, SHA, "orbit/train", "Training queued", "")
+    await handle(runners, github, "in_progress", job(555, status="in_progress"))
+    assert github.check_run_status[check] == "in_progress", "the PR's commit, not the default branch's"

@@ -1,13 +1,15 @@
 """The sticky comment's sections and limit, and the distrustful reading of a bundle artifact."""
 
 import io
+import re
 import zipfile
 
 import pytest
+from markdown_it import MarkdownIt
 
 from bot.events import ordering_key
 from runner.report.artifact import MAX_ENTRIES, BundleError, read_bundle
-from runner.report.sticky import LIMIT, MARKER, compose, sections
+from runner.report.sticky import LIMIT, MARKER, TRIMMED, Section, compose, neutralise, sections
 from tests.fakes import delivery
 from tests.report_fixtures import bundle_zip, png, report, run_payload
 
@@ -49,6 +51,46 @@ def test_the_oldest_runs_go_first_then_the_newest_is_cut() -> None:
     assert "cut to fit GitHub's comment limit" in latest
 
 
+def outside_code(markdown: str) -> str:
+    """Return the text GitHub shows outside code blocks (CommonMark with raw HTML)."""
+    html = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+    return re.sub(r"<pre>.*?</pre>", "", html, flags=re.S)
+
+
+def test_a_cut_closes_a_longer_fence_than_three_backticks() -> None:
+    """A log block's fence is longer than the backtick runs of the log, so a cut must close it with
+    the same fence: counting ``` would leave it open and swallow the note and the earlier runs."""
+    earlier = compose(None, 1, "### run one")
+    log = "### run two\n\n````text\n```\n" + "log line\n" * 20_000 + "```\n````"
+    body = compose(earlier, 2, log)
+    assert len(body) <= LIMIT
+    latest = sections(body)[0].body
+    assert latest.endswith(TRIMMED) and "\n````\n" in latest
+    shown = outside_code(body)
+    assert "cut to fit GitHub's comment limit" in shown and "Earlier runs (1)" in shown
+
+
+def test_a_cut_closes_a_fold_it_left_open() -> None:
+    fold = "### run\n\n<details><summary>4,000 more metrics</summary>\n\n| m | v |\n|---|---|\n"
+    body = compose(compose(None, 1, "### one"), 2, fold + "| a | 1 |\n" * 20_000 + "\n</details>")
+    latest = sections(body)[0].body
+    assert latest.count("<details>") == latest.count("</details>") == 1
+    assert body.index("</details>") < body.index("cut to fit GitHub's comment limit")
+
+
+def test_the_summary_of_an_earlier_run_is_plain_inert_text() -> None:
+    section = Section(
+        5, "### ❌ Training failed at stage `</summary><img src=x onerror=alert(1)>` — `@org/team`"
+    )
+    assert section.summary() == (
+        "❌ Training failed at stage &lt;/summary&gt;&lt;img src=x onerror=alert(1)&gt; — @\u200dorg/team"
+    )
+
+
+def test_neutralise_breaks_comment_openers_and_keeps_a_charts_arrow() -> None:
+    assert neutralise("<!-- orbit:run 1 --> y-axis 0 --> 1") == "<\u200b!-- orbit:run 1 --> y-axis 0 --> 1"
+
+
 def test_a_bundle_is_read_with_its_images() -> None:
     bundle = read_bundle(bundle_zip())
     assert set(bundle.images) == {"loss.png", "confusion.png", "predictions.png"}
@@ -74,6 +116,10 @@ def zipped(entries: dict[str, bytes]) -> bytes:
         ),  # 40 MiB of zeros zip small
         (
             bundle_zip(report(images=[{"title": "x", "image": "../../etc/passwd"}])),
+            "not a plain file name",
+        ),
+        (
+            zipped({"report.json": report().model_dump_json().encode()}),
             "not a file of the bundle",
         ),
     ],

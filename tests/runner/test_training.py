@@ -8,10 +8,12 @@ from bot.commands import on_comment
 from bot.context import Context
 from bot.events import Repo
 from bot.github import PullInfo, RunInfo
+from bot.inbox import Inbox
 from bot.runs import TrainingRun
 from runner.config import RepoConfigError, parse_config, records_outputs_only, touches_pipeline
 from runner.training import Retrain, on_pull_request
-from tests.fakes import FakeGitHub, comment_payload, delivery, memory_inbox
+from tests.fakes import DEFAULT_HEAD, FakeGitHub, comment_payload, delivery, memory_inbox
+from tests.runs import record_training
 
 SHA, OLD = "a" * 40, "b" * 40
 
@@ -37,8 +39,8 @@ def pr_event(
     }
 
 
-def ctx(github: FakeGitHub) -> Context:
-    return Context(github, memory_inbox(), {"retrain": Retrain()})
+def ctx(github: FakeGitHub, store: Inbox | None = None) -> Context:
+    return Context(github, store or memory_inbox(), {"retrain": Retrain()})
 
 
 @pytest.fixture
@@ -111,23 +113,49 @@ async def test_a_newer_push_cancels_the_older_run_and_completes_its_check(github
         Repo("octo-org", "model"), OLD, "orbit/train", "Training queued", ""
     )
     github.runs = [
-        RunInfo(31, "in_progress", TrainingRun(7, OLD).title, OLD),
-        RunInfo(32, "queued", TrainingRun(8, OLD).title, OLD),
+        RunInfo(31, "in_progress", TrainingRun(7, OLD).title, DEFAULT_HEAD),
+        RunInfo(32, "queued", TrainingRun(8, OLD).title, DEFAULT_HEAD),
+        RunInfo(33, "queued", TrainingRun(7, OLD).title, DEFAULT_HEAD),  # named like orbit's, not orbit's
     ]
-    await on_pull_request(delivery("pull_request", pr_event()), ctx(github))
-    assert github.named("cancel") == [("octo-org/model", 31)]  # PR 8's run is left alone
+    store = memory_inbox()
+    record_training(store, 31, pull=7, sha=OLD)
+    record_training(store, 32, pull=8, sha=OLD)
+    await on_pull_request(delivery("pull_request", pr_event()), ctx(github, store))
+    assert github.named("cancel") == [("octo-org/model", 31)]  # PR 8's run and the stranger are left alone
     assert github.check_run_status[old_check] == "completed"
     superseded = next(u for _, i, u in github.named("update_check") if i == old_check)
     assert superseded.conclusion == "cancelled"
 
 
-async def test_retrain_by_a_writer_trains_a_fork(github: FakeGitHub) -> None:
+async def test_retrain_of_a_fork_trains_only_the_commit_the_writer_names(github: FakeGitHub) -> None:
     github.pulls[7] = PullInfo(7, SHA, "someone/model", "octo-org/model", "main", "main", False, "open")
-    await on_comment(delivery("issue_comment", comment_payload("/retrain")), ctx(github))
+    store = memory_inbox()
+    await on_comment(delivery("issue_comment", comment_payload("/retrain")), ctx(github, store))
+    assert github.named("dispatch") == [], "a fork's head may have moved since the writer read it"
+    assert f"/retrain {SHA[:12]}" in github.named("comment")[0][2], "the reply names the head to confirm"
+    confirmed = comment_payload(f"/retrain {SHA[:7]}")
+    confirmed["comment"]["id"] = 2001  # a second comment
+    await on_comment(delivery("issue_comment", confirmed), ctx(github, store))
     assert github.named("dispatch") == [
         ("octo-org/model", "train.yml", "main", {"pr": "7", "sha": SHA, "base": "main"})
     ]
-    assert "Training `aaaaaaa`" in github.named("comment")[0][2]
+    assert "Training `aaaaaaa`" in github.named("comment")[-1][2]
+
+
+async def test_retrain_of_a_head_that_moved_trains_nothing(github: FakeGitHub) -> None:
+    github.pulls[7] = PullInfo(7, "b" * 40, "someone/model", "octo-org/model", "main", "main", False, "open")
+    await on_comment(delivery("issue_comment", comment_payload(f"/retrain {SHA[:7]}")), ctx(github))
+    assert github.named("dispatch") == []
+    assert "is now `bbbbbbb`, not `aaaaaaa`" in github.named("comment")[0][2]
+
+
+async def test_the_same_retrain_comment_handled_twice_trains_once(github: FakeGitHub) -> None:
+    github.pulls[7] = PullInfo(7, SHA, "octo-org/model", "octo-org/model", "main", "main", False, "open")
+    store, comment = memory_inbox(), comment_payload("/retrain")
+    for _ in range(2):  # the worker died after dispatching, before the delivery was marked done
+        await on_comment(delivery("issue_comment", comment), ctx(github, store))
+    assert len(github.named("dispatch")) == 1
+    assert len(github.named("create_check")) == 1
 
 
 async def test_retrain_by_a_reader_changes_nothing(github: FakeGitHub) -> None:
