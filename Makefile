@@ -46,6 +46,7 @@ bench: venv system-deps
 	$(BIN)/python bench/runner.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python -m bench.report
+	$(BIN)/python -m bench.report_render
 	$(BIN)/python -m bench.deploy
 
 clean:

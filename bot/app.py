@@ -4,7 +4,7 @@ import logging
 
 from starlette.types import ASGIApp
 
-from bot import commands, installations
+from bot import commands, installations, redaction
 from bot.context import Feature
 from bot.github import GitHubAppClient
 from bot.inbox import Inbox, make_engine
@@ -119,5 +119,6 @@ def reconciler_for(settings: Settings, inbox: Inbox, github: GitHubAppClient, ru
 
 
 def app_from_environment() -> ASGIApp:
-    """Build the app from `ORBIT_*` variables (the uvicorn factory)."""
+    """Build the app from `ORBIT_*` variables (the uvicorn factory, in each worker process)."""
+    redaction.install()
     return build_app(load_settings())

@@ -6,6 +6,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bot import redaction
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -190,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `orbit` command line."""
+    redaction.install()  # no secret reaches a log line, whichever command writes it
     args = build_parser().parse_args(argv)
     run: Command = args.run
     try:

@@ -6,12 +6,13 @@ import re
 import zipfile
 
 from bot.events import Repo
-from bot.github.actions import Artifacts, named_artifact
+from bot.github.actions import Artifacts, ArtifactTooLarge, named_artifact
 
 ARTIFACT = "orbit-image"
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 REPOSITORY = re.compile(r"^[a-z0-9][a-z0-9._:/-]*$")
 MAX_BYTES = 64 * 1024
+MAX_ARTIFACT_BYTES = 1024 * 1024  # a zip of one small image.json
 
 
 class ImageError(ValueError):
@@ -46,7 +47,10 @@ def _without_tag(repository: str) -> str:
 
 async def read_image(github: Artifacts, repo: Repo, run_id: int, registry: str) -> str:
     """Download the run's image artifact and return the image reference to deploy, by digest."""
-    data = await named_artifact(github, repo, run_id, ARTIFACT)
+    try:
+        data = await named_artifact(github, repo, run_id, ARTIFACT, max_bytes=MAX_ARTIFACT_BYTES)
+    except ArtifactTooLarge as error:
+        raise ImageError(str(error)) from error
     if data is None:
         raise ImageError(f"the build run left no {ARTIFACT} artifact")
     return parse_image(data, registry)

@@ -5,19 +5,32 @@
 its value types and their githubkit implementation; `client` composes them per installation.
 """
 
-from bot.github.actions import ArtifactInfo, JobInfo, RunInfo, RunStatus, StepInfo, named_artifact
+from bot.github.actions import (
+    MAX_ARTIFACT_BYTES,
+    MAX_LOG_TAIL_BYTES,
+    ArtifactInfo,
+    ArtifactTooLarge,
+    JobInfo,
+    RunInfo,
+    RunStatus,
+    StepInfo,
+    named_artifact,
+)
 from bot.github.calls import Conflict, NotFound, Unprocessable
 from bot.github.checks import CheckUpdate
 from bot.github.client import GitHubApi, GitHubApp, GitHubAppClient, InstallationClient
 from bot.github.deployments import PRODUCTION, DeploymentInfo, DeploymentState
 from bot.github.git import TreeEntry
-from bot.github.issues import WRITE_PERMISSIONS, CommentInfo, Reaction
+from bot.github.issues import WRITE_PERMISSIONS, CommentInfo, Reaction, ReactionInfo
 from bot.github.pulls import PullInfo
 
 __all__ = [
+    "MAX_ARTIFACT_BYTES",
+    "MAX_LOG_TAIL_BYTES",
     "PRODUCTION",
     "WRITE_PERMISSIONS",
     "ArtifactInfo",
+    "ArtifactTooLarge",
     "CheckUpdate",
     "CommentInfo",
     "Conflict",
@@ -31,6 +44,7 @@ __all__ = [
     "NotFound",
     "PullInfo",
     "Reaction",
+    "ReactionInfo",
     "RunInfo",
     "RunStatus",
     "StepInfo",

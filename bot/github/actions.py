@@ -14,6 +14,8 @@ RunStatus = Literal["queued", "in_progress", "waiting", "requested", "pending"]
 # The most an artifact download reads unless its caller says less: an artifact's content is untrusted,
 # and it is held in memory whole.
 MAX_ARTIFACT_BYTES = 48 * 1024 * 1024
+# How much of the end of a job's log is kept (the failure report shows the lines before the last error).
+MAX_LOG_TAIL_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class Jobs(Protocol):
         ...
 
     async def job_log(self, repo: Repo, job_id: int) -> str:
-        """Return a workflow job's log as text."""
+        """Return the end of a workflow job's log as text (its last `MAX_LOG_TAIL_BYTES`, whole lines)."""
         ...
 
 
@@ -212,14 +214,34 @@ class ActionsMixin:
         return [_job(job) for job in body_of(response).get("jobs") or []]
 
     async def job_log(self, repo: Repo, job_id: int) -> str:
-        """Return a workflow job's log as text."""
-        response = await call(
-            "download_job_log",
-            lambda: self._rest.actions.async_download_job_logs_for_workflow_run(
-                repo.owner, repo.name, job_id
-            ),
-        )
-        return str(response.text)
+        """Return the end of a job's log: streamed, only its last `MAX_LOG_TAIL_BYTES` kept.
+
+        The job ran a pull request's code, which decides how long its log is.
+        """
+
+        async def stream() -> str:
+            response = await self._rest.actions.async_download_job_logs_for_workflow_run(
+                repo.owner, repo.name, job_id, stream=True
+            )
+            raw: httpx.Response = response.raw_response
+            tail = bytearray()
+            cut = False
+            try:
+                async for chunk in raw.aiter_bytes():
+                    tail += chunk
+                    if len(tail) > 2 * MAX_LOG_TAIL_BYTES:  # trimmed now and then, not at every chunk
+                        del tail[: len(tail) - MAX_LOG_TAIL_BYTES]
+                        cut = True
+            finally:
+                await raw.aclose()
+            if len(tail) > MAX_LOG_TAIL_BYTES:
+                del tail[: len(tail) - MAX_LOG_TAIL_BYTES]
+                cut = True
+            if cut:  # the first line is a piece of one
+                del tail[: tail.find(b"\n") + 1]
+            return tail.decode(errors="replace")
+
+        return await call("download_job_log", stream)
 
     async def run_artifacts(self, repo: Repo, run_id: int) -> list[ArtifactInfo]:
         """Return the artifacts of a workflow run."""

@@ -5,6 +5,7 @@ bundle artifact is read, its images committed to the assets branch, and the repo
 bot itself from report.json; a run without a bundle gets the end of its failing step's log instead.
 """
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -12,11 +13,12 @@ from bot.context import Context, Store
 from bot.dispatch import accepted, already_done, done, observed
 from bot.events import Repo, WorkflowRunEvent
 from bot.github import CheckUpdate, named_artifact
+from bot.github.actions import ArtifactTooLarge
 from bot.router import Router
 from bot.runs import TRAIN, RecordedRun
 from runner import checks
 from runner.github import ReportGitHub
-from runner.report.artifact import Bundle, BundleError, read_bundle
+from runner.report.artifact import MAX_TOTAL_BYTES, Bundle, BundleError, read_bundle
 from runner.report.assets import publish_images
 from runner.report.bundle import Report
 from runner.report.failure import failure_markdown
@@ -27,6 +29,7 @@ from runner.training import active_runs
 
 ARTIFACT = "orbit-report"
 PUBLISHED = "report published"
+MAX_ARTIFACT_BYTES = MAX_TOTAL_BYTES + 1024 * 1024  # the zip of what a bundle may unpack to
 CHECK_CONCLUSIONS = frozenset({"success", "failure", "cancelled", "timed_out", "neutral", "skipped", "stale"})
 router = Router()
 log = logging.getLogger(__name__)
@@ -73,7 +76,10 @@ async def _superseded(github: ReportGitHub, store: Store, run: FinishedRun) -> b
 
 
 async def _bundle(github: ReportGitHub, run: FinishedRun) -> Bundle | None:
-    data = await named_artifact(github, run.repo, run.run_id, ARTIFACT)
+    try:
+        data = await named_artifact(github, run.repo, run.run_id, ARTIFACT, max_bytes=MAX_ARTIFACT_BYTES)
+    except ArtifactTooLarge as error:
+        raise BundleError(str(error)) from error
     return None if data is None else read_bundle(data)
 
 
@@ -82,7 +88,7 @@ async def _report_markdown(github: ReportGitHub, run: FinishedRun, bundle: Bundl
     if bundle.images:
         published = await publish_images(github, run.repo, run.html_url, run.pull, run.run_id, bundle.images)
         urls = published.urls
-    return markdown(bundle.report, urls.__getitem__)
+    return await asyncio.to_thread(markdown, bundle.report, urls)  # linear, capped, off the event loop
 
 
 def check_title(report: Report | None, conclusion: str) -> str:

@@ -16,7 +16,7 @@ from kubernetes import client
 from bot.errors import PermanentError, TemporaryError
 from bot.events import Repo
 from bot.github import ArtifactInfo, GitHubAppClient, named_artifact
-from bot.github.actions import ArtifactTooLarge
+from bot.github.actions import MAX_LOG_TAIL_BYTES, ArtifactTooLarge
 from bot.github.client import GITHUB_TIMEOUT
 from bot.kube_api import KUBE_TIMEOUT, KubeApi
 from tests.bot.test_github_client import PEM
@@ -173,3 +173,24 @@ def test_kubernetes_default_timeouts_are_finite() -> None:
     connect, read = KUBE_TIMEOUT
     assert 0 < connect <= 30
     assert 0 < read <= 60
+
+
+async def test_a_huge_job_log_is_read_to_its_end_keeping_only_the_tail(
+    double: tuple[GitHubState, str],
+) -> None:
+    state, url = double
+    lines = [f"2026-11-27T10:00:00.0000000Z line {i} " + "x" * 80 for i in range(60_000)]  # ~7 MiB
+    state.reports.logs[31] = "\n".join([*lines, "##[error]the real failure", "Post job cleanup."])
+    api = GitHubAppClient(4242, PEM.decode(), url).for_installation(1)
+    tail = await api.job_log(REPO, 31)
+    assert len(tail.encode()) <= MAX_LOG_TAIL_BYTES
+    assert tail.endswith("##[error]the real failure\nPost job cleanup.")
+    assert tail.startswith("2026-11-27T10:00:00.0000000Z line ")  # whole lines only
+    assert state.reports.storage_auth == [None]
+
+
+async def test_a_short_job_log_is_read_whole(double: tuple[GitHubState, str]) -> None:
+    state, url = double
+    state.reports.logs[32] = "one\ntwo\n##[error]three"
+    api = GitHubAppClient(4242, PEM.decode(), url).for_installation(1)
+    assert await api.job_log(REPO, 32) == "one\ntwo\n##[error]three"

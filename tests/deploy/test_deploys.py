@@ -372,3 +372,19 @@ async def test_a_redelivered_merge_creates_one_deployment_and_one_build(
         await handle(setup, "pull_request", closed())
     assert len(github.reports.deployments) == 1
     assert len(github.reports.dispatches) == 1
+
+
+async def test_an_image_artifact_over_the_limit_fails_the_deployment(
+    setup: tuple[Context, Router], github: GitHubState, kube: KubeState
+) -> None:
+    await handle(setup, "pull_request", closed())
+    deployment = github.reports.deployments[0]["id"]
+    payload = built(
+        github, deployment, "production", MERGED, 0, {"image": f"{REGISTRY}/{SERVICE}", "digest": digest(5)}
+    )
+    github.reports.artifacts[payload["workflow_run"]["id"]][0]["size_in_bytes"] = 5 * 1024 * 1024
+    await handle(setup, "workflow_run", payload)
+    assert states(github, deployment) == ["queued", "failure"]
+    description = github.reports.deployment_statuses[deployment][0]["description"]
+    assert "at most 1,048,576 bytes are read" in description
+    assert kube.applied == []

@@ -278,7 +278,9 @@ async def test_the_comment_stays_under_githubs_limit(context: Context, state: Gi
     body = the_comment(state)
     assert len(body) <= 65_536
     assert "<!-- orbit:run 102 -->" in body
-    assert "cut to fit GitHub's comment limit" in body or "left out to fit GitHub's limit" in body
+    newest = body.split("<!-- orbit:run 102 -->")[1].split("<!-- orbit:end 102 -->")[0]
+    assert newest.count("| per\\_class.c") == 200, "at most 200 rows a table"
+    assert "1,300 more rows left out" in newest
 
 
 async def test_other_workflow_runs_are_ignored(context: Context, state: GitHubState) -> None:
@@ -342,3 +344,16 @@ async def test_a_forged_training_run_publishes_nothing(
     assert state.reports.check_runs[7000]["status"] == "queued", "the check run is untouched"
     assert f"heads/{BRANCH}" not in state.reports.git.refs, "no plot committed"
     assert untrusted(reason) == before + 1
+
+
+async def test_an_artifact_over_the_limit_is_not_downloaded_and_said(
+    context: Context, state: GitHubState
+) -> None:
+    give_artifact(state, 100, bundle_zip())
+    state.reports.artifacts[100][0]["size_in_bytes"] = (
+        40 * 1024 * 1024
+    )  # what the run claims to have uploaded
+    await finish(context, state, 100)
+    assert "could not be read" in the_comment(state)
+    assert state.reports.storage_auth == [], "nothing was fetched from artifact storage"
+    assert state.reports.check_runs[7000]["status"] == "completed"
