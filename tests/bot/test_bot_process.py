@@ -121,3 +121,4 @@ def test_sigkill_in_the_middle_loses_nothing(tmp_path: Path, github: tuple[GitHu
         restarted.stop()
     assert inbox.counts() == {DONE: 30}
     assert {int(c["number"]) for c in state.comments} == set(pulls)
+    assert len(state.comments) == 30, "a reply posted just before the kill is not posted again after it"
