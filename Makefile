@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps demo serve test test-fast lint format bench clean
+.PHONY: venv system-deps demo serve test test-fast lint format bench mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ format: venv
 
 test: lint system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+mutation: venv
+	$(BIN)/python scripts/mutation
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -225,7 +225,7 @@ def rejection(record: RecordedRun | None, seen: ObservedRun, purpose: str) -> st
         (record is not None and record.repository != seen.repository, "another repository"),
         (record is not None and PurePosixPath(seen.path).name != record.workflow, "another workflow file"),
         (not seen.path.startswith(".github/workflows/"), "not a workflow of the repository"),
-        (seen.event != "workflow_dispatch", f"started by {seen.event or 'an unknown event'}"),
+        (seen.event != "workflow_dispatch", "not started by a dispatch"),  # a label: never payload text
         (seen.head_repository != seen.repository, "runs code of another repository"),
         (record is not None and seen.head_sha != record.head_sha, "not the commit orbit dispatched"),
     )

@@ -325,7 +325,7 @@ def untrusted(reason: str) -> float:
     [
         ({}, "not dispatched by orbit"),  # a fork's own workflow, titled like orbit's run
         ({"path": ".github/workflows/evil.yml"}, "another workflow file"),
-        ({"event": "pull_request"}, "started by pull_request"),
+        ({"event": "pull_request"}, "not started by a dispatch"),
         ({"head_repository": {"full_name": "mallory/model"}}, "runs code of another repository"),
         ({"head_sha": "e" * 40}, "not the commit orbit dispatched"),
     ],
