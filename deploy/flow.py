@@ -10,6 +10,7 @@ import asyncio
 import functools
 from dataclasses import dataclass, replace
 
+from bot import pinning
 from bot.context import CommandCall, Context, Store
 from bot.dispatch import accepted, already_done, dispatch, done, observed
 from bot.events import PullRequestEvent, Repo, WorkflowRunEvent
@@ -250,6 +251,9 @@ class DeployPreview:
         pull = await github.pull_request(call.repo, call.pull)
         if pull.state != "open":
             return f"PR #{call.pull} is {pull.state}; `/deploy` previews open pull requests."
+        refusal = pinning.refusal(pull, call.args, "deploy")
+        if refusal is not None:
+            return refusal
         environment = f"pr-{call.pull}"
         await request_deploy(
             github,

@@ -6,8 +6,8 @@ A newer push or `/retrain` supersedes older runs of the same pull request.
 
 import asyncio
 import functools
-import re
 
+from bot import pinning
 from bot.context import CommandCall, Context, Store
 from bot.dispatch import dispatch
 from bot.events import PullRequestEvent, Repo
@@ -22,7 +22,6 @@ from runner.github import TrainingGitHub
 ACTIVE: tuple[RunStatus, ...] = ("queued", "in_progress", "waiting", "requested", "pending")
 TRAIN_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
 INVALID_CONFIG = "Invalid orbit configuration"
-SHA_ARG = re.compile(r"[0-9a-f]{7,40}")
 
 router = Router()
 
@@ -131,32 +130,8 @@ async def start_training(
     return await dispatch(github, store, repo, TRAIN, workflow, pull.default_branch, run, trigger)
 
 
-def _named_sha(args: str) -> str | None:
-    """Return the commit a `/retrain <sha>` names (7 to 40 hex digits), or None when it names none."""
-    words = args.split(maxsplit=1)
-    word = words[0].lower() if words else ""
-    return word if SHA_ARG.fullmatch(word) else None
-
-
-def _refusal(pull: PullInfo, named: str | None) -> str | None:
-    """Return why `/retrain` must not train the head, or None when it may.
-
-    A fork's head can move between the writer reading it and the bot training it; the writer
-    names the commit they read, and only that commit is trained.
-    """
-    head = pull.head_sha
-    if named is not None and not head.startswith(named):
-        return f"The head of PR #{pull.number} is now `{head[:7]}`, not `{named[:7]}`; nothing was trained."
-    if named is None and pull.head_repo != pull.base_repo:
-        return (
-            f"PR #{pull.number} comes from a fork: its head is `{head[:7]}`. To train exactly that commit, "
-            f"comment `/retrain {head[:12]}`; nothing was trained."
-        )
-    return None
-
-
 class Retrain:
-    """The `/retrain [sha]` command: train the PR's head now, forks included (a writer asked for it)."""
+    """The `/retrain [sha]` command: train the PR's head now; a fork's only as the writer names it."""
 
     async def __call__(self, ctx: Context, call: CommandCall) -> str:
         """Start training and say so."""
@@ -164,7 +139,7 @@ class Retrain:
         pull = await github.pull_request(call.repo, call.pull)
         if pull.state != "open":
             return f"PR #{call.pull} is {pull.state}; nothing was trained."
-        refusal = _refusal(pull, _named_sha(call.args))
+        refusal = pinning.refusal(pull, call.args, "retrain")
         if refusal is not None:
             return refusal
         try:

@@ -388,3 +388,17 @@ async def test_an_image_artifact_over_the_limit_fails_the_deployment(
     description = github.reports.deployment_statuses[deployment][0]["description"]
     assert "at most 1,048,576 bytes are read" in description
     assert kube.applied == []
+
+
+async def test_deploy_of_a_fork_builds_only_the_commit_the_writer_names(
+    setup: tuple[Context, Router], github: GitHubState
+) -> None:
+    github.reports.pulls[7]["head"]["repo"] = {"full_name": "mallory/model"}
+    await handle(setup, "issue_comment", comment_payload("/deploy"))
+    assert github.reports.deployments == [] and github.reports.dispatches == []
+    assert f"/deploy {HEAD}" in github.comments[-1]["body"], "the reply names the whole head to confirm"
+    confirmed = comment_payload(f"/deploy {HEAD}")
+    confirmed["comment"]["id"] = 3007  # a second comment
+    await handle(setup, "issue_comment", confirmed)
+    [deployment] = github.reports.deployments
+    assert deployment["ref"] == HEAD and deployment["environment"] == "pr-7"

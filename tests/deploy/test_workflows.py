@@ -570,7 +570,7 @@ def test_each_workflow_keeps_the_run_contract_the_bot_dispatches_and_recognises(
 def test_each_job_is_pinned_bounded_least_privileged_and_takes_inputs_through_env(name: str) -> None:
     workflow = load(name)
     assert workflow["permissions"] == {}
-    assert workflow["concurrency"]["group"].startswith("orbit-")
+    assert "concurrency" not in workflow, "group names are shared: a fork could cancel orbit's runs"
     for job_name, job in workflow["jobs"].items():
         assert job["runs-on"][0] == "self-hosted" and job["runs-on"][1] in ("orbit-gpu", "orbit-cpu")
         assert isinstance(job["timeout-minutes"], int), job_name

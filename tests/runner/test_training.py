@@ -132,8 +132,8 @@ async def test_retrain_of_a_fork_trains_only_the_commit_the_writer_names(github:
     store = memory_inbox()
     await on_comment(delivery("issue_comment", comment_payload("/retrain")), ctx(github, store))
     assert github.named("dispatch") == [], "a fork's head may have moved since the writer read it"
-    assert f"/retrain {SHA[:12]}" in github.named("comment")[0][2], "the reply names the head to confirm"
-    confirmed = comment_payload(f"/retrain {SHA[:7]}")
+    assert f"/retrain {SHA}" in github.named("comment")[0][2], "the reply names the whole head to confirm"
+    confirmed = comment_payload(f"/retrain {SHA}")
     confirmed["comment"]["id"] = 2001  # a second comment
     await on_comment(delivery("issue_comment", confirmed), ctx(github, store))
     assert github.named("dispatch") == [
@@ -144,7 +144,7 @@ async def test_retrain_of_a_fork_trains_only_the_commit_the_writer_names(github:
 
 async def test_retrain_of_a_head_that_moved_trains_nothing(github: FakeGitHub) -> None:
     github.pulls[7] = PullInfo(7, "b" * 40, "someone/model", "octo-org/model", "main", "main", False, "open")
-    await on_comment(delivery("issue_comment", comment_payload(f"/retrain {SHA[:7]}")), ctx(github))
+    await on_comment(delivery("issue_comment", comment_payload(f"/retrain {SHA}")), ctx(github))
     assert github.named("dispatch") == []
     assert "is now `bbbbbbb`, not `aaaaaaa`" in github.named("comment")[0][2]
 
@@ -179,3 +179,11 @@ def test_config_parsing_and_matching() -> None:
     assert records_outputs_only(["dvc.lock"])
     assert not records_outputs_only(["dvc.lock", "params.yaml"])
     assert not records_outputs_only([])
+
+
+async def test_retrain_of_a_fork_by_a_prefix_trains_nothing(github: FakeGitHub) -> None:
+    # A commit made to share the first 12 digits of the one the writer read must not pass for it.
+    github.pulls[7] = PullInfo(7, SHA, "someone/model", "octo-org/model", "main", "main", False, "open")
+    await on_comment(delivery("issue_comment", comment_payload(f"/retrain {SHA[:12]}")), ctx(github))
+    assert github.named("dispatch") == []
+    assert f"/retrain {SHA}" in github.named("comment")[0][2]
