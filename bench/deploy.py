@@ -21,7 +21,10 @@ from bench.harness import (
     Delivery,
     arrivals,
     bot_server,
+    dispatched,
     help_comment,
+    record_runs,
+    recorded_run,
     send_one_by_one,
     serve_double,
     signed,
@@ -30,7 +33,7 @@ from bench.harness import (
 from bot import commands
 from bot.processes import stop, tool_environment
 from bot.router import Router
-from bot.runs import DeployRun
+from bot.runs import DEPLOY, DeployRun
 from deploy.flow import Deployer, router_for
 from deploy.kube import KubeModelCluster
 from deploy.manifests import SERVICE
@@ -52,6 +55,7 @@ def image_zip(folder: Path) -> Path:
 def build_completed(n: int) -> Delivery:
     run = {
         "id": n,
+        **dispatched(DEPLOY, "o/m"),
         "display_title": DeployRun(n, "production", n, SHA).title,
         "conclusion": "success",
         "html_url": "",
@@ -86,6 +90,9 @@ def main() -> None:
             )
             thread = start_in_thread(server)
             url = f"http://127.0.0.1:{server.config.port}"
+            titles = [DeployRun(n, "production", n, SHA).title for n in range(1, DEPLOYS + 1)]
+            runs = [recorded_run(n, DEPLOY, title, "o/m") for n, title in enumerate(titles, 1)]
+            record_runs(folder / "orbit.db", runs)
             with httpx.Client(base_url=github.url) as poll:
                 help_sent = asyncio.run(send_one_by_one(url, [help_comment(n) for n in range(1, 21)], 0.3))
                 help_done = arrivals(poll, "comments", 20)

@@ -1,6 +1,7 @@
 """What the bot benchmarks share: the real bot in a thread, doubles in their own processes."""
 
 import asyncio
+import functools
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from bot.inbox import Inbox, make_engine
 from bot.ingest import Ingest
 from bot.processes import LocalServer, free_port, start_uvicorn
 from bot.router import Router
+from bot.runs import TRAIN, RecordedRun, record
 from bot.web import create_app
 from bot.worker import WorkerPool
 
@@ -157,3 +159,32 @@ async def send_burst(url: str, deliveries: list[Delivery]) -> list[float]:
 def percentile(values: list[float], share: float) -> float:
     """Return the value below which `share` of the values lie (nearest rank)."""
     return sorted(values)[max(int(len(values) * share) - 1, 0)]
+
+
+DISPATCHED_HEAD = "d" * 40  # the default branch's commit the benchmarks' runs run
+
+
+def record_runs(database: Path, runs: list[RecordedRun]) -> None:
+    """Record runs in the bot's database as dispatching them would: only such runs' events count."""
+    inbox = Inbox(make_engine(f"sqlite:///{database}"))
+    inbox.create_schema()
+    for run in runs:
+        inbox.write(functools.partial(record, run=run))
+    inbox.engine.dispose()
+
+
+def recorded_run(run_id: int, purpose: str, title: str, repository: str = "octo-org/model") -> RecordedRun:
+    """Return the record of a run orbit dispatched from the default branch."""
+    workflow = "train.yml" if purpose == TRAIN else "deploy.yml"
+    return RecordedRun(run_id, repository, purpose, workflow, f"bench:{run_id}", title, DISPATCHED_HEAD)
+
+
+def dispatched(purpose: str, repository: str = "octo-org/model") -> dict[str, object]:
+    """Return the fields a workflow_run payload carries for a run orbit dispatched."""
+    workflow = "train.yml" if purpose == TRAIN else "deploy.yml"
+    return {
+        "path": f".github/workflows/{workflow}",
+        "event": "workflow_dispatch",
+        "head_sha": DISPATCHED_HEAD,
+        "head_repository": {"full_name": repository},
+    }

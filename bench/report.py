@@ -26,7 +26,10 @@ from bench.harness import (
     Delivery,
     arrivals,
     bot_server,
+    dispatched,
     help_comment,
+    record_runs,
+    recorded_run,
     send_one_by_one,
     serve_double,
     signed,
@@ -35,6 +38,7 @@ from bench.harness import (
 from bot import commands
 from bot.processes import stop, tool, tool_environment
 from bot.router import Router
+from bot.runs import TRAIN, TrainingRun
 from runner.report import publish as reports
 
 BUILDS, PUBLISHES = 5, 20
@@ -92,7 +96,7 @@ def run_completed(run_id: int) -> Delivery:
             "workflow_run": {
                 "id": run_id,
                 "display_title": f"orbit/train PR #{run_id} at {SHA}",
-                "path": ".github/workflows/train.yml",
+                **dispatched(TRAIN),
                 "conclusion": "success",
                 "html_url": f"https://github.com/octo-org/model/actions/runs/{run_id}",
             },
@@ -115,6 +119,10 @@ def bench_publish(folder: Path, bundle: Path) -> tuple[list[float], list[float]]
         )
         thread = start_in_thread(server)
         url = f"http://127.0.0.1:{server.config.port}"
+        trained = [TrainingRun(n, SHA).title for n in range(1, PUBLISHES + 1)]
+        record_runs(
+            folder / "orbit.db", [recorded_run(n, TRAIN, title) for n, title in enumerate(trained, 1)]
+        )
         with httpx.Client(base_url=github.url) as poll:
             helps = [help_comment(n) for n in range(1, PUBLISHES + 1)]
             help_sent = asyncio.run(send_one_by_one(url, helps, GAP))

@@ -27,16 +27,20 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
 from bench.harness import (  # noqa: E402
+    DISPATCHED_HEAD,
     SECRET,
     Delivery,
     arrivals,
     help_comment,
     percentile,
+    record_runs,
+    recorded_run,
     send_burst,
     serve_double,
     signed,
 )
 from bot.processes import LocalServer, start_uvicorn, stop  # noqa: E402
+from bot.runs import TRAIN, TrainingRun  # noqa: E402
 from tests.kube_double import write_kubeconfig  # noqa: E402
 
 JOBS, BURST = 200, 20
@@ -71,7 +75,7 @@ def delivery(job_id: int) -> Delivery:
                 "run_id": job_id + 1_000_000,
                 "status": "queued",
                 "labels": ["self-hosted", "orbit-gpu"],
-                "head_sha": "f" * 40,
+                "head_sha": DISPATCHED_HEAD,
             },
             "repository": {"full_name": "octo-org/model"},
             "installation": {"id": 1},
@@ -126,6 +130,11 @@ def main() -> None:
     created: dict[int, float] = {}
     try:
         with tempfile.TemporaryDirectory() as scratch, httpx.Client(base_url=github.url) as github_poll:
+            runs = [
+                recorded_run(job + 1_000_000, TRAIN, TrainingRun(7, "a" * 40).title)
+                for job in range(1, JOBS + 1)
+            ]
+            record_runs(Path(scratch) / "orbit.db", runs)  # the runs orbit dispatched: their jobs get pods
             bot = start_bot(Path(scratch), github.url, kube.url)
             try:
                 baseline = help_burst(bot.url, github_poll)

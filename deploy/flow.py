@@ -147,7 +147,9 @@ class Build:
 
 
 async def _superseded(github: DeployGitHub, build: Build) -> DeploymentInfo | None:
-    newer = [d for d in await github.deployments(build.repo, build.environment) if d.id > build.deployment_id]
+    """Return a newer deployment orbit made of the environment (another workflow's does not count)."""
+    found = await github.deployments(build.repo, build.environment)
+    newer = [d for d in found if d.id > build.deployment_id and "trigger" in d.payload]
     return newer[0] if newer else None
 
 

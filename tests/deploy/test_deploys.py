@@ -402,3 +402,18 @@ async def test_deploy_of_a_fork_builds_only_the_commit_the_writer_names(
     await handle(setup, "issue_comment", confirmed)
     [deployment] = github.reports.deployments
     assert deployment["ref"] == HEAD and deployment["environment"] == "pr-7"
+
+
+async def test_a_deployment_another_workflow_made_does_not_supersede_orbits(
+    setup: tuple[Context, Router], github: GitHubState, kube: KubeState
+) -> None:
+    await handle(setup, "issue_comment", comment_payload("/deploy"))
+    [deployment] = github.reports.deployments
+    # A fork's workflow with a job `environment: pr-7`: GitHub makes a newer deployment for it.
+    github.reports.deployments.insert(
+        0, {"id": deployment["id"] + 1, "sha": "f" * 40, "environment": "pr-7", "payload": {}}
+    )
+    image = {"image": f"{REGISTRY}/{SERVICE}", "digest": digest(6)}
+    await handle(setup, "workflow_run", built(github, deployment["id"], "pr-7", HEAD, 0, image))
+    assert states(github, deployment["id"]) == ["queued", "in_progress", "success"]
+    assert ("deployments", "models", f"{SERVICE}-pr-7") in kube.objects
