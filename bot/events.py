@@ -247,9 +247,8 @@ def installation_id(delivery: Delivery) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def pull_number(delivery: Delivery) -> int | None:
-    """Return the pull request (or PR-backed issue, or orbit run of a PR) the delivery is about."""
-    routing = _routing(delivery)
+def _pull_of(routing: _Routing) -> int | None:
+    """Return the pull request (or PR-backed issue, or orbit run of a PR) the routing fields name."""
     if routing.pull_request is not None and routing.pull_request.number is not None:
         return routing.pull_request.number
     if routing.issue is not None and routing.issue.pull_request is not None:
@@ -266,7 +265,7 @@ def ordering_key(delivery: Delivery) -> str:
     title = (routing.workflow_run.display_title if routing.workflow_run else None) or ""
     if repo is not None and production_run(title):
         return f"{repo.full_name}@production"  # production's rollouts, one at a time whatever their PR
-    number = pull_number(delivery)
+    number = _pull_of(routing)  # the fields decoded once: this runs for every delivery at ingest
     if repo is not None and number is not None:
         return f"{repo.full_name}#{number}"
     return f"delivery:{delivery.delivery_id}"

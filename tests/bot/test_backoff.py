@@ -12,9 +12,10 @@ import bot.inbox
 from bot.context import Context
 from bot.errors import TemporaryError
 from bot.events import IssueCommentEvent, ordering_key
-from bot.inbox import DEAD, PENDING, Inbox, NewDelivery, WorkItem, backoff, make_engine, metadata, work_items
+from bot.inbox import DEAD, PENDING, Inbox, NewDelivery, WorkItem, backoff, work_items
 from bot.router import Router
 from bot.worker import WorkerPool
+from tests.bot.test_inbox import fresh_inbox
 from tests.fakes import FakeApp, body_of, comment_payload, delivery
 from tests.postgres import postgres_url  # noqa: F401 - fixture
 
@@ -68,17 +69,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def inbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inbox]:
-    url = (
-        f"sqlite:///{tmp_path / 'inbox.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    engine = make_engine(url)
-    metadata.drop_all(engine)
-    box = Inbox(engine, lease_seconds=60)  # the default attempt limit, as `orbit serve` has it
-    box.create_schema()
-    yield box
-    engine.dispose()
+    yield from fresh_inbox(
+        request, tmp_path, lease_seconds=60
+    )  # the default attempt limit, as `orbit serve` has it
 
 
 def enqueue(inbox: Inbox, delivery_id: str = "d", number: int = 7) -> None:

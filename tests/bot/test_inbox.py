@@ -14,8 +14,10 @@ from tests.fakes import body_of, comment_payload, delivery
 from tests.postgres import postgres_url  # noqa: F401 - fixture
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def inbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inbox]:
+def fresh_inbox(
+    request: pytest.FixtureRequest, tmp_path: Path, lease_seconds: float = 300.0, max_attempts: int = 6
+) -> Iterator[Inbox]:
+    """Yield an empty inbox on the database `request.param` names: SQLite, or the test PostgreSQL."""
     url = (
         f"sqlite:///{tmp_path / 'inbox.db'}"
         if request.param == "sqlite"
@@ -23,10 +25,15 @@ def inbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inbox]:
     )
     engine = make_engine(url)
     metadata.drop_all(engine)
-    box = Inbox(engine, lease_seconds=60, max_attempts=3)
+    box = Inbox(engine, lease_seconds, max_attempts)
     box.create_schema()
     yield box
     engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def inbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inbox]:
+    yield from fresh_inbox(request, tmp_path, lease_seconds=60, max_attempts=3)
 
 
 def new(number: int = 7, delivery_id: str | None = None) -> NewDelivery:

@@ -19,7 +19,7 @@ from bot.ingest import Ingest
 from bot.router import Router
 from bot.web import create_app
 from bot.worker import WorkerPool
-from tests.bot.test_inbox import new
+from tests.bot.test_inbox import fresh_inbox, new
 from tests.fakes import SECRET, FakeApp
 from tests.postgres import postgres_url
 
@@ -28,17 +28,7 @@ assert postgres_url  # a fixture, used by name
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def inbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inbox]:
-    url = (
-        f"sqlite:///{tmp_path / 'inbox.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    engine = make_engine(url)
-    metadata.drop_all(engine)
-    box = Inbox(engine, lease_seconds=0.3, max_attempts=3)
-    box.create_schema()
-    yield box
-    engine.dispose()
+    yield from fresh_inbox(request, tmp_path, lease_seconds=0.3, max_attempts=3)
 
 
 def lapse(inbox: Inbox) -> None:
