@@ -1,6 +1,7 @@
 """The bot's configuration: `ORBIT_*` environment variables, read once at start-up."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,8 +22,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr = Field(min_length=1)
     github_api_url: str = "https://api.github.com"
     database_url: str = "sqlite:///orbit.db"
-    kube_namespace: str = "orbit"
-    runner_image: str = "ghcr.io/orbit/runner:latest"
+    kube_namespace: str = "orbit-runners"  # the runner pods' namespace
+    runner_image: str = "ghcr.io/orbit/runner-gpu:latest"  # the GPU runner class's image
+    cpu_runner_image: str = "ghcr.io/orbit/runner-cpu:latest"  # the CPU runner class's image
+    build_namespace: str = "orbit-builds"  # the privileged build runners' namespace (fallback builds)
     gpu_resource: str = "nvidia.com/gpu"
     max_gpu_runners: int = Field(default=4, ge=0)
     registry: str = ""
@@ -42,6 +45,11 @@ class Settings(BaseSettings):
     tls_issuer: str = ""
     ingress_class: str = ""
     rollout_deadline_seconds: float = Field(default=600.0, gt=0)
+    image_pull_secret: str = ""  # a docker-registry Secret in the models' namespace, for a private registry
+    model_api_key_secret: str = ""  # a Secret in the models' namespace whose key the endpoint checks
+    redeliver_interval_seconds: float = Field(default=300.0, ge=0)  # 0: never ask GitHub to redeliver
+    redeliver_limit: int = Field(default=20, ge=0)  # redeliveries asked for in one pass at most
+    log_format: Literal["json", "text"] = "json"
 
     @field_validator("github_api_url")
     @classmethod
