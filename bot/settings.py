@@ -6,6 +6,15 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Where each required setting comes from in a cluster installed by docs/install.md: a missing one is
+# named with the Secret and key to create.
+FROM_SECRET = {
+    "ORBIT_GITHUB_APP_ID": "key app-id of the Secret orbit-github-app",
+    "ORBIT_GITHUB_PRIVATE_KEY": "key private-key.pem of the Secret orbit-github-app",
+    "ORBIT_WEBHOOK_SECRET": "key webhook-secret of the Secret orbit-github-app",
+    "ORBIT_DATABASE_URL": "key url of the Secret orbit-database",
+}
+
 
 class SettingsError(ValueError):
     """A required setting is missing or malformed; the message names it and never shows a value."""
@@ -61,7 +70,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _one_private_key(self) -> "Settings":
         if self.github_private_key is None and self.github_private_key_path is None:
-            raise ValueError("ORBIT_GITHUB_PRIVATE_KEY or ORBIT_GITHUB_PRIVATE_KEY_PATH is required")
+            raise ValueError(
+                "ORBIT_GITHUB_PRIVATE_KEY or ORBIT_GITHUB_PRIVATE_KEY_PATH is required"
+                f" (in the cluster: {FROM_SECRET['ORBIT_GITHUB_PRIVATE_KEY']})"
+            )
         return self
 
     def private_key(self) -> str:
@@ -89,5 +101,6 @@ def load_settings() -> Settings:
             reason = (
                 "is required" if issue["type"] == "missing" else issue["msg"].removeprefix("Value error, ")
             )
-            problems.append(f"{name} {reason}".strip())
+            where = f" (in the cluster: {FROM_SECRET[name]})" if name in FROM_SECRET else ""
+            problems.append(f"{name} {reason}{where}".strip())
         raise SettingsError("bad configuration: " + "; ".join(problems)) from None

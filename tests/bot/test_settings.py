@@ -37,6 +37,23 @@ def test_a_missing_setting_is_named_in_one_line(env: pytest.MonkeyPatch, name: s
     assert name in message
 
 
+@pytest.mark.parametrize(
+    ("name", "secret", "key"),
+    [
+        ("ORBIT_GITHUB_APP_ID", "orbit-github-app", "app-id"),
+        ("ORBIT_GITHUB_PRIVATE_KEY", "orbit-github-app", "private-key.pem"),
+        ("ORBIT_WEBHOOK_SECRET", "orbit-github-app", "webhook-secret"),
+    ],
+)
+def test_a_missing_secret_names_the_kubernetes_secret_and_key_to_create(
+    env: pytest.MonkeyPatch, name: str, secret: str, key: str
+) -> None:
+    env.delenv(name)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert f"key {key} of the Secret {secret}" in str(caught.value)
+
+
 def test_a_malformed_setting_is_named_and_no_secret_is_shown(env: pytest.MonkeyPatch) -> None:
     env.setenv("ORBIT_GITHUB_APP_ID", "not-a-number")
     env.setenv("ORBIT_GITHUB_API_URL", "ftp://nope")
