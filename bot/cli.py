@@ -174,6 +174,42 @@ def _add_deploy(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     build.set_defaults(run=_deploy_build)
 
 
+def _app_register(args: argparse.Namespace) -> int:
+    from bot.registration import SECRET_NAME, register
+
+    registered = register(
+        Path(args.manifest),
+        args.webhook_url,
+        Path(args.out),
+        organization=args.org,
+        name=args.name,
+        github_url=args.github_url,
+        api_url=args.api_url,
+        port=args.port,
+    )
+    print(
+        f"registered the App {registered.slug} (id {registered.app_id}); its credentials are in {args.out}/"
+    )
+    print(f"  kubectl -n orbit create secret generic {SECRET_NAME} --from-file={args.out}")
+    print(f"then install it on the model repositories: {registered.html_url}/installations/new")
+    return 0
+
+
+def _add_app(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    app = commands.add_parser("app", help="the GitHub App itself")
+    actions = app.add_subparsers(dest="action", required=True)
+    register = actions.add_parser("register", help="register the App from its manifest (opens a local page)")
+    register.add_argument("--webhook-url", required=True, help="https://HOST/webhook, where GitHub posts")
+    register.add_argument("--org", help="register it for this organization (default: your user)")
+    register.add_argument("--name", help="the App's name on GitHub (default: the manifest's)")
+    register.add_argument("--out", default="orbit-github-app", help="new folder for the credentials")
+    register.add_argument("--manifest", default=".github/app.yml", help="the App manifest")
+    register.add_argument("--github-url", default="https://github.com", help="GitHub Enterprise: its URL")
+    register.add_argument("--api-url", default="https://api.github.com", help="GitHub Enterprise: its API")
+    register.add_argument("--port", type=int, default=0, help="the local page's port (default: any free)")
+    register.set_defaults(run=_app_register)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every `orbit` subcommand."""
     parser = argparse.ArgumentParser(prog="orbit", description=__doc__)
@@ -187,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_local(commands)
     _add_report(commands)
     _add_deploy(commands)
+    _add_app(commands)
     return parser
 
 
