@@ -26,11 +26,13 @@ from bot.registration import (
 
 TEMPLATE = Path(__file__).resolve().parents[2] / ".github" / "app.yml"
 API = "https://api.github.test"
-CONVERTED = {
+PEM = "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n"
+APP_URL = "https://github.com/apps/orbit-acme"
+CONVERTED: dict[str, object] = {
     "id": 4242,
     "slug": "orbit-acme",
-    "html_url": "https://github.com/apps/orbit-acme",
-    "pem": "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n",
+    "html_url": APP_URL,
+    "pem": PEM,
     "webhook_secret": "whsec-from-github",
     "client_id": "Iv1.x",
     "client_secret": "never-kept",
@@ -176,4 +178,4 @@ def test_the_whole_flow_through_the_local_page(tmp_path: Path) -> None:
     assert "ok" in outcome, outcome
     assert (out / "webhook-secret").read_text() == "whsec-from-github"
     assert "never-kept" not in "".join(path.read_text() for path in out.iterdir())
-    assert all(CONVERTED["pem"] not in line for line in announced)
+    assert all(PEM not in line for line in announced)
