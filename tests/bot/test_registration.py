@@ -97,9 +97,7 @@ def test_the_code_is_converted_into_the_apps_credentials() -> None:
     route = respx.post(f"{API}/app-manifests/abc123/conversions").respond(201, json=CONVERTED)
     registered = convert(API, "abc123")
     assert route.call_count == 1
-    assert registered == Registered(
-        4242, "orbit-acme", CONVERTED["html_url"], CONVERTED["pem"], "whsec-from-github"
-    )
+    assert registered == Registered(4242, "orbit-acme", APP_URL, PEM, "whsec-from-github")
 
 
 @respx.mock
