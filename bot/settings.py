@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     build_namespace: str = "orbit-builds"  # the privileged build runners' namespace (fallback builds)
     gpu_resource: str = "nvidia.com/gpu"
     max_gpu_runners: int = Field(default=4, ge=0)
+    runner_group_id: int = Field(default=0, ge=0)  # an organisation runner group; 0: on the repository
     registry: str = ""
     public_domain: str = ""
     webhook_path: str = "/webhook"

@@ -146,18 +146,20 @@ class FakeGitHub:
         return [job for job in self.jobs.values() if job.run_id == run_id]
 
     async def generate_jit_config(
-        self, repo: Repo, name: str, labels: list[str], runner_group_id: int
+        self, repo: Repo, name: str, labels: list[str], runner_group_id: int | None
     ) -> tuple[int, str]:
         self._record("jit", repo.full_name, name, tuple(labels), runner_group_id)
         self.runners[name] = 9000 + len(self.runners)
         return self.runners[name], f"JITCONFIG-SECRET-{name}"
 
-    async def find_runner(self, repo: Repo, name: str) -> int | None:
-        self._record("find_runner", repo.full_name, name)
+    async def find_runner(self, repo: Repo, name: str, in_organization: bool = False) -> int | None:
+        self._record("find_runner", repo.full_name, name, *(("organization",) if in_organization else ()))
         return self.runners.get(name)
 
-    async def delete_runner(self, repo: Repo, runner_id: int) -> None:
-        self._record("delete_runner", repo.full_name, runner_id)
+    async def delete_runner(self, repo: Repo, runner_id: int, in_organization: bool = False) -> None:
+        self._record(
+            "delete_runner", repo.full_name, runner_id, *(("organization",) if in_organization else ())
+        )
         self.runners = {name: rid for name, rid in self.runners.items() if rid != runner_id}
 
     artifacts: dict[int, list[tuple[ArtifactInfo, bytes]]] = field(default_factory=dict)

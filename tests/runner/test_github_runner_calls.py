@@ -37,7 +37,7 @@ async def test_jit_config_request_body(github: respx.MockRouter) -> None:
     runner_id, config = (
         await api()
         .for_installation(1)
-        .generate_jit_config(REPO, "orbit-runner-5", ["self-hosted", "orbit-gpu"], 1)
+        .generate_jit_config(REPO, "orbit-runner-5", ["self-hosted", "orbit-gpu"], None)
     )
     assert (runner_id, config) == (23, "ZW5jb2RlZA==")
     assert sent(route) == {
@@ -46,6 +46,32 @@ async def test_jit_config_request_body(github: respx.MockRouter) -> None:
         "labels": ["self-hosted", "orbit-gpu"],
         "work_folder": "_work",
     }
+
+
+async def test_a_runner_group_registers_the_runner_in_the_organisation(github: respx.MockRouter) -> None:
+    org_route = github.post("/orgs/octo-org/actions/runners/generate-jitconfig").respond(
+        201, json={"runner": {"id": 24, "name": "orbit-runner-6"}, "encoded_jit_config": "b3Jn"}
+    )
+    github.get("/orgs/octo-org/actions/runners", params={"name": "orbit-runner-6"}).respond(
+        200, json={"total_count": 1, "runners": [{"id": 24, "name": "orbit-runner-6"}]}
+    )
+    deleted = github.delete("/orgs/octo-org/actions/runners/24").respond(204)
+    client = api().for_installation(1)
+    assert await client.generate_jit_config(REPO, "orbit-runner-6", ["self-hosted", "orbit-gpu"], 7) == (
+        24,
+        "b3Jn",
+    )
+    assert sent(org_route) == {
+        "name": "orbit-runner-6",
+        "runner_group_id": 7,
+        "labels": ["self-hosted", "orbit-gpu"],
+        "work_folder": "_work",
+    }
+    assert await client.find_runner(REPO, "orbit-runner-6", in_organization=True) == 24
+    await client.delete_runner(REPO, 24, in_organization=True)
+    assert deleted.call_count == 1
+    # never on the repository, where any workflow of the repository could be given the runner
+    assert not [call for call in github.calls if call.request.url.path.startswith(BASE)]
 
 
 async def test_the_still_queued_check_reads_the_job(github: respx.MockRouter) -> None:
