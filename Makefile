@@ -6,24 +6,31 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps demo serve test test-fast lint format bench mutation clean
+.PHONY: venv system-deps demo serve test test-fast lint format bench mutation clean images
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --editable '.[dev]'
+	$(BIN)/python -m pip install --quiet --editable '.[runner,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
+# orbit's three images (bot, runner-cpu, runner-gpu), tagged with the version; see scripts/images.
+images:
+	scripts/images
+
 system-deps:
 	scripts/system-deps
 
+# Both work from a fresh clone: the model is pulled (dvc pull) or trained (dvc repro) when missing,
+# each step printed as it starts with its time when it ends.
 demo: venv
 	$(BIN)/orbit local demo
 
+SERVE_PORT ?= 3000
 serve: venv
-	$(BIN)/orbit local serve
+	$(BIN)/orbit local serve --port $(SERVE_PORT)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -4,7 +4,11 @@
   `worker` claims it → the `router` runs the handlers the features registered, with a `context`.
 - `events` reads each event orbit handles into a small typed model; `runs` is the one contract
   between a dispatched workflow run and the bot.
-- `github/` and `kube_api` are the clients; `settings`, `metrics`, `errors`, `installations`.
+- `github/` and `kube_api` are the clients; `settings`, `metrics`, `logs` (JSON lines with the
+  delivery, repository, PR and run), `errors`, `installations`.
+- `redelivery` asks GitHub to redeliver what failed while orbit could not take it; `forwarding` feeds
+  a local bot from the same deliveries API (`orbit dev`); `registration` registers the App from its
+  manifest (`orbit app register`).
 - `app` is the composition root: the only module that imports every feature and wires it;
   `cli` (the `orbit` command) and `local` (the demo on this machine) stand beside it.
 """

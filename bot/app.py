@@ -4,21 +4,22 @@ import logging
 
 from starlette.types import ASGIApp
 
-from bot import commands, installations, redaction
+from bot import commands, installations, logs, redaction
 from bot.context import Feature
 from bot.github import GitHubAppClient
 from bot.inbox import Inbox, make_engine
 from bot.ingest import Ingest
+from bot.redelivery import redeliverer_for
 from bot.router import Router
-from bot.settings import Settings, load_settings
+from bot.settings import Settings, SettingsError, load_settings
 from bot.web import Periodic, create_app
 from bot.worker import WorkerPool
 from deploy import flow as deploys
 from deploy.kube import KubeModelCluster
-from deploy.manifests import SERVICE
+from deploy.manifests import service_override_problem
 from deploy.rollout import Timing
 from runner import jobs, training
-from runner.classes import default_classes
+from runner.classes import GpuNodes, default_classes
 from runner.jobs import Runners
 from runner.kube import KubeCluster
 from runner.reconcile import Reconciler
@@ -37,15 +38,34 @@ def runners_from(settings: Settings) -> Runners | None:
     except Exception as error:
         log.warning("runner pods are disabled: no Kubernetes configuration (%s)", type(error).__name__)
         return None
-    return Runners(
-        cluster, default_classes(settings.runner_image, settings.gpu_resource, settings.max_gpu_runners)
+    classes = default_classes(
+        settings.runner_image,
+        settings.gpu_resource,
+        settings.max_gpu_runners,
+        cpu_image=settings.cpu_runner_image,
+        build_namespace=settings.build_namespace,
+        build_image=settings.build_runner_image,
+        gpu_nodes=GpuNodes(
+            settings.gpu_node_selector, tuple(settings.gpu_tolerations), settings.gpu_runtime_class
+        ),
     )
+    namespaced = {
+        k.namespace: KubeCluster(k.namespace, cluster.http.api) for k in classes.values() if k.namespace
+    }
+    return Runners(cluster, classes, settings.runner_group_id or None, namespaced)
 
 
 def deployer_from(settings: Settings) -> deploys.Deployer | None:
-    """Return the model deployer, or None without a registry, a public domain or a cluster."""
+    """Return the model deployer, or None without a registry, a public domain or a cluster.
+
+    Each repository's model gets names of its own; `ORBIT_MODEL_SERVICE` names the objects of a
+    single-repository install instead (say, to keep an existing host), and a second repository's
+    deploy onto them is refused.
+    """
     if not settings.registry or not settings.public_domain:
         return None
+    if settings.model_service and (problem := service_override_problem(settings.model_service)):
+        raise SettingsError(f"ORBIT_MODEL_SERVICE {problem}")
     try:
         cluster = KubeModelCluster(settings.models_namespace)
     except Exception as error:
@@ -54,12 +74,14 @@ def deployer_from(settings: Settings) -> deploys.Deployer | None:
     return deploys.Deployer(
         cluster,
         settings.models_namespace,
-        settings.model_service or SERVICE,
+        settings.model_service,
         settings.registry,
         settings.public_domain,
         settings.tls_issuer or None,
         settings.ingress_class or None,
         Timing(settings.rollout_deadline_seconds),
+        settings.image_pull_secret or None,
+        settings.model_api_key_secret or None,
     )
 
 
@@ -82,6 +104,9 @@ def build_app(settings: Settings) -> ASGIApp:
     if runners:
         reconciler = reconciler_for(settings, inbox, github, runners)
         periodic.append(Periodic("reconcile", reconciler.run_once, settings.reconcile_seconds))
+    if settings.redeliver_interval_seconds > 0:
+        redeliverer = redeliverer_for(settings, inbox)
+        periodic.append(Periodic("redeliver", redeliverer.run_once, settings.redeliver_interval_seconds))
     return create_app(inbox, ingest, workers, settings.webhook_path, periodic)
 
 
@@ -121,4 +146,6 @@ def reconciler_for(settings: Settings, inbox: Inbox, github: GitHubAppClient, ru
 def app_from_environment() -> ASGIApp:
     """Build the app from `ORBIT_*` variables (the uvicorn factory, in each worker process)."""
     redaction.install()
-    return build_app(load_settings())
+    settings = load_settings()
+    logs.configure(settings.log_format)  # unless `orbit serve` configured it through uvicorn
+    return build_app(settings)

@@ -149,6 +149,8 @@ class WorkflowRun(Model, frozen=True, kw_only=True):
     event: str | None = None
     head_sha: str | None = None
     head_repository: Repository | None = None
+    run_started_at: str | None = None  # GitHub's clock, as the payload gives it
+    updated_at: str | None = None
 
 
 class WorkflowRunEvent(Event, frozen=True, kw_only=True):
@@ -169,6 +171,7 @@ class WorkflowJob(Model, frozen=True, kw_only=True):
     html_url: str | None = None
     runner_name: str | None = None
     created_at: str | None = None
+    started_at: str | None = None  # when a runner took the job, GitHub's clock
     name: str | None = None
 
 
@@ -256,6 +259,13 @@ def _pull_of(routing: _Routing) -> int | None:
     if routing.workflow_run is not None:
         return run_pull(routing.workflow_run.display_title or "")
     return None
+
+
+def subject(delivery: Delivery) -> tuple[Repo | None, int | None]:
+    """Return the repository and the pull request a delivery is about, each when it names one."""
+    routing = _routing(delivery)
+    repo = Repo.parse(routing.repository.full_name or "") if routing.repository else None
+    return repo, _pull_of(routing)
 
 
 def ordering_key(delivery: Delivery) -> str:

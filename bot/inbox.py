@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from bot import metrics
 from bot.delivery import Delivery
 from bot.payload_codec import UNREADABLE, pack, read_payload
 from bot.sqlite_lock import WriterLock
@@ -149,8 +150,22 @@ class Inbox:
         return self.engine.dialect.name == "sqlite"
 
     def create_schema(self) -> None:
-        """Create the tables that do not exist yet."""
-        metadata.create_all(self.engine)
+        """Create the inbox's tables that do not exist yet."""
+        self.create_tables(metadata)
+
+    def create_tables(self, tables: sa.MetaData) -> None:
+        """Create those of `tables` that do not exist yet; replicas starting at once take turns.
+
+        On PostgreSQL two replicas creating a table at once race (one fails on the catalogue's unique
+        index), so each takes a transaction-scoped advisory lock first.
+        """
+
+        def create(connection: Connection) -> None:
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('orbit schema'))"))
+            tables.create_all(connection)
+
+        self.write(create)
 
     def checkpoint(self) -> bool:
         """Copy the SQLite write-ahead log into the database; return whether all of it was copied.
@@ -240,6 +255,7 @@ class Inbox:
 
     def _claim_once(self, limit: int) -> tuple[bool, list[WorkItem]]:
         now = time.time()
+        dead: list[str] = []  # the reasons of the items dead-lettered, counted once committed
         with self._writer, self.engine.begin() as connection:
             rows = connection.execute(self._claim, {"now": now, "limit": limit}).all()
             if not rows:
@@ -251,18 +267,22 @@ class Inbox:
                 if row.status == RUNNING and row.attempts >= self.max_attempts:
                     reason = LEASE_EXPIRED.format(attempts=row.attempts)
                     connection.execute(SET_ITEM, {"item_id": row.id, "status": DEAD, "last_error": reason})
+                    dead.append(metrics.LEASE_EXPIRED)
                     continue
                 payload = read_payload(stored[row.delivery_id].payload)
                 if payload is None:
                     connection.execute(
                         SET_ITEM, {"item_id": row.id, "status": DEAD, "last_error": UNREADABLE}
                     )
+                    dead.append(metrics.UNREADABLE_PAYLOAD)
                     continue
                 delivery = Delivery(stored[row.delivery_id].event, row.delivery_id, payload)
                 items.append(WorkItem(row.id, row.attempts + 1, delivery))
             if items:
                 lease = now + self.lease_seconds
                 connection.execute(START_ITEMS, {"ids": [item.id for item in items], "lease": lease})
+        for reason in dead:
+            metrics.DEAD_LETTERS.labels(reason).inc()
         return True, items
 
     def extend(self, item_ids: list[int]) -> None:
@@ -297,6 +317,9 @@ class Inbox:
             )
             return PENDING
         self._set(item.id, status=DEAD, lease_expires_at=None, last_error=reason)
+        metrics.DEAD_LETTERS.labels(
+            metrics.ATTEMPTS_EXHAUSTED if temporary else metrics.PERMANENT_ERROR
+        ).inc()
         return DEAD
 
     def retry(self, item_id: int) -> bool:
@@ -327,6 +350,19 @@ class Inbox:
         query = sa.select(work_items.c.status, sa.func.count()).group_by(work_items.c.status)
         with self.engine.connect() as connection:
             return {str(row[0]): int(row[1]) for row in connection.execute(query)}
+
+    def oldest_pending(self, now: float) -> float | None:
+        """Return when the oldest runnable pending item became runnable; None when none is.
+
+        An item waiting out its retry's backoff is not counted: it waits on purpose, not for a worker.
+        One lookup in the claim index.
+        """
+        query = sa.select(sa.func.min(work_items.c.available_at)).where(
+            work_items.c.status == PENDING, work_items.c.available_at <= now
+        )
+        with self.engine.connect() as connection:
+            oldest = connection.execute(query).scalar()
+        return None if oldest is None else float(oldest)
 
     def _set(self, item_id: int, **values: Any) -> None:
         with self._writer, self.engine.begin() as connection:

@@ -2,6 +2,10 @@
 
 The demo trains, serves and queries the model, then shows the pull-request half: a parameter change
 on a branch of a scratch clone, its report against the base, the merge, and the new model served.
+
+Both work from a fresh clone and an empty BentoML store: a model that is missing or stale (`dvc
+status`) is pulled from the DVC remote, else trained (`dvc repro`), then imported into the store
+before the Bento is built. Each step prints a line as it starts and its time when it ends.
 """
 
 import contextlib
@@ -18,9 +22,14 @@ import yaml
 from bot.processes import (
     LocalRunError,
     LocalServer,
+    check_port,
     free_port,
+    interrupted_by_sigterm,
     run_step,
+    shown,
     stop,
+    stream_stages,
+    timed,
     tool,
     tool_environment,
     wait_ready,
@@ -29,6 +38,9 @@ from model import MODEL_NAME
 from runner.report.local import train
 
 DEMO_BRANCH = "demo/higher-learning-rate"
+MODEL_FILE = Path("model/classifier.bentomodel")  # the trained model, as the `train` stage exports it
+TRAIN_STAGE = "train"
+TRAINING_TIME = "about a minute on two cores"
 
 
 @contextlib.contextmanager
@@ -96,13 +108,77 @@ def print_metrics(project: Path) -> None:
     print("\nvalidation metrics: " + "  ".join(f"{k} {v}" for k, v in headline.items()))
 
 
+def check_project(project: Path) -> None:
+    """Fail at once, naming `--project`, unless it is a model project (a `dvc.yaml` at its root)."""
+    if not (project / "dvc.yaml").is_file():
+        raise LocalRunError(
+            f"--project {project} has no dvc.yaml: run from the model project's root or pass --project"
+        )
+
+
+def model_is_current(project: Path) -> bool:
+    """Return whether the model file is there and `dvc status` finds it and its inputs unchanged."""
+    if not (project / MODEL_FILE).is_file():
+        return False
+    command = [tool("dvc"), "status", "--json", "--with-deps", TRAIN_STAGE]
+    result = subprocess.run(
+        command, cwd=project, env=tool_environment(), capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or [""])[-1]
+        raise LocalRunError(f"'{shown(command)}' failed with exit code {result.returncode}: {last}")
+    return not json.loads(result.stdout or "{}")
+
+
+def pull_model(project: Path) -> bool:
+    """Pull the pipeline's outputs from the project's DVC remote; return whether that worked."""
+    try:
+        run_step("pulling the model", [tool("dvc"), "pull"], project)
+    except LocalRunError as error:
+        print(f"==> {error}: training the model here instead", flush=True)
+        return False
+    return True
+
+
+def reproduce(project: Path, name: str, targets: list[str]) -> None:
+    """Run `dvc repro` (of `targets`, or the whole pipeline), timing each stage; stop if it fails."""
+    command = [tool("dvc"), "repro", *targets]
+    print(f"\n==> {name} ({shown(command)}): {TRAINING_TIME}", flush=True)
+    finished = stream_stages(name, command, project)
+    if finished.returncode != 0:
+        raise LocalRunError(f"'{shown(command)}' failed with exit code {finished.returncode}")
+
+
+def import_model(project: Path) -> None:
+    """Put the project's trained model into the BentoML store (the Bento is built from the store)."""
+    print(f"\n==> importing the model into the BentoML store ({MODEL_FILE})", flush=True)
+    with timed("importing the model"):
+        from model.classifier import import_bentomodel  # torch: only once there is a model to read
+
+        stored = import_bentomodel(project / MODEL_FILE)
+    print(f"stored {stored.tag}", flush=True)
+
+
+def ensure_model(project: Path) -> None:
+    """Make the trained model current (pulled from the DVC remote, else trained here) and stored."""
+    if model_is_current(project):
+        print(f"\n==> the model is up to date ({MODEL_FILE})", flush=True)
+    elif not pull_model(project):
+        reproduce(project, "training", [TRAIN_STAGE])
+    elif not model_is_current(project):
+        print("==> the pulled model is not the working tree's (dvc status): training it", flush=True)
+        reproduce(project, "training", [TRAIN_STAGE])
+    import_model(project)
+
+
 def build_bento(project: Path) -> None:
     """Build the Bento from `bentofile.yaml`."""
-    run_step("bentoml build", [tool("bentoml"), "build", "--output", "tag"], project)
+    run_step("building the Bento", [tool("bentoml"), "build", "--output", "tag"], project)
 
 
 def serve_and_query(project: Path) -> None:
     """Build the Bento of `project`, serve it on localhost and classify held-out images with it."""
+    import_model(project)
     build_bento(project)
     log = Path(tempfile.gettempdir()) / "orbit-demo-serve.log"
     with serving(f"{MODEL_NAME}:latest", project, log=log) as server:
@@ -112,8 +188,9 @@ def serve_and_query(project: Path) -> None:
 
 def demo(project: Path) -> None:
     """Train, serve and query the model; then report a parameter change, "merge" it and serve that."""
-    run_step("train the pipeline", [tool("dvc"), "repro"], project)
-    run_step("store the outputs in the DVC remote", [tool("dvc"), "push"], project)
+    check_project(project)
+    reproduce(project, "training the pipeline", [])
+    run_step("storing the outputs in the DVC remote", [tool("dvc"), "push"], project)
     serve_and_query(project)
     print_metrics(project)
 
@@ -125,11 +202,16 @@ def demo(project: Path) -> None:
 
 
 def serve(project: Path, port: int) -> None:
-    """Build the Bento from the working tree and serve it until interrupted."""
-    build_bento(project)
-    run_step(
-        "bentoml serve", [tool("bentoml"), "serve", f"{MODEL_NAME}:latest", "--port", str(port)], project
-    )
+    """Pull or train the model as needed, build the Bento and serve it on localhost until stopped."""
+    check_project(project)
+    check_port(port)
+    with interrupted_by_sigterm():
+        ensure_model(project)
+        build_bento(project)
+        with serving(f"{MODEL_NAME}:latest", project, port) as server:
+            print(f"\n==> serving on http://localhost:{port} (Ctrl-C stops it)", flush=True)
+            code = server.process.wait()
+    raise LocalRunError(f"the server exited with code {code}")
 
 
 def _git(project: Path, *args: str, check: bool = True) -> str:

@@ -1,8 +1,18 @@
-"""The bot's configuration: `ORBIT_*` environment variables, read once at start-up."""
+"""The bot's configuration: `ORBIT_*` environment variables, read once at start-up.
 
+What stops start-up (a missing or malformed setting, a private key that is not one) is a
+`SettingsError`; what only leaves a feature off or a variable unread (a half-configured deploy, a
+mistyped name) is one of `Settings.warnings()`, which `orbit serve` logs and `orbit doctor` prints.
+"""
+
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -14,6 +24,51 @@ FROM_SECRET = {
     "ORBIT_WEBHOOK_SECRET": "key webhook-secret of the Secret orbit-github-app",
     "ORBIT_DATABASE_URL": "key url of the Secret orbit-database",
 }
+
+# `ORBIT_*` variables that are not settings of the bot but are read by orbit's other tools: the
+# registry login of `orbit deploy build`, scripts/base-image, and the repository's tests and benchmarks.
+OTHER_VARIABLES = frozenset(
+    {
+        "ORBIT_REGISTRY_USER",
+        "ORBIT_REGISTRY_PASSWORD",
+        "ORBIT_BASE_IMAGE",
+        "ORBIT_TEST_POSTGRES_URL",
+        "ORBIT_UPDATE_GOLDEN",
+    }
+)
+OTHER_PREFIXES = ("ORBIT_BENCH_",)
+# The settings that only matter to one feature: set while the feature is off, they do nothing.
+DEPLOY_SETTINGS = (
+    "models_namespace",
+    "model_service",
+    "tls_issuer",
+    "ingress_class",
+    "rollout_deadline_seconds",
+    "image_pull_secret",
+    "model_api_key_secret",
+)
+RUNNER_SETTINGS = (
+    "kube_namespace",
+    "runner_image",
+    "cpu_runner_image",
+    "build_runner_image",
+    "build_namespace",
+    "gpu_resource",
+    "gpu_node_selector",
+    "gpu_tolerations",
+    "gpu_runtime_class",
+    "max_gpu_runners",
+    "runner_group_id",
+    "reconcile_seconds",
+    "pending_limit_seconds",
+)
+GPU_SETTINGS = ("runner_image", "gpu_resource", "gpu_node_selector", "gpu_tolerations", "gpu_runtime_class")
+PEM_HINT = "the whole .pem file GitHub gave for the App, from its -----BEGIN line to its -----END line"
+
+
+def variable(field: str) -> str:
+    """Return the environment variable of a setting: `tls_issuer` -> `ORBIT_TLS_ISSUER`."""
+    return f"ORBIT_{field.upper()}"
 
 
 class SettingsError(ValueError):
@@ -35,7 +90,11 @@ class Settings(BaseSettings):
     runner_image: str = "ghcr.io/orbit/runner-gpu:latest"  # the GPU runner class's image
     cpu_runner_image: str = "ghcr.io/orbit/runner-cpu:latest"  # the CPU runner class's image
     build_namespace: str = "orbit-builds"  # the privileged build runners' namespace (fallback builds)
+    build_runner_image: str = "ghcr.io/orbit/runner-build:latest"  # the CPU runner with buildah
     gpu_resource: str = "nvidia.com/gpu"
+    gpu_node_selector: dict[str, str] = {}  # JSON: the labels of the nodes GPU runner pods go to
+    gpu_tolerations: list[dict[str, str]] = []  # JSON: taints of the GPU nodes (the GPU resource's is added)
+    gpu_runtime_class: str = ""  # the RuntimeClass that exposes the GPUs (the GPU Operator's `nvidia`)
     max_gpu_runners: int = Field(default=4, ge=0)
     runner_group_id: int = Field(default=0, ge=0)  # an organisation runner group; 0: on the repository
     registry: str = ""
@@ -51,7 +110,7 @@ class Settings(BaseSettings):
     models_namespace: str = "models"
     model_service: str = Field(
         default="", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"
-    )  # "": the model's name
+    )  # "": each repository's own names (<repository>-<hash>); set: one name, for a one-repository install
     tls_issuer: str = ""
     ingress_class: str = ""
     rollout_deadline_seconds: float = Field(default=600.0, gt=0)
@@ -78,16 +137,97 @@ class Settings(BaseSettings):
         return self
 
     def private_key(self) -> str:
-        """Return the App's PEM key, from the variable or the file."""
+        """Return the App's PEM key, from the variable or the file, once it parses as a private key."""
         if self.github_private_key is not None:
-            return self.github_private_key.get_secret_value()
+            return _parsed(self.github_private_key.get_secret_value(), "ORBIT_GITHUB_PRIVATE_KEY")
         assert self.github_private_key_path is not None
         try:
-            return self.github_private_key_path.read_text()
-        except OSError as error:
-            raise SettingsError(
-                f"ORBIT_GITHUB_PRIVATE_KEY_PATH: cannot read the key ({error.strerror})"
-            ) from error
+            text = self.github_private_key_path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not a text file"
+            raise SettingsError(f"ORBIT_GITHUB_PRIVATE_KEY_PATH: cannot read the key ({reason})") from None
+        return _parsed(text, f"ORBIT_GITHUB_PRIVATE_KEY_PATH ({self.github_private_key_path})")
+
+    def warnings(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        """Return one line per setting that does nothing: mistyped, unread, or of a feature that is off."""
+        environ = os.environ if environ is None else environ
+        return [*unknown_variables(environ), *self._half_configured()]
+
+    def _half_configured(self) -> list[str]:
+        problems = []
+        if self.registry and not self.public_domain:
+            problems.append(
+                "ORBIT_REGISTRY is set but ORBIT_PUBLIC_DOMAIN is not: deploys stay off"
+                " (set ORBIT_PUBLIC_DOMAIN to the domain the models are served under)"
+            )
+        elif self.public_domain and not self.registry:
+            problems.append(
+                "ORBIT_PUBLIC_DOMAIN is set but ORBIT_REGISTRY is not: deploys stay off"
+                " (set ORBIT_REGISTRY to where the model images are pushed, e.g. ghcr.io/octo-org)"
+            )
+        deploys_off = not (self.registry and self.public_domain)
+        problems += self._unused(DEPLOY_SETTINGS, deploys_off, "deploys are off", DEPLOYS_ON)
+        problems += self._unused(RUNNER_SETTINGS, not self.runners_enabled, "runners are off", RUNNERS_ON)
+        no_gpus = self.runners_enabled and self.max_gpu_runners == 0
+        problems += self._unused(
+            GPU_SETTINGS, no_gpus, "ORBIT_MAX_GPU_RUNNERS=0 starts no GPU runner", GPUS_ON
+        )
+        if self.github_private_key is not None and self.github_private_key_path is not None:
+            problems.append(
+                "ORBIT_GITHUB_PRIVATE_KEY and ORBIT_GITHUB_PRIVATE_KEY_PATH are both set:"
+                " the first is used (unset one of them)"
+            )
+        if self.redeliver_interval_seconds == 0 and "redeliver_limit" in self.model_fields_set:
+            problems.append(
+                "ORBIT_REDELIVER_LIMIT does nothing: ORBIT_REDELIVER_INTERVAL_SECONDS=0 turns redelivery off"
+            )
+        return problems
+
+    def _unused(self, fields: tuple[str, ...], off: bool, why: str, fix: str) -> list[str]:
+        """Return a line for each of `fields` set while its feature is `off`."""
+        if not off:
+            return []
+        return [
+            f"{variable(name)} does nothing: {why} ({fix})"
+            for name in fields
+            if name in self.model_fields_set
+        ]
+
+
+DEPLOYS_ON = "deploys need ORBIT_REGISTRY and ORBIT_PUBLIC_DOMAIN"
+RUNNERS_ON = "ORBIT_RUNNERS_ENABLED=false turns them off"
+GPUS_ON = "training jobs wait until it is above 0"
+
+
+def known_variables() -> list[str]:
+    """Return the `ORBIT_*` variables orbit reads: the settings and those of its other tools."""
+    return sorted({variable(name) for name in Settings.model_fields} | OTHER_VARIABLES)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Return a line for each `ORBIT_*` variable orbit does not read, with the nearest name it knows."""
+    known = known_variables()
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith("ORBIT_") or name in known or name.startswith(OTHER_PREFIXES):
+            continue
+        nearest = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {nearest[0]}?" if nearest else "it is ignored"
+        lines.append(f"{name} is not a setting orbit knows; {hint}")
+    return lines
+
+
+def _parsed(text: str, source: str) -> str:
+    """Return `text` if it is an unencrypted PEM private key; else name `source`, never the text."""
+    try:
+        load_pem_private_key(text.encode(), password=None)
+    except TypeError:
+        raise SettingsError(f"{source} is an encrypted private key: give it without a passphrase") from None
+    except (ValueError, UnsupportedAlgorithm):
+        escaped = "\\n" in text and "\n" not in text.strip()
+        hint = " (it has \\n where its line breaks should be)" if escaped else ""
+        raise SettingsError(f"{source} is not a PEM private key{hint}: give {PEM_HINT}") from None
+    return text
 
 
 def load_settings() -> Settings:

@@ -5,12 +5,13 @@ import logging
 import time
 from typing import cast
 
+from bot import logs
 from bot.context import Context, Feature
 from bot.errors import PermanentError, TemporaryError
 from bot.events import installation_id
 from bot.github import GitHubApi, GitHubApp
 from bot.inbox import DEAD, Inbox, WorkItem
-from bot.metrics import INBOX_DEPTH, WORK_ATTEMPTS
+from bot.metrics import INBOX_DEPTH, INBOX_OLDEST_PENDING, WORK_ATTEMPTS
 from bot.router import Router
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,15 @@ class WorkerPool:
             return []
 
     async def handle(self, item: WorkItem) -> None:
-        """Run every handler of the item's delivery and record the outcome, holding its lease meanwhile."""
+        """Run every handler of the item's delivery and record the outcome, holding its lease meanwhile.
+
+        What is logged meanwhile carries the delivery's id, repository and pull request.
+        """
         self._started[item.id] = time.monotonic()
         keeper = asyncio.create_task(self._keep_lease(item))
         try:
-            await self._handle(item)
+            with logs.delivery_scope(item.delivery):
+                await self._handle(item)
         finally:
             keeper.cancel()
             self._started.pop(item.id, None)
@@ -131,10 +136,13 @@ class WorkerPool:
         )
 
     def refresh_depth(self) -> None:
-        """Publish the inbox depth gauge."""
+        """Publish the inbox depth gauges: items by status, and how long the oldest pending one waits."""
         counts = self.inbox.counts()
         for status in ("pending", "running", "done", "dead"):
             INBOX_DEPTH.labels(status).set(counts.get(status, 0))
+        now = time.time()
+        oldest = self.inbox.oldest_pending(now)
+        INBOX_OLDEST_PENDING.set(0.0 if oldest is None else now - oldest)
 
 
 class _NoInstallation:

@@ -3,11 +3,13 @@
 The bot creates the GitHub deployment and dispatches deploy.yml, which builds and pushes the image on
 an orbit-cpu runner. When that run completes, the bot rolls the image out (newest deployment of an
 environment wins; older ones are marked inactive), and reports through deployment statuses and a
-PR comment.
+PR comment. Each repository's model has objects of its own (`Deployer.service`); each deploy is
+counted and timed (`deploy.metrics`).
 """
 
 import asyncio
 import functools
+import time
 from dataclasses import dataclass, replace
 
 from bot import pinning
@@ -20,7 +22,8 @@ from bot.runs import DEPLOY, DEPLOY_WORKFLOW, DeployRun, by_trigger
 from deploy.github import DeployGitHub
 from deploy.image import ImageError, read_image
 from deploy.kube import ModelCluster
-from deploy.manifests import Target, revisions
+from deploy.manifests import Target, revisions, serves_another, service_name
+from deploy.metrics import DeployOutcome, outcome_of, record_deploy
 from deploy.rollout import Outcome, Timing, roll_out, tear_down
 
 DEFAULT_TIMING = Timing()
@@ -29,21 +32,28 @@ ROLLED_OUT = "rolled out"
 
 @dataclass(frozen=True)
 class Deployer:
-    """Where and how models are rolled out."""
+    """Where and how models are rolled out; each repository's model under names of its own."""
 
     cluster: ModelCluster
     namespace: str
-    service: str
+    service_override: str  # "": each repository's `service_name`; else one name (single repository)
     registry: str
     domain: str
     tls_issuer: str | None = None
     ingress_class: str | None = None
     timing: Timing = DEFAULT_TIMING
+    pull_secret: str | None = None  # a docker-registry Secret in `namespace`
+    api_key_secret: str | None = None  # a Secret in `namespace` whose `api-key` the endpoint asks for
 
-    def target(self, environment: str, image: str, sha: str, deployment_id: int) -> Target:
-        """Return the rollout target of an environment."""
+    def service(self, repo: Repo) -> str:
+        """Return the name of a repository's model objects."""
+        return self.service_override or service_name(repo.full_name)
+
+    def target(self, repo: Repo, environment: str, image: str, sha: str, deployment_id: int) -> Target:
+        """Return the rollout target of a repository's environment."""
         return Target(
-            self.service,
+            self.service(repo),
+            repo.full_name,
             environment,
             self.namespace,
             image,
@@ -52,6 +62,8 @@ class Deployer:
             self.domain,
             self.tls_issuer,
             self.ingress_class,
+            pull_secret=self.pull_secret,
+            api_key_secret=self.api_key_secret,
         )
 
 
@@ -158,38 +170,50 @@ async def _still_open(github: DeployGitHub, build: Build) -> bool:
 
 
 async def finish_build(github: DeployGitHub, deployer: Deployer, build: Build) -> None:
-    """Roll out a built image, unless the build failed or a newer deployment of the environment exists."""
+    """Roll out a built image, unless the build failed or a newer deployment of the environment exists.
+
+    Counts and times the deploy (`deploy.metrics`) once its deployment has a final status.
+    """
+    started = time.monotonic()
+    outcome = await _finish(github, deployer, build)
+    if outcome is not None:
+        record_deploy(build.environment, outcome, time.monotonic() - started)
+
+
+async def _finish(github: DeployGitHub, deployer: Deployer, build: Build) -> DeployOutcome | None:
+    """Do `finish_build`'s work; return the deploy's outcome, or None when it was not a deploy after all."""
     if newer := await _superseded(github, build):
         await github.set_deployment_status(
             build.repo, build.deployment_id, "inactive", f"superseded by deployment {newer.id}"
         )
-        return
+        return None
     if build.environment != PRODUCTION and not await _still_open(github, build):
         await github.set_deployment_status(
             build.repo, build.deployment_id, "inactive", "the pull request was closed"
         )
-        return  # a preview built after its PR closed is not rolled out
+        return None  # a preview built after its PR closed is not rolled out
     if build.conclusion != "success":
-        await _report_failure(
-            github, build, f"the image build {build.conclusion.replace('_', ' ')}", restored=None
-        )
-        return
+        reason = f"the image build {build.conclusion.replace('_', ' ')}"
+        await _report_failure(github, build, reason, restored=None)
+        return "failed"
     try:
         image = await read_image(github, build.repo, build.run_id, deployer.registry)
     except ImageError as error:
         await _report_failure(github, build, str(error), restored=None)
-        return
+        return "failed"
     await github.set_deployment_status(
         build.repo, build.deployment_id, "in_progress", "rolling out", log_url=build.url
     )
     target = replace(
-        deployer.target(build.environment, image, build.sha, build.deployment_id), pull=build.pull
+        deployer.target(build.repo, build.environment, image, build.sha, build.deployment_id),
+        pull=build.pull,
     )
     outcome = await roll_out(deployer.cluster, target, deployer.timing)
     if outcome.ok:
         await _report_success(github, build, target)
     else:
         await _report_failure(github, build, outcome.reason, outcome.restored, outcome)
+    return outcome_of(outcome.ok, outcome.restored)
 
 
 async def _report_success(github: DeployGitHub, build: Build, target: Target) -> None:
@@ -236,9 +260,9 @@ async def _rollback_deployment(github: DeployGitHub, call: CommandCall, sha: str
 
 
 async def tear_down_preview(github: DeployGitHub, repo: Repo, pull: int, deployer: Deployer) -> None:
-    """Delete a closed PR's preview and mark its deployments inactive."""
+    """Delete a closed PR's preview (this repository's only) and mark its deployments inactive."""
     environment = f"pr-{pull}"
-    await tear_down(deployer.cluster, deployer.target(environment, "", "", 0))
+    await tear_down(deployer.cluster, deployer.target(repo, environment, "", "", 0))
     for deployment in await github.deployments(repo, environment):
         if await github.deployment_state(repo, deployment.id) != "inactive":
             await github.set_deployment_status(repo, deployment.id, "inactive", "the pull request was closed")
@@ -274,7 +298,8 @@ class DeployPreview:
 class Rollback:
     """The `/rollback` command on a merged PR: production goes back to what served before that PR's model.
 
-    The revisions come from the production Deployment's own record (Kubernetes holds the truth).
+    The revisions come from the production Deployment of the PR's repository, from its own record
+    (Kubernetes holds the truth).
     """
 
     deployer: Deployer
@@ -283,8 +308,8 @@ class Rollback:
         """Roll production back to the revision before this PR's latest rollout."""
         github: DeployGitHub = ctx.github
         repo, pull_number, sender = call.repo, call.pull, call.sender
-        found = await asyncio.to_thread(self.deployer.cluster.read, "Deployment", self.deployer.service)
-        history = revisions(found) if found else ()
+        found = await asyncio.to_thread(self.deployer.cluster.read, "Deployment", self.deployer.service(repo))
+        history = revisions(found) if found and not serves_another(found, repo.full_name) else ()
         mine = [i for i, revision in enumerate(history) if revision.pull == pull_number]
         if not mine:
             return f"PR #{pull_number} is not among production's recorded rollouts; nothing was rolled back."
@@ -293,8 +318,12 @@ class Rollback:
         back = history[mine[-1] - 1]
         deployment = await _rollback_deployment(github, call, back.sha, back.deployment_id)
         await github.set_deployment_status(repo, deployment, "in_progress", f"rolling back to {back.sha[:7]}")
-        target = replace(self.deployer.target(PRODUCTION, back.image, back.sha, deployment), pull=back.pull)
+        target = replace(
+            self.deployer.target(repo, PRODUCTION, back.image, back.sha, deployment), pull=back.pull
+        )
+        started = time.monotonic()
         outcome = await roll_out(self.deployer.cluster, target, self.deployer.timing)
+        record_deploy(PRODUCTION, outcome_of(outcome.ok, outcome.restored), time.monotonic() - started)
         if outcome.ok:
             await github.set_deployment_status(
                 repo, deployment, "success", f"rolled back to {back.sha[:7]}", url=target.url

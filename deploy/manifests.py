@@ -1,10 +1,13 @@
 """The served model's Kubernetes objects for one environment, as plain dicts applied server-side.
 
 Every environment gets a Deployment, a Service and an Ingress; production also gets a
-HorizontalPodAutoscaler and a PodDisruptionBudget.
+HorizontalPodAutoscaler and a PodDisruptionBudget. Their names and hosts derive from the repository
+being deployed (`service_name`), so the models of two repositories never share an object.
 """
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +23,51 @@ SCRATCH = "/tmp"  # noqa: S108 - the pod's own emptyDir: the root filesystem is 
 
 
 HISTORY = 10
+API_KEY_ENV = "MODEL_API_KEY"  # the variable model/serve.py reads the endpoint's key from
+API_KEY_FIELD = "api-key"  # the key of the Secret that holds it
+
+MAX_LABEL = 63  # a DNS label, a Kubernetes name or a label value
+HASH_LENGTH = 8  # hex digits of sha256(owner/name): two installed repositories never meet
+# A preview's objects add `-pr-<N>` (N: up to 10 digits) and its TLS Secret `-tls` to the service name.
+MAX_SERVICE = MAX_LABEL - len("-pr-") - 10 - len("-tls")
+SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # DNS-1035: what a Service may be named
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+REPOSITORY = "orbit.dev/repository"  # label (label-safe value) and annotation (owner/name)
+
+
+def _digest(repository: str) -> str:
+    """Return the repository's short hash; GitHub names are case-insensitive, so is the hash."""
+    return hashlib.sha256(repository.lower().encode()).hexdigest()[:HASH_LENGTH]
+
+
+def service_name(repository: str) -> str:
+    """Return the model's object name for a repository (`owner/name`): a slug of the name, a hash.
+
+    A DNS-1035 label of at most `MAX_SERVICE` characters: a name cut to fit, or the same name under
+    another owner, still differs by the hash of the whole `owner/name`.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", repository.rpartition("/")[2].lower()).strip("-")
+    if not slug[:1].isalpha():
+        slug = f"m-{slug}"  # a Service name starts with a letter
+    return f"{slug[: MAX_SERVICE - HASH_LENGTH - 1].rstrip('-')}-{_digest(repository)}"
+
+
+def repository_label(repository: str) -> str:
+    """Return `owner/name` as a label value: `owner.name`, or cut and hashed when it does not fit."""
+    value = repository.lower().replace("/", ".")  # GitHub names are case-insensitive
+    if len(value) <= MAX_LABEL and LABEL_VALUE.match(value):
+        return value
+    cut = re.sub(r"[^-A-Za-z0-9_.]", "-", value)[: MAX_LABEL - HASH_LENGTH - 1]
+    return f"{cut.strip('-_.')}-{_digest(repository)}".lstrip("-")
+
+
+def service_override_problem(name: str) -> str | None:
+    """Return why a configured service name cannot name the model's objects, or None when it can."""
+    if not SERVICE_NAME.match(name):
+        return "must be a DNS label: lower-case letters, digits and '-', starting with a letter"
+    if len(name) > MAX_SERVICE:
+        return f"must be at most {MAX_SERVICE} characters (a preview adds -pr-<N>-tls)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -36,7 +84,8 @@ class Revision:
 class Target:
     """What to roll out where."""
 
-    service: str  # DNS-safe name of the model service
+    service: str  # the model's object name, `service_name(repository)` unless configured
+    repository: str  # owner/name, whose model this is
     environment: str  # production, or pr-<N>
     namespace: str
     image: str  # repository@sha256:digest
@@ -47,6 +96,8 @@ class Target:
     ingress_class: str | None = None
     pull: int = 0
     history: tuple[Revision, ...] = ()  # what served before, oldest first (kept on the Deployment)
+    pull_secret: str | None = None  # a docker-registry Secret for a private registry
+    api_key_secret: str | None = None  # a Secret whose `api-key` the endpoint asks of its callers
 
     @property
     def revision(self) -> Revision:
@@ -85,15 +136,45 @@ def labels(target: Target) -> dict[str, str]:
         "app.kubernetes.io/instance": target.name,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         "orbit.dev/environment": target.environment,
+        REPOSITORY: repository_label(target.repository),
     }
 
 
-def _metadata(target: Target, **extra: Any) -> dict[str, Any]:
-    return {"name": target.name, "namespace": target.namespace, "labels": labels(target), **extra}
+def _metadata(target: Target, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "name": target.name,
+        "namespace": target.namespace,
+        "labels": labels(target),
+        "annotations": {REPOSITORY: target.repository, **(annotations or {})},
+    }
+
+
+def repository_of(found: dict[str, Any]) -> str | None:
+    """Return the repository a stored object serves, or None for one made before objects said so."""
+    annotations = found["metadata"].get("annotations") or {}
+    return annotations.get(REPOSITORY)
+
+
+def serves_another(found: dict[str, Any] | None, repository: str) -> str | None:
+    """Return the other repository a stored object serves, or None when it is free or this one's."""
+    owner = repository_of(found) if found else None
+    return owner if owner is not None and owner.lower() != repository.lower() else None
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures}
+
+
+def _environment(target: Target) -> list[dict[str, Any]]:
+    """Return the container's variables; the endpoint's key by reference only (the bot never reads it)."""
+    env: list[dict[str, Any]] = [
+        {"name": "TMPDIR", "value": SCRATCH},
+        {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
+    ]
+    if target.api_key_secret:
+        key = {"name": target.api_key_secret, "key": API_KEY_FIELD}
+        env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": key}})
+    return env
 
 
 def _container(target: Target) -> dict[str, Any]:
@@ -101,7 +182,7 @@ def _container(target: Target) -> dict[str, Any]:
         "name": "model",
         "image": target.image,
         "ports": [{"name": "http", "containerPort": PORT}],
-        "env": [{"name": "TMPDIR", "value": SCRATCH}, {"name": "BENTOML_DO_NOT_TRACK", "value": "true"}],
+        "env": _environment(target),
         "readinessProbe": _probe("/readyz", 5, 3),
         "livenessProbe": {**_probe("/livez", 10, 3), "initialDelaySeconds": 10},
         "startupProbe": _probe("/livez", 5, 36),  # three minutes to load the model
@@ -118,45 +199,51 @@ def _container(target: Target) -> dict[str, Any]:
     }
 
 
+def _pod_spec(target: Target) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": BENTOML_UID,
+            "runAsGroup": BENTOML_UID,
+            "fsGroup": BENTOML_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_container(target)],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+    }
+    if target.pull_secret:
+        spec["imagePullSecrets"] = [{"name": target.pull_secret}]
+    return spec
+
+
 def deployment(target: Target) -> dict[str, Any]:
-    """Return the Deployment: the image by digest, probes on /readyz and /livez, non-root."""
+    """Return the Deployment: the image by digest, probes on /readyz and /livez, non-root.
+
+    Production's names no `replicas`: applied server-side, orbit then never owns the field and the
+    autoscaler's count survives every deploy (a new Deployment starts at the API's default, 1, and the
+    autoscaler raises it to its minimum). A preview has no autoscaler and one replica.
+    """
     selector = {"app.kubernetes.io/instance": target.name}
     annotations = {"orbit.dev/sha": target.sha, "orbit.dev/deployment-id": str(target.deployment_id)}
     history = [revision.__dict__ for revision in target.history[-HISTORY:]]
-    metadata = _metadata(
-        target,
-        annotations={
-            **annotations,
-            "orbit.dev/pr": str(target.pull),
-            "orbit.dev/history": json.dumps(history),
+    recorded = {**annotations, "orbit.dev/pr": str(target.pull), "orbit.dev/history": json.dumps(history)}
+    spec: dict[str, Any] = {} if target.production else {"replicas": 1}
+    spec |= {
+        "revisionHistoryLimit": 10,
+        "progressDeadlineSeconds": 600,
+        "selector": {"matchLabels": selector},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {
+            "metadata": {"labels": labels(target), "annotations": annotations},
+            "spec": _pod_spec(target),
         },
-    )
+    }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata,
-        "spec": {
-            "replicas": 2 if target.production else 1,
-            "revisionHistoryLimit": 10,
-            "progressDeadlineSeconds": 600,
-            "selector": {"matchLabels": selector},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {"labels": labels(target), "annotations": annotations},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": BENTOML_UID,
-                        "runAsGroup": BENTOML_UID,
-                        "fsGroup": BENTOML_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [_container(target)],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
-                },
-            },
-        },
+        "metadata": _metadata(target, recorded),
+        "spec": spec,
     }
 
 
@@ -215,7 +302,7 @@ def ingress(target: Target) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": _metadata(target, annotations=annotations),
+        "metadata": _metadata(target, annotations),
         "spec": spec,
     }
 

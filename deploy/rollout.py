@@ -4,6 +4,13 @@ Apply every object, wait until the Deployment's newest generation is observed wi
 updated and available (a crash loop or a stalled rollout fails early), then smoke-test `/readyz` and
 one `/predict` through the Service. A failure re-applies the previous image and verifies it the
 same way, so production keeps serving the model it had.
+
+When the endpoint asks for an API key, the smoke test cannot send it (the bot never reads the
+Secret), so it asks `/predict` without one and expects the refusal: a 401 proves the key is checked,
+and an answer would mean the endpoint is open to anyone. `/readyz` still proves the model loaded.
+
+Objects that another repository's model owns (its annotation says so) are neither applied over nor
+deleted: only a configured service name shared by two repositories can lead there.
 """
 
 import asyncio
@@ -14,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from deploy.kube import ModelCluster
-from deploy.manifests import HISTORY, Target, deployment, manifests, revisions
+from deploy.manifests import API_KEY_ENV, HISTORY, Target, deployment, manifests, revisions, serves_another
 
 SMOKE_IMAGE = Path(__file__).with_name("smoke.png")
 CRASH_RESTARTS = 3
+# Waiting reasons that no amount of waiting fixes: a missing Secret or key, an image not pulled.
+CANNOT_START = frozenset({"CreateContainerConfigError", "ImagePullBackOff", "InvalidImageName"})
 
 
 @dataclass(frozen=True)
@@ -38,19 +47,21 @@ class Outcome:
     previous_sha: str | None = None
 
 
-def _crash_looping(pods: list[dict[str, Any]]) -> str | None:
-    for pod in pods:
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            waiting = (status.get("state") or {}).get("waiting") or {}
-            if (
-                waiting.get("reason") == "CrashLoopBackOff"
-                or int(status.get("restartCount") or 0) >= CRASH_RESTARTS
-            ):
-                restarts = int(status.get("restartCount") or 0)
-                return (
-                    f"the model container is crash-looping ({restarts} restarts in {pod['metadata']['name']})"
-                )
+def _container_failure(pod: dict[str, Any]) -> str | None:
+    """Return why a pod's model container cannot serve (a crash loop, a start that cannot work), or None."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        restarts = int(status.get("restartCount") or 0)
+        if waiting.get("reason") in CANNOT_START:
+            detail = f": {waiting['message']}" if waiting.get("message") else ""
+            return f"the model container cannot start ({waiting['reason']}{detail})"
+        if waiting.get("reason") == "CrashLoopBackOff" or restarts >= CRASH_RESTARTS:
+            return f"the model container is crash-looping ({restarts} restarts in {pod['metadata']['name']})"
     return None
+
+
+def _failing(pods: list[dict[str, Any]]) -> str | None:
+    return next((failure for pod in pods if (failure := _container_failure(pod))), None)
 
 
 def _rolled_out(found: dict[str, Any]) -> bool:
@@ -82,20 +93,25 @@ async def wait_for_rollout(cluster: ModelCluster, name: str, timing: Timing) -> 
             return None
         if _stalled(found):
             return "the rollout stalled (ProgressDeadlineExceeded)"
-        if crash := _crash_looping(await asyncio.to_thread(cluster.pods, name)):
-            return crash
+        if failure := _failing(await asyncio.to_thread(cluster.pods, name)):
+            return failure
         if time.monotonic() >= deadline:
             return f"the rollout did not finish within {timing.deadline_seconds:.0f} s"
         await asyncio.sleep(timing.poll_seconds)
 
 
-async def smoke_test(cluster: ModelCluster, name: str) -> str | None:
-    """Ask the Service for /readyz and one /predict of a bundled image; return what went wrong, or None."""
+async def smoke_test(cluster: ModelCluster, name: str, keyed: bool = False) -> str | None:
+    """Ask the Service for /readyz and one /predict of a bundled image; return what went wrong, or None.
+
+    `keyed`: the endpoint asks for an API key, which the bot does not hold: /predict must refuse.
+    """
     ready = await asyncio.to_thread(cluster.proxy, name, "GET", "/readyz")
     if ready.status != 200:
         return f"smoke test: /readyz answered {ready.status}"
     files = {"image": (SMOKE_IMAGE.name, SMOKE_IMAGE.read_bytes())}
     answer = await asyncio.to_thread(cluster.proxy, name, "POST", "/predict", files)
+    if keyed:
+        return None if answer.status == 401 else _open_despite_key(answer.status)
     if answer.status != 200:
         return f"smoke test: /predict answered {answer.status}"
     try:
@@ -105,8 +121,18 @@ async def smoke_test(cluster: ModelCluster, name: str) -> str | None:
     return None if isinstance(prediction, str) else "smoke test: /predict answered without a prediction"
 
 
+def _open_despite_key(status: int) -> str:
+    return (
+        f"smoke test: /predict without the API key answered {status}, not 401"
+        f" (does the model's service check {API_KEY_ENV}?)"
+    )
+
+
 async def _verify(cluster: ModelCluster, target: Target, timing: Timing) -> str | None:
-    return await wait_for_rollout(cluster, target.name, timing) or await smoke_test(cluster, target.name)
+    keyed = target.api_key_secret is not None
+    return await wait_for_rollout(cluster, target.name, timing) or await smoke_test(
+        cluster, target.name, keyed
+    )
 
 
 def _previous(found: dict[str, Any] | None, target: Target) -> Target | None:
@@ -123,9 +149,16 @@ def _previous(found: dict[str, Any] | None, target: Target) -> Target | None:
     )
 
 
+def _taken(name: str, other: str) -> str:
+    return f"the Deployment {name} serves {other}'s model; two repositories cannot share a service name"
+
+
 async def roll_out(cluster: ModelCluster, target: Target, timing: Timing = Timing()) -> Outcome:
     """Apply the environment, verify it, and restore the previous revision if it fails."""
-    previous = _previous(await asyncio.to_thread(cluster.read, "Deployment", target.name), target)
+    found = await asyncio.to_thread(cluster.read, "Deployment", target.name)
+    if other := serves_another(found, target.repository):
+        return Outcome(ok=False, reason=_taken(target.name, other), restored=None)
+    previous = _previous(found, target)
     if previous is not None:
         target = replace(target, history=(*previous.history, previous.revision)[-HISTORY:])
     for manifest in manifests(target):
@@ -140,7 +173,11 @@ async def roll_out(cluster: ModelCluster, target: Target, timing: Timing = Timin
     return Outcome(ok=False, reason=failure, restored=restored, previous_sha=previous.sha)
 
 
-async def tear_down(cluster: ModelCluster, target: Target) -> None:
-    """Delete every object of the environment."""
+async def tear_down(cluster: ModelCluster, target: Target) -> bool:
+    """Delete every object of the environment; return False, deleting nothing, if another repository's."""
+    found = await asyncio.to_thread(cluster.read, "Deployment", target.name)
+    if serves_another(found, target.repository):
+        return False
     for manifest in reversed(manifests(target)):
         await asyncio.to_thread(cluster.delete, manifest["kind"], manifest["metadata"]["name"])
+    return True

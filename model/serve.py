@@ -2,20 +2,27 @@
 
 The model loads in a background thread, so the server answers at once: `/readyz` says 503 and
 the predict endpoints say 503 (with the reason) until the model is loaded.
+
+With `MODEL_API_KEY` set, every request but the probes and `/metrics` must carry that key
+(`Authorization: Bearer <key>` or `X-API-Key: <key>`), or is refused with 401 (`ApiKeyMiddleware`).
 """
 
 import asyncio
+import hmac
 import logging
+import os
 import threading
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import bentoml
 import numpy as np
 from bentoml.exceptions import BentoMLException
 from numpy.typing import NDArray
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model import MODEL_NAME
 from model.batching import MicroBatcher
@@ -24,6 +31,8 @@ from model.images import ImageRejected, decode
 
 MAX_BATCH_FILES = 64
 RETRY_AFTER_S = 5
+API_KEY_ENV = "MODEL_API_KEY"  # unset: the endpoint is open
+OPEN_PATHS = frozenset({"/readyz", "/livez", "/healthz", "/metrics"})  # what probes and scrapers ask
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +66,62 @@ class ModelNotReady(BentoMLException):
         return JSONResponse({"error": str(self)}, status_code=self.error_code, headers=headers)
 
 
+def api_key_from_environment() -> str | None:
+    """Return the key callers must send, or None when none is configured (the endpoint is open)."""
+    value = os.environ.get(API_KEY_ENV)
+    return None if value is None else value.strip()  # a key file's trailing newline is no part of it
+
+
+def presented_key(headers: Headers) -> str | None:
+    """Return the key a request carries, as a bearer token or in `X-API-Key`, or None."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("x-api-key")
+
+
+def key_refusal(expected: str | None, presented: str | None) -> JSONResponse | None:
+    """Return the answer to a request without the right key, or None when it may pass."""
+    if expected is None:
+        return None
+    if not expected:
+        message = f"{API_KEY_ENV} is set but empty: the service refuses every request until it holds a key"
+        return JSONResponse({"error": message}, status_code=HTTPStatus.SERVICE_UNAVAILABLE)
+    if presented is None:
+        message = "this endpoint needs an API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+    elif hmac.compare_digest(presented.encode(), expected.encode()):
+        return None
+    else:
+        message = "the API key is not valid"
+    headers = {"WWW-Authenticate": 'Bearer realm="model"'}
+    return JSONResponse({"error": message}, status_code=HTTPStatus.UNAUTHORIZED, headers=headers)
+
+
+class ApiKeyMiddleware:
+    """Let a request through only with the service's API key, if it has one; probes and metrics always.
+
+    The key is the running service's (`api_key`, read once when it starts): a request that comes before
+    there is a service is refused.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse an HTTP request that lacks the key, pass anything else on."""
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        try:
+            expected = bentoml.get_current_service().api_key
+        except BentoMLException:  # no service yet (or any more): nothing it serves may be asked
+            starting = {"error": "the service is not running yet"}
+            await JSONResponse(starting, status_code=HTTPStatus.SERVICE_UNAVAILABLE)(scope, receive, send)
+            return
+        refusal = key_refusal(expected, presented_key(Headers(scope=scope)))
+        await (refusal or self.app)(scope, receive, send)
+
+
 @bentoml.service(
     name="celestial_bodies_classifier",
     workers=1,
@@ -68,6 +133,9 @@ class CelestialBodiesClassifier:
     bento_model = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
 
     def __init__(self) -> None:
+        self.api_key = api_key_from_environment()
+        if self.api_key == "":
+            logger.error("%s is set but empty: every request but the probes is refused", API_KEY_ENV)
         self.classifier: Classifier | None = None
         self.load_error: Exception | None = None
         self.batcher: MicroBatcher[NDArray[np.uint8], NDArray[np.float32]] = MicroBatcher(
@@ -136,3 +204,7 @@ class CelestialBodiesClassifier:
             return refusal.response()  # type: ignore[return-value]  # BentoML sends a Response as is
         pixels = self._pixels(classifier, images)
         return [classifier.describe(row) for row in classifier.probabilities(pixels)]
+
+
+# `@bentoml.service` made the class a `bentoml.Service`; mypy sees the plain class (bentoml is untyped).
+cast(Any, CelestialBodiesClassifier).add_asgi_middleware(ApiKeyMiddleware)

@@ -4,4 +4,5 @@ PR opened or pushed (`training.on_pull_request`) or `/retrain` (`training.Retrai
 queued and train.yml dispatched (`checks`, `bot.runs`) → `workflow_job` queued → a runner pod
 (`jobs`, `podspec`, `kube`, `classes`; `reconcile` mends what webhooks missed) → the job builds the
 report (`report.build`) → `workflow_run` completed → the bot publishes it (`report.publish`).
+`metrics` counts runner pods, their wait and the reports published.
 """

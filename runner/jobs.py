@@ -2,8 +2,10 @@
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from bot import logs
 from bot.context import Context
 from bot.dispatch import accepted_job
 from bot.errors import PermanentError
@@ -11,10 +13,10 @@ from bot.events import Repo, WorkflowJobEvent
 from bot.github import CheckUpdate, JobInfo
 from bot.router import Router
 from bot.runs import RecordedRun
-from runner import checks
+from runner import checks, metrics
 from runner.classes import RunnerClass, class_for
 from runner.github import RunnerGitHub
-from runner.kube import Cluster
+from runner.kube import Cluster, RunnerPod
 from runner.podspec import RunnerJob, pod_manifest, runner_name, secret_manifest
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,25 @@ class Runners:
 
     cluster: Cluster
     classes: dict[str, RunnerClass]
+    runner_group_id: int | None = None  # an organisation runner group; None: runners on the repository
+    namespaced: Mapping[str, Cluster] = field(default_factory=dict)  # a class's own namespace: its pods
+
+    def cluster_for(self, klass: RunnerClass) -> Cluster:
+        """Return the cluster (namespace) the class's pods run in."""
+        return self.namespaced.get(klass.namespace, self.cluster) if klass.namespace else self.cluster
+
+    def cluster_of(self, pod: RunnerPod) -> Cluster:
+        """Return the cluster (namespace) a listed pod is in."""
+        return self.namespaced.get(pod.namespace, self.cluster)
+
+    def runner_pods(self) -> list[RunnerPod]:
+        """Return the runner pods of every namespace runners run in."""
+        return [pod for cluster in (self.cluster, *self.namespaced.values()) for pod in cluster.runner_pods()]
+
+    def delete_runner(self, name: str) -> None:
+        """Delete a runner's pod and secret wherever its class put them (missing ones count as deleted)."""
+        for cluster in (self.cluster, *self.namespaced.values()):
+            cluster.delete_runner(name)
 
     async def start(
         self, github: RunnerGitHub, repo: Repo, job: JobInfo, run: RecordedRun, installation: int
@@ -34,7 +55,7 @@ class Runners:
         klass = class_for(job.labels, self.classes)
         if klass is None or job.status != "queued":
             return False
-        pods = await asyncio.to_thread(self.cluster.class_pods, klass.label)
+        pods = await asyncio.to_thread(self.cluster_for(klass).class_pods, klass.label)
         return await self._start_in_class(github, repo, job, run, klass, pods, installation)
 
     async def start_if_queued(
@@ -48,7 +69,8 @@ class Runners:
         if klass is None:
             return False
         current, pods = await asyncio.gather(
-            github.workflow_job(repo, job.id), asyncio.to_thread(self.cluster.class_pods, klass.label)
+            github.workflow_job(repo, job.id),
+            asyncio.to_thread(self.cluster_for(klass).class_pods, klass.label),
         )
         if current is None or current.status != "queued" or class_for(current.labels, self.classes) != klass:
             return False
@@ -78,28 +100,36 @@ class Runners:
     ) -> None:
         name = runner_name(job.job_id)
         runner_id, jit_config = await github.generate_jit_config(
-            repo, name, list(job.labels), klass.runner_group_id
+            repo, name, list(job.labels), self.runner_group_id
         )
         manifest = pod_manifest(job, klass, installation)
 
+        cluster = self.cluster_for(klass)
+
         def create_pod_and_secret() -> None:  # one trip to a thread for both calls
-            uid, _ = self.cluster.create_pod(manifest)
-            self.cluster.create_secret(secret_manifest(job, klass, jit_config, uid))
+            uid, _ = cluster.create_pod(manifest)
+            cluster.create_secret(secret_manifest(job, klass, jit_config, uid))
 
         try:
             await asyncio.to_thread(create_pod_and_secret)
         except Exception:
-            await github.delete_runner(repo, runner_id)  # a registered runner with no pod would be an orphan
-            await asyncio.to_thread(self.cluster.delete_runner, name)
+            # a registered runner with no pod would be an orphan
+            await github.delete_runner(repo, runner_id, self.in_organization)
+            await asyncio.to_thread(cluster.delete_runner, name)
             raise
 
     async def stop(self, github: RunnerGitHub, repo: Repo, job_id: int) -> None:
         """Delete the job's pod and secret and unregister its runner if it is still registered."""
         name = runner_name(job_id)
-        await asyncio.to_thread(self.cluster.delete_runner, name)
-        runner_id = await github.find_runner(repo, name)
+        await asyncio.to_thread(self.delete_runner, name)
+        runner_id = await github.find_runner(repo, name, self.in_organization)
         if runner_id is not None:
-            await github.delete_runner(repo, runner_id)
+            await github.delete_runner(repo, runner_id, self.in_organization)
+
+    @property
+    def in_organization(self) -> bool:
+        """Return whether runners are registered in an organisation runner group."""
+        return self.runner_group_id is not None
 
 
 def job_info(event: WorkflowJobEvent) -> JobInfo:
@@ -125,6 +155,7 @@ def make_router(runners: Runners) -> Router:
     @router.on(WorkflowJobEvent, "queued")
     async def queued(event: WorkflowJobEvent, ctx: Context) -> None:
         repo, job = event.repo, job_info(event)
+        logs.bind(run_id=job.run_id)
         if repo is None or event.installation is None or class_for(job.labels, runners.classes) is None:
             return
         run = await accepted_job(ctx.store, repo.full_name, job.run_id, job.head_sha)
@@ -134,23 +165,30 @@ def make_router(runners: Runners) -> Router:
     @router.on(WorkflowJobEvent, "in_progress")
     async def in_progress(event: WorkflowJobEvent, ctx: Context) -> None:
         repo, job = event.repo, job_info(event)
-        if repo is None or class_for(job.labels, runners.classes) is None:
+        klass = class_for(job.labels, runners.classes)
+        logs.bind(run_id=job.run_id)
+        if repo is None or klass is None:
             return
         run = await accepted_job(ctx.store, repo.full_name, job.run_id, job.head_sha)
-        training = run.training if run is not None else None
-        if training is None:
-            return  # not orbit's, or a deploy build: no check run to show it on
-        summary = (
-            f"Running on `{job.runner_name or runner_name(job.id)}`. [Follow the job's log]({job.html_url})."
-        )
-        update = CheckUpdate(
-            status="in_progress", title="Training", summary=summary, details_url=job.html_url or None
-        )
-        await checks.update_open(ctx.github, repo, training.sha, update)
+        if run is None:
+            return  # not orbit's
+        training = run.training
+        if training is not None:  # a deploy build has no check run to show it on
+            summary = (
+                f"Running on `{job.runner_name or runner_name(job.id)}`. "
+                f"[Follow the job's log]({job.html_url})."
+            )
+            update = CheckUpdate(
+                status="in_progress", title="Training", summary=summary, details_url=job.html_url or None
+            )
+            await checks.update_open(ctx.github, repo, training.sha, update)
+        # Last: a failure above is retried by the inbox, and the wait is still observed only once.
+        metrics.observe_queue(klass.label, event.workflow_job)
 
     @router.on(WorkflowJobEvent, "completed")
     async def completed(event: WorkflowJobEvent, ctx: Context) -> None:
         repo, job = event.repo, job_info(event)
+        logs.bind(run_id=job.run_id)
         if repo is None or class_for(job.labels, runners.classes) is None:
             return
         try:

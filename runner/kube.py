@@ -24,6 +24,7 @@ class RunnerPod:
     started: datetime | None
     waiting_reason: str | None
     reason: str | None
+    namespace: str = ""
 
 
 class Cluster(Protocol):
@@ -123,4 +124,5 @@ def _runner_pod(pod: dict[str, Any]) -> RunnerPod:
         started=_timestamp(status.get("startTime")),
         waiting_reason=waiting[0] if waiting else None,
         reason=status.get("reason"),
+        namespace=str(metadata.get("namespace", "")),
     )

@@ -61,6 +61,19 @@ def secret_manifest(job: RunnerJob, klass: RunnerClass, jit_config: str, pod_uid
     }
 
 
+# What every class but the build class runs with: Pod Security Standard "restricted".
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "runAsUser": 1001,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# The build class only, in its own namespace: rootless buildah needs a privileged container (user
+# namespaces, mounts). The runner user still runs every step.
+PRIVILEGED = {"runAsNonRoot": True, "runAsUser": 1001, "privileged": True, "allowPrivilegeEscalation": True}
+
+
 def _resources(klass: RunnerClass) -> dict[str, dict[str, str]]:
     limits = {"cpu": klass.cpu, "memory": klass.memory}
     if klass.gpus:
@@ -79,13 +92,7 @@ def _container(job: RunnerJob, klass: RunnerClass) -> dict[str, Any]:
             {"name": "RUNNER_WORKDIR", "value": WORK_DIR},
         ],
         "resources": _resources(klass),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 1001,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": PRIVILEGED if klass.privileged else RESTRICTED,
         "volumeMounts": [{"name": "work", "mountPath": WORK_DIR}, {"name": "dshm", "mountPath": "/dev/shm"}],  # noqa: S108
     }
 
@@ -109,6 +116,7 @@ def pod_manifest(job: RunnerJob, klass: RunnerClass, installation: int = 0) -> d
             "securityContext": {"runAsNonRoot": True, "runAsUser": 1001, "fsGroup": 1001},
             "nodeSelector": dict(klass.node_selector),
             "tolerations": [dict(t) for t in klass.tolerations],
+            **({"runtimeClassName": klass.runtime_class} if klass.runtime_class else {}),
             "containers": [_container(job, klass)],
             "volumes": [
                 {"name": "work", "emptyDir": {}},

@@ -19,7 +19,7 @@ from bot.errors import PermanentError, TemporaryError
 from bot.events import Repo
 from bot.github import CheckUpdate, GitHubApi, GitHubApp, JobInfo
 from bot.runs import DEPLOY_WORKFLOW, TRAIN_WORKFLOW, RecordedRun, recorded
-from runner import checks
+from runner import checks, metrics
 from runner.jobs import Runners
 from runner.kube import RunnerPod
 
@@ -35,6 +35,7 @@ class Outcome:
     deleted: list[str] = field(default_factory=list)
     reported_pending: list[str] = field(default_factory=list)
     deadline_exceeded: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # pods and repositories a GitHub error left as they were
 
 
 @dataclass
@@ -51,12 +52,14 @@ class Reconciler:
     async def run_once(self) -> Outcome:
         """Reconcile once; a failure on one pod or repository does not stop the others."""
         outcome = Outcome()
-        pods = await asyncio.to_thread(self.runners.cluster.runner_pods)
+        pods = await asyncio.to_thread(self.runners.runner_pods)
+        metrics.publish_pods(pods, self.runners.classes)
         for pod in pods:
             try:
                 await self._check_pod(pod, outcome)
             except (TemporaryError, PermanentError) as error:
                 log.warning("reconciling pod %s: %s", pod.name, error)
+                outcome.failed.append(pod.name)
         await self._start_lost_jobs(outcome)
         return outcome
 
@@ -67,7 +70,7 @@ class Reconciler:
             pod.labels.get("orbit.dev/job", ""),
         )
         if "/" not in repo_name or not install.isdigit() or not job_id.isdigit():
-            await asyncio.to_thread(self.runners.cluster.delete_runner, pod.name)  # not ours to keep
+            await asyncio.to_thread(self.runners.cluster_of(pod).delete_runner, pod.name)  # not ours to keep
             outcome.deleted.append(pod.name)
             return
         repo, github = Repo(*repo_name.split("/", 1)), self.app.for_installation(int(install))
@@ -98,7 +101,7 @@ class Reconciler:
         return (self.now() - pod.created).total_seconds() if pod.created else 0.0
 
     async def _report_pending(self, github: GitHubApi, repo: Repo, job: JobInfo, pod: RunnerPod) -> None:
-        events = await asyncio.to_thread(self.runners.cluster.pod_events, pod.name)
+        events = await asyncio.to_thread(self.runners.cluster_of(pod).pod_events, pod.name)
         reason = pod.waiting_reason or (events[-1] if events else "no reason given by Kubernetes")
         summary = (
             f"The runner pod `{pod.name}` has been Pending for {self._age(pod) / 60:.0f} minutes:"
@@ -126,6 +129,7 @@ class Reconciler:
                 ]
             except (TemporaryError, PermanentError) as error:
                 log.warning("listing queued jobs of %s: %s", full_name, error)
+                outcome.failed.append(full_name)
         for job, run, github, repo, install in sorted(
             candidates, key=lambda c: c[0].created_at
         ):  # oldest first

@@ -7,7 +7,7 @@ A newer push or `/retrain` supersedes older runs of the same pull request.
 import asyncio
 import functools
 
-from bot import pinning
+from bot import logs, pinning
 from bot.context import CommandCall, Context, Store
 from bot.dispatch import dispatch
 from bot.events import PullRequestEvent, Repo
@@ -121,13 +121,16 @@ async def start_training(
         store.read, functools.partial(by_trigger, repository=repo.full_name, trigger=trigger)
     )
     if started is not None:
+        logs.bind(run_id=started.run_id)
         return started
     await supersede(github, store, repo, pull.number, workflow, pull.head_sha)
     if not await checks.is_training(github, repo, pull.head_sha):
         summary = f"Waiting for a GPU runner for PR #{pull.number}."
         await checks.queue(github, repo, pull.head_sha, "Training queued", summary)
     run = TrainingRun(pull.number, pull.head_sha, pull.base_ref or pull.default_branch)
-    return await dispatch(github, store, repo, TRAIN, workflow, pull.default_branch, run, trigger)
+    recorded = await dispatch(github, store, repo, TRAIN, workflow, pull.default_branch, run, trigger)
+    logs.bind(run_id=recorded.run_id)
+    return recorded
 
 
 class Retrain:

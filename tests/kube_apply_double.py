@@ -3,7 +3,14 @@ Ingresses, autoscalers and disruption budgets; a simulated rollout per image; th
 
 What a rollout does depends on the image (`KubeState.behaviour`): `ready` (default) rolls out at
 once, `stuck` never becomes available, `crashloop` restarts its container, `bad-predict` passes
-/readyz but answers /predict with 500.
+/readyz but answers /predict with 500, `ignores-key` serves without checking the API key its
+Deployment passes it. A container whose Secret (`secretKeyRef`) is missing waits in
+CreateContainerConfigError, as the kubelet has it.
+
+Server-side apply is faithful where the rollout depends on it: a spec field orbit applied before and
+omits now is removed (then defaulted again: a Deployment's `replicas` to 1), while one that another
+manager set (`scale`, as the autoscaler does) or the API defaulted stays. Each object's
+`managedFields` says which top-level spec fields orbit owns.
 
 These routes are served by `tests.kube_double.make_app`, whose middleware records every request as
 the RBAC check a real API server makes, into the same process-wide `ACCESSES` as the runner routes;
@@ -31,32 +38,101 @@ GROUPS = {
 }
 
 
-def _merge(stored: dict[str, Any], applied: dict[str, Any]) -> dict[str, Any]:
-    """Apply the manager's whole intent (one manager owns every field here): replace spec, merge metadata."""
+MANAGER = "orbit"
+API_KEY_ENV = "MODEL_API_KEY"
+
+
+def _owned(stored: dict[str, Any], manager: str = MANAGER) -> set[str]:
+    """Return the top-level spec fields `manager` owns in a stored object."""
+    for entry in stored.get("metadata", {}).get("managedFields") or []:
+        if entry["manager"] == manager:
+            return {field.removeprefix("f:") for field in entry["fieldsV1"].get("f:spec", {})}
+    return set()
+
+
+def _managed(stored: dict[str, Any], manager: str, fields: set[str], operation: str) -> list[dict[str, Any]]:
+    """Return the object's managedFields with `manager` owning `fields`, taken from any other manager."""
+    entries = []
+    for entry in stored.get("metadata", {}).get("managedFields") or []:
+        if entry["manager"] == manager:
+            continue
+        left = {
+            f: v for f, v in entry["fieldsV1"].get("f:spec", {}).items() if f.removeprefix("f:") not in fields
+        }
+        entries.append({**entry, "fieldsV1": {"f:spec": left}})
+    owned: dict[str, Any] = {"f:spec": {f"f:{field}": {} for field in sorted(fields)}}
+    return [*entries, {"manager": manager, "operation": operation, "fieldsV1": owned}]
+
+
+def _default(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Fill in what the API server defaults (the fields the tests read)."""
+    return {"replicas": 1, **spec} if kind == "deployments" else spec
+
+
+def _merge(kind: str, stored: dict[str, Any], applied: dict[str, Any]) -> dict[str, Any]:
+    """Apply orbit's intent as server-side apply does (at the spec's top level): what orbit applied
+    replaces, what orbit applied before and omits now goes, what others set or the API defaulted stays."""
+    intent = applied.get("spec", {})
+    gone = _owned(stored) - set(intent)
+    kept = {k: v for k, v in stored.get("spec", {}).items() if k not in intent and k not in gone}
     metadata = {**stored.get("metadata", {}), **applied["metadata"]}
-    return {**stored, **{k: v for k, v in applied.items() if k != "status"}, "metadata": metadata}
+    metadata["managedFields"] = _managed(stored, MANAGER, set(intent), "Apply")
+    merged = {**stored, **{k: v for k, v in applied.items() if k != "status"}, "metadata": metadata}
+    if "spec" in applied or "spec" in stored:
+        merged["spec"] = _default(kind, {**kept, **intent})
+    return merged
+
+
+def scale(state: KubeState, name: str, replicas: int, namespace: str = "models") -> None:
+    """Scale a Deployment as the autoscaler does: an update of its scale, which takes `replicas` over."""
+    obj = state.objects[("deployments", namespace, name)]
+    obj["spec"]["replicas"] = replicas
+    metadata = obj["metadata"]
+    metadata["managedFields"] = _managed(obj, "kube-controller-manager", {"replicas"}, "Update")
+    metadata["generation"] += 1
+    _simulate(state, namespace, obj)
+
+
+def _missing_secret(state: KubeState, namespace: str, container: dict[str, Any]) -> str | None:
+    for variable in container.get("env") or []:
+        reference = (variable.get("valueFrom") or {}).get("secretKeyRef")
+        if reference and ("secrets", namespace, reference["name"]) not in state.objects:
+            return str(reference["name"])
+    return None
+
+
+def _pod_container(image: str, behaviour: str, available: bool, missing: str | None) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "model", "image": image, "restartCount": 0, "ready": available}
+    container["state"] = {"running": {}} if available else {"waiting": {"reason": "ContainerCreating"}}
+    if behaviour == "crashloop":
+        container.update(restartCount=4, state={"waiting": {"reason": "CrashLoopBackOff"}})
+    if missing:
+        waiting = {"reason": "CreateContainerConfigError", "message": f'secret "{missing}" not found'}
+        container["state"] = {"waiting": waiting}
+    return container
+
+
+def _pod_of(key: tuple[str, str, str], found: dict[str, Any], namespace: str, instance: str) -> bool:
+    labels = found["metadata"].get("labels") or {}
+    return key[:2] == ("pods", namespace) and labels.get("app.kubernetes.io/instance") == instance
 
 
 def _simulate(state: KubeState, namespace: str, obj: dict[str, Any]) -> None:
     """Roll the Deployment's pods out as its image's behaviour says."""
     name, spec = obj["metadata"]["name"], obj["spec"]
-    image = spec["template"]["spec"]["containers"][0]["image"]
+    model = spec["template"]["spec"]["containers"][0]
+    image = model["image"]
     behaviour = state.behaviour.get(image, "ready")
-    wanted = int(spec.get("replicas", 1))
-    for key in [k for k in state.objects if k[0] == "pods" and k[2].startswith(f"{name}-")]:
-        del state.objects[key]
-    available = wanted if behaviour in ("ready", "bad-predict") else 0
+    wanted = int(spec["replicas"])
+    missing = _missing_secret(state, namespace, model)
+    instance = spec["selector"]["matchLabels"]["app.kubernetes.io/instance"]
+    for key in [key for key, found in state.objects.items() if _pod_of(key, found, namespace, instance)]:
+        del state.objects[key]  # the old ReplicaSet's pods (by selector: a preview's are not production's)
+    serving = behaviour in ("ready", "bad-predict", "ignores-key") and not missing
+    available = wanted if serving else 0
     for index in range(wanted):
         pod = f"{name}-{uuid.uuid4().hex[:5]}-{index}"
-        container: dict[str, Any] = {
-            "name": "model",
-            "image": image,
-            "restartCount": 0,
-            "ready": available > 0,
-        }
-        container["state"] = {"running": {}} if available else {"waiting": {"reason": "ContainerCreating"}}
-        if behaviour == "crashloop":
-            container.update(restartCount=4, state={"waiting": {"reason": "CrashLoopBackOff"}})
+        container = _pod_container(image, behaviour, available > 0, missing)
         state.objects[("pods", namespace, pod)] = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -74,7 +150,14 @@ def _simulate(state: KubeState, namespace: str, obj: dict[str, Any]) -> None:
         "readyReplicas": available,
         "availableReplicas": available,
     }
-    state.serving[name] = behaviour
+    state.serving[name] = behaviour if not missing else "stuck"
+
+
+def _keyed(state: KubeState, namespace: str, name: str) -> bool:
+    """Return whether the Service's Deployment passes its model an API key to check."""
+    found = state.objects.get(("deployments", namespace, name)) or {}
+    containers = found.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}]
+    return any(variable["name"] == API_KEY_ENV for variable in containers[0].get("env") or [])
 
 
 def apply_routes(state: KubeState) -> list[Route]:
@@ -101,9 +184,9 @@ def apply_routes(state: KubeState) -> list[Route]:
         applied = json.loads(await request.body())
         stored = state.objects.get((kind, namespace, name))
         state.version += 1
-        obj = _merge(stored or {}, applied)
+        obj = _merge(kind, stored or {}, applied)
         generation = int((stored or {}).get("metadata", {}).get("generation", 0))
-        changed = stored is None or stored.get("spec") != applied.get("spec")
+        changed = stored is None or stored.get("spec") != obj.get("spec")
         obj["metadata"].update(
             namespace=namespace,
             uid=(stored or {}).get("metadata", {}).get("uid") or str(uuid.uuid4()),
@@ -123,10 +206,13 @@ def apply_routes(state: KubeState) -> list[Route]:
         if behaviour is None or ("services", request.path_params["namespace"], name) not in state.objects:
             return _status(503, "ServiceUnavailable", f'no endpoints available for service "{name}"')
         if path == "readyz":
-            return Response(status_code=200 if behaviour in ("ready", "bad-predict") else 503)
+            return Response(status_code=200 if behaviour in ("ready", "bad-predict", "ignores-key") else 503)
         if path == "predict" and request.method == "POST":
+            checks_key = behaviour != "ignores-key" and _keyed(state, request.path_params["namespace"], name)
+            if checks_key and "authorization" not in request.headers and "x-api-key" not in request.headers:
+                return JSONResponse({"error": "this endpoint needs an API key"}, status_code=401)
             form = await request.form()
-            if behaviour != "ready" or "image" not in form:
+            if behaviour not in ("ready", "ignores-key") or "image" not in form:
                 return JSONResponse({"error": "internal"}, status_code=500)
             return JSONResponse({"prediction": "Saturn", "probabilities": {"Saturn": 0.99}})
         return Response(status_code=404)

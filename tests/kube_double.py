@@ -50,11 +50,17 @@ class KubeState:
     serving: dict[str, str] = field(default_factory=dict)  # Deployment -> behaviour of what it serves
     applied: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     metadata_lists: int = 0  # lists answered with each object's metadata only
+    # What the API server grants the client (SelfSubjectAccessReview, and the reads below that check
+    # it): None is what deploy/k8s grants the bot. A double given its own RBAC stands for another
+    # identity (an admin's kubeconfig), so what it is asked is not recorded as the bot's use.
+    rbac: set["Access"] | None = None
+    namespaces: set[str] | None = None  # those that exist; None: those deploy/k8s creates
+    nodes: list[dict[str, Any]] = field(default_factory=list)
 
-    def of(self, kind: str, namespace: str = "orbit") -> dict[str, dict[str, Any]]:
+    def of(self, kind: str, namespace: str = "orbit-runners") -> dict[str, dict[str, Any]]:
         return {name: obj for (k, ns, name), obj in self.objects.items() if k == kind and ns == namespace}
 
-    def add_event(self, pod: str, message: str, namespace: str = "orbit") -> None:
+    def add_event(self, pod: str, message: str, namespace: str = "orbit-runners") -> None:
         name = f"{pod}.{uuid.uuid4().hex[:8]}"
         self.objects[("events", namespace, name)] = {
             "apiVersion": "v1",
@@ -65,10 +71,10 @@ class KubeState:
             "reason": "FailedScheduling",
         }
 
-    def set_status(self, pod: str, namespace: str = "orbit", **status: Any) -> None:
+    def set_status(self, pod: str, namespace: str = "orbit-runners", **status: Any) -> None:
         self.objects[("pods", namespace, pod)]["status"] = status
 
-    def set_waiting(self, pod: str, reason: str, namespace: str = "orbit") -> None:
+    def set_waiting(self, pod: str, reason: str, namespace: str = "orbit-runners") -> None:
         """Report the runner container as waiting, as the kubelet does (ImagePullBackOff, ...)."""
         container = {
             "name": "runner",
@@ -179,6 +185,7 @@ def make_app(state: KubeState) -> Starlette:
         routes=[
             *apply_routes(state),
             Route("/_requests", seen),
+            *review_routes(state),
             Route("/api/v1/namespaces/{namespace}/{kind}", collection, methods=["GET", "POST"]),
             Route("/api/v1/namespaces/{namespace}/{kind}/{name}", item, methods=["GET", "DELETE"]),
         ],
@@ -231,7 +238,7 @@ current-context: double
 # --- Authorization: what a real API server would check for each request, and what deploy/k8s grants ---
 
 ROOT = Path(__file__).resolve().parent.parent
-K8S = ROOT / "deploy/k8s"
+K8S = ROOT / "tests/k8s"  # the single overlay with the build runners: every grant the bot can have
 APPLY_PATCH = "application/apply-patch+yaml"
 
 
@@ -368,7 +375,8 @@ class RecordAccess:
             for access in accesses_of(
                 scope["method"], scope["path"], query, headers.get("content-type", ""), exists
             ):
-                ACCESSES.record(access)
+                if self.state.rbac is None and access not in EVERY_IDENTITY:
+                    ACCESSES.record(access)
         await self.app(scope, receive, send)
 
 
@@ -459,6 +467,7 @@ def deployed_namespaces(objects: Iterable[dict[str, Any]]) -> dict[str, str]:
     for setting, variable in (
         ("kube_namespace", "ORBIT_KUBE_NAMESPACE"),
         ("models_namespace", "ORBIT_MODELS_NAMESPACE"),
+        ("build_namespace", "ORBIT_BUILD_NAMESPACE"),
     ):
         default = str(fields[setting].default)
         entry = env.get(variable, {"value": default})
@@ -502,3 +511,60 @@ def rbac_problems(
         str(grant) for grant in sorted(grants) if not any(covered(access, {grant}) for access in deployed)
     ]
     return missing, unused if all_ran else []
+
+
+# --- What any identity may ask, and what a client may do: SelfSubjectAccessReview, namespaces, nodes ---
+
+# Granted to every authenticated identity by Kubernetes' own bootstrap policy (system:basic-user),
+# not by deploy/k8s: asking the API server what one may do.
+EVERY_IDENTITY = {Access("create", "selfsubjectaccessreviews.authorization.k8s.io", "")}
+
+
+def rbac_of(state: KubeState) -> set[Access]:
+    """Return what the double grants its client: the state's RBAC, else deploy/k8s's for the bot."""
+    return state.rbac if state.rbac is not None else granted(render())
+
+
+def review_routes(state: KubeState) -> list[Route]:
+    """Return `/version`, SelfSubjectAccessReview, and reads of Namespaces and Nodes that check RBAC."""
+
+    def forbidden(access: Access) -> JSONResponse | None:
+        if covered(access, rbac_of(state)):
+            return None
+        return _status(403, "Forbidden", f"forbidden: cannot {access}")
+
+    async def version(_: Request) -> JSONResponse:
+        return JSONResponse({"major": "1", "minor": "31", "gitVersion": "v1.31.0"})
+
+    async def review(request: Request) -> JSONResponse:
+        body = await request.json()
+        asked = body["spec"]["resourceAttributes"]
+        resource = "/".join(filter(None, (asked.get("resource", ""), asked.get("subresource", ""))))
+        access = Access(
+            asked["verb"], resource_name(resource, asked.get("group", "")), asked.get("namespace", "")
+        )
+        allowed = covered(access, rbac_of(state)) or access in EVERY_IDENTITY
+        return JSONResponse({**body, "status": {"allowed": allowed}}, status_code=201)
+
+    async def namespace(request: Request) -> JSONResponse:
+        name = request.path_params["namespace"]
+        if (refused := forbidden(Access("get", "namespaces", name))) is not None:
+            return refused
+        existing = state.namespaces
+        if existing is None:
+            existing = {o["metadata"]["name"] for o in render() if o["kind"] == "Namespace"}
+        if name not in existing:
+            return _status(404, "NotFound", f'namespaces "{name}" not found')
+        return JSONResponse({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+    async def nodes(_: Request) -> JSONResponse:
+        if (refused := forbidden(Access("list", "nodes", ""))) is not None:
+            return refused
+        return JSONResponse({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": state.nodes})
+
+    return [
+        Route("/version", version),
+        Route("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review, methods=["POST"]),
+        Route("/api/v1/namespaces/{namespace}", namespace),
+        Route("/api/v1/nodes", nodes),
+    ]

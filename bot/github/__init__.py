@@ -3,6 +3,7 @@
 `calls` runs one request and translates its failure (temporary or permanent); each area module
 (`issues`, `pulls`, `checks`, `actions`, `runners`, `git`, `deployments`) holds its small Protocol,
 its value types and their githubkit implementation; `client` composes them per installation.
+`hooks` acts as the App itself (not an installation): its webhook deliveries, and redelivery.
 """
 
 from bot.github.actions import (
@@ -21,6 +22,7 @@ from bot.github.checks import CheckUpdate
 from bot.github.client import GitHubApi, GitHubApp, GitHubAppClient, InstallationClient
 from bot.github.deployments import PRODUCTION, DeploymentInfo, DeploymentState
 from bot.github.git import TreeEntry
+from bot.github.hooks import AppHooks, AppHooksClient, DeliveryAttempt, DeliveryRequest, app_hooks
 from bot.github.issues import WRITE_PERMISSIONS, CommentInfo, Reaction, ReactionInfo
 from bot.github.pulls import PullInfo
 
@@ -29,11 +31,15 @@ __all__ = [
     "MAX_LOG_TAIL_BYTES",
     "PRODUCTION",
     "WRITE_PERMISSIONS",
+    "AppHooks",
+    "AppHooksClient",
     "ArtifactInfo",
     "ArtifactTooLarge",
     "CheckUpdate",
     "CommentInfo",
     "Conflict",
+    "DeliveryAttempt",
+    "DeliveryRequest",
     "DeploymentInfo",
     "DeploymentState",
     "GitHubApi",
@@ -50,5 +56,6 @@ __all__ = [
     "StepInfo",
     "TreeEntry",
     "Unprocessable",
+    "app_hooks",
     "named_artifact",
 ]

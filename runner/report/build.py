@@ -48,7 +48,10 @@ def resolve(project: Path, ref: str) -> str:
         commit = _git(project, "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}")
         if commit:
             return commit
-    raise ReportError(f"base '{ref}' is not a branch, tag or commit here (try: git fetch origin {ref})")
+    raise ReportError(
+        f"unknown base revision '{ref}': no branch, tag or commit of that name here"
+        f" (--base; try: git fetch origin {ref})"
+    )
 
 
 def _clear(out: Path) -> None:

@@ -9,14 +9,16 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from bot import logs
 from bot.context import Context, Store
 from bot.dispatch import accepted, already_done, done, observed
 from bot.events import Repo, WorkflowRunEvent
 from bot.github import CheckUpdate, named_artifact
 from bot.github.actions import ArtifactTooLarge
+from bot.metrics import observe_run
 from bot.router import Router
 from bot.runs import TRAIN, RecordedRun
-from runner import checks
+from runner import checks, metrics
 from runner.github import ReportGitHub
 from runner.report.artifact import MAX_TOTAL_BYTES, Bundle, BundleError, read_bundle
 from runner.report.assets import publish_images
@@ -129,14 +131,28 @@ async def upsert_comment(github: ReportGitHub, repo: Repo, pull: int, run_id: in
 async def on_training_run_completed(event: WorkflowRunEvent, ctx: Context) -> None:
     """Publish the report of a finished training run."""
     github: ReportGitHub = ctx.github
+    logs.bind(run_id=event.workflow_run.id)
     record = await accepted(ctx.store, observed(event), TRAIN)
     run = finished_run(event, record) if record is not None else None
     if run is None or await already_done(ctx.store, run.run_id, PUBLISHED):
         return  # not orbit's run, or its report is out already (a replayed event)
     if run.conclusion == "cancelled" and await _superseded(github, ctx.store, run):
+        _observe_duration(event)
         return
-    await _publish(github, run)
+    try:
+        await _publish(github, run)
+    except Exception:
+        metrics.REPORTS_PUBLISHED.labels(metrics.FAILED).inc()
+        raise
+    metrics.REPORTS_PUBLISHED.labels(metrics.PUBLISHED).inc()
     await done(ctx.store, run.run_id, PUBLISHED)
+    _observe_duration(event)
+
+
+def _observe_duration(event: WorkflowRunEvent) -> None:
+    """Observe the finished run's duration by GitHub's clock, once its effects are done."""
+    run = event.workflow_run
+    observe_run("training", run.conclusion or "", run.run_started_at, run.updated_at)
 
 
 async def _publish(github: ReportGitHub, run: FinishedRun) -> None:

@@ -74,7 +74,9 @@ def router(kube: KubeState) -> Iterator[tuple[Router, dict[str, Any]]]:
 
 
 def _wired(api: client.ApiClient) -> tuple[Router, dict[str, Any]]:
-    runners = Runners(KubeCluster("orbit", api), default_classes("ghcr.io/o/runner:1", "nvidia.com/gpu", 2))
+    runners = Runners(
+        KubeCluster("orbit-runners", api), default_classes("ghcr.io/o/runner:1", "nvidia.com/gpu", 2)
+    )
     deployer = Deployer(
         KubeModelCluster("models", api),
         "models",

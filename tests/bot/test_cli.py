@@ -1,5 +1,6 @@
 """The `orbit` command line: parsing, and the inbox listing and retry against a real database."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ def test_every_subcommand_parses() -> None:
     assert parser.parse_args(["serve", "--port", "9000", "--workers", "2"]).port == 9000
     assert parser.parse_args(["inbox", "list", "--status", "dead"]).status == "dead"
     assert parser.parse_args(["inbox", "retry", "3"]).id == 3
-    assert parser.parse_args(["local", "demo"]).project == "."
+    assert parser.parse_args(["local", "demo"]).project == Path(".")  # the repository root has dvc.yaml
     with pytest.raises(SystemExit):
         parser.parse_args(["inbox", "list", "--status", "bogus"])
 
@@ -43,3 +44,26 @@ def test_inbox_list_and_retry(
     assert inbox.counts() == {"pending": 1}
     assert main(["inbox", "retry", str(claimed.id)]) == 1
     assert "no dead work item" in capsys.readouterr().err
+
+
+def test_inbox_list_json_is_an_array_of_the_items(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'orbit.db'}"
+    monkeypatch.setenv("ORBIT_DATABASE_URL", url)
+    inbox = Inbox(make_engine(url))
+    inbox.create_schema()
+    for number in (1, 2):
+        item = delivery("issue_comment", comment_payload("/help"), f"d-{number}")
+        inbox.record([NewDelivery(item, ordering_key(item), body_of(comment_payload("/help")))])
+
+    assert main(["inbox", "list", "--json"]) == 0
+    items = json.loads(capsys.readouterr().out)
+    assert [(i["delivery_id"], i["status"], i["event"], i["action"]) for i in items] == [
+        ("d-2", "pending", "issue_comment", "created"),
+        ("d-1", "pending", "issue_comment", "created"),
+    ]
+    assert {"id", "attempts", "last_error", "available_at"} <= set(items[0])
+
+    assert main(["inbox", "list", "--json", "--status", "dead"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -173,7 +173,7 @@ async def test_concurrent_calls_over_one_shared_pool_never_cut_each_other_off() 
 
         async def one(job_id: int) -> int:
             job = await api.workflow_job(repo, job_id)
-            runner_id, _ = await api.generate_jit_config(repo, f"orbit-runner-{job_id}", ["orbit-gpu"], 1)
+            runner_id, _ = await api.generate_jit_config(repo, f"orbit-runner-{job_id}", ["orbit-gpu"], None)
             assert job is not None and runner_id > 0
             return job.id
 

@@ -3,6 +3,7 @@
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from bot.events import ordering_key
 from bot.inbox import DEAD, DONE, PENDING, Inbox, NewDelivery, make_engine, metadata
 from tests.fakes import body_of, comment_payload, delivery
-from tests.postgres import postgres_url  # noqa: F401 - fixture
+from tests.postgres import empty_database, postgres_url  # noqa: F401 - fixtures
 
 
 def fresh_inbox(
@@ -145,3 +146,20 @@ def test_concurrent_claimers_never_share_an_item(inbox: Inbox) -> None:
 def _make_due(inbox: Inbox) -> None:
     with inbox.engine.begin() as connection:
         connection.execute(sa.text("UPDATE work_items SET available_at = 0"))
+
+
+def test_replicas_starting_at_once_on_an_empty_postgresql_create_the_inbox_in_turns(
+    empty_database: str,  # noqa: F811 - the fixture
+) -> None:
+    inboxes = [Inbox(make_engine(empty_database)) for _ in range(4)]
+    start = threading.Barrier(len(inboxes))
+
+    def create(inbox: Inbox) -> None:
+        start.wait()
+        inbox.create_schema()  # without the advisory lock one of them fails on pg_type's unique index
+
+    with ThreadPoolExecutor(len(inboxes)) as pool:
+        list(pool.map(create, inboxes))
+    assert inboxes[0].counts() == {}
+    for inbox in inboxes:
+        inbox.engine.dispose()

@@ -1,16 +1,21 @@
-"""`orbit deploy build` and its three parts, up to the image build: a real `bentoml build`, `export`,
-`import` and `containerize`, with a recording `buildah` on PATH, since images cannot be pulled here (no
-base image for a real build)."""
+"""`orbit deploy build` and its parts. The usual path: a real `bentoml build` and `export`, the Bento's
+requirements checked against the serving base's lock, and its layer appended to a base in Debian's
+real `docker-registry`. The full-build fallback, up to the image build: `import` and `containerize`,
+with a recording `buildah` on PATH (tests/images/test_serving_image.py runs the served image)."""
 
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from deploy.build import main
-from tests.conftest import run
+from deploy.build import DEPENDENCIES_DIFFER, main
+from deploy.registry import Reference, Registry
+from deploy.serving_base import CONTAINERFILE, LOCK, base_image
+from tests.conftest import REPO, run
+from tests.deploy.registries import local_registry, push_tiny_base
 
 pytestmark = pytest.mark.slow
 
@@ -174,9 +179,89 @@ def test_the_three_parts_hand_on_a_bento_then_an_archive_and_only_the_last_holds
     assert f"pushed {TAG}" in pushed.stdout
 
 
-@pytest.mark.parametrize("part", ["image", "push"])
+@pytest.mark.parametrize("part", ["image", "push", "append"])
 def test_a_part_that_names_an_image_takes_only_a_commit_sha(part: str, tmp_path: Path) -> None:
-    given = ["--bento", "b"] if part == "image" else ["--archive", "a", "--registry", REGISTRY]
+    given = {
+        "image": ["--bento", "b"],
+        "push": ["--archive", "a", "--registry", REGISTRY],
+        "append": ["--bento", "b", "--base", "b", "--lock", "l", "--registry", REGISTRY],
+    }[part]
     with pytest.raises(SystemExit) as stopped:
         main([part, *given, "--sha", "main;rm -rf /", "--out", str(tmp_path)])
     assert stopped.value.code == 2
+
+
+def deploy_build(part: str, *args: str, cwd: Path, check: bool = True) -> "subprocess.CompletedProcess[str]":
+    return run(["python", "-I", "-m", "deploy.build", part, *args], cwd, check=check)
+
+
+def test_the_bento_checked_against_the_lock_is_appended_to_the_base_and_recorded(
+    trained_project: Path, tmp_path: Path, buildah: Path
+) -> None:
+    """bento (the project's code) → check (data) → base + append (the registry): no image build at all."""
+    deploy_build("bento", "--project", ".", "--out", str(tmp_path), cwd=trained_project)
+    bento, lock = str(tmp_path / "service.bento"), str(REPO / LOCK)
+    elsewhere = tmp_path / "elsewhere"  # the check and push jobs: no checkout of the PR
+    elsewhere.mkdir()
+    checked = deploy_build("check", "--bento", bento, "--lock", lock, cwd=elsewhere)
+    assert "satisfies the Bento's requirements" in checked.stdout
+    with local_registry(tmp_path) as host:
+        registry = f"{host}/octo"
+        named = deploy_build(
+            "base",
+            "--registry",
+            registry,
+            "--lock",
+            lock,
+            "--containerfile",
+            str(REPO / CONTAINERFILE),
+            cwd=elsewhere,
+        )
+        base = named.stdout.strip()
+        assert base == base_image(registry, "celestial-bodies-classifier", REPO / LOCK, REPO / CONTAINERFILE)
+        with Registry(registry) as client:
+            push_tiny_base(client, Reference.parse(base), {"usr/bin/python3": b"#!"})
+        out = tmp_path / "image"
+        pushed = deploy_build(
+            "append",
+            *("--bento", bento, "--base", base, "--lock", lock, "--registry", registry),
+            *("--sha", SHA, "--out", str(out)),
+            cwd=elsewhere,
+        )
+        recorded = json.loads((out / "image.json").read_text())
+        tag = f"{registry}/celestial-bodies-classifier:{SHA}"
+        assert recorded == {
+            "image": f"{registry}/celestial-bodies-classifier",
+            "digest": recorded["digest"],
+            "tag": tag,
+        }
+        with Registry(registry) as client:
+            manifest = client.manifest(Reference.parse(tag))
+        assert manifest.digest == recorded["digest"] and f"pushed {tag}" in pushed.stdout
+        assert len(manifest.parsed()["layers"]) == 2, "the base's layer and the Bento's"
+    assert calls(buildah) == [], "no image build, no container engine"
+
+
+def test_a_bento_the_base_cannot_take_is_refused_with_the_packages_named(
+    trained_project: Path, tmp_path: Path
+) -> None:
+    deploy_build("bento", "--project", ".", "--out", str(tmp_path), cwd=trained_project)
+    lock = tmp_path / "old.lock"
+    lock.write_text(
+        "".join(
+            line + "\n" for line in (REPO / LOCK).read_text().splitlines() if not line.startswith("torch==")
+        )
+    )
+    bento = str(tmp_path / "service.bento")
+    checked = deploy_build("check", "--bento", bento, "--lock", str(lock), cwd=tmp_path, check=False)
+    assert checked.returncode == DEPENDENCIES_DIFFER
+    assert "torch==2.13.0: not in the base lock" in checked.stderr
+    appended = deploy_build(
+        "append",
+        *("--bento", bento, "--base", "127.0.0.1:1/octo/x-base:1", "--lock", str(lock)),
+        *("--registry", "127.0.0.1:1/octo", "--sha", SHA, "--out", str(tmp_path / "o")),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert appended.returncode == DEPENDENCIES_DIFFER, "refused before any registry is reached"
+    assert not (tmp_path / "o" / "image.json").exists()

@@ -27,7 +27,7 @@ from tests.kube_double import KubeState, serve_kube
 REGISTRY = "registry.example.com/octo-org"
 MERGED = "e" * 40
 HEAD = "f" * 40
-SERVICE = "celestial-bodies-classifier"
+SERVICE = "model-b18167c7"  # octo-org/model's objects: its name and a hash of owner/name
 
 
 def digest(n: int) -> str:
@@ -57,7 +57,7 @@ def setup(github: GitHubState, kube: KubeState) -> Iterator[tuple[Context, Route
     with serve_github(github) as github_url, serve_kube(kube) as kube_url:
         cluster = KubeModelCluster("models", client.ApiClient(client.Configuration(host=kube_url)))
         deployer = Deployer(
-            cluster, "models", SERVICE, REGISTRY, "models.example.com", "letsencrypt", None, Timing(0.3, 0.02)
+            cluster, "models", "", REGISTRY, "models.example.com", "letsencrypt", None, Timing(0.3, 0.02)
         )
         api = GitHubAppClient(4242, PEM.decode(), github_url).for_installation(42)
         features = {"deploy": DeployPreview(), "rollback": Rollback(deployer)}

@@ -30,11 +30,11 @@ def load(path: Path) -> Any:
 
 
 def test_runner_dockerfile_passes_hadolint() -> None:
-    result = tool("hadolint", "deploy/runner/Dockerfile")
+    result = tool("hadolint", "deploy/images/runner-gpu.Containerfile")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def rendered(folder: str = "deploy/k8s") -> list[dict[str, Any]]:
+def rendered(folder: str = "deploy/k8s/overlays/single") -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl is needed to render deploy/k8s"
     output = subprocess.run(
@@ -44,6 +44,7 @@ def rendered(folder: str = "deploy/k8s") -> list[dict[str, Any]]:
 
 
 NAMESPACES = {"bot": "orbit", "runners": "orbit-runners", "deployer": "models"}  # by component
+# Every overlay renders and validates against each supported Kubernetes: tests/deploy/test_kustomize.py.
 
 
 def test_bot_manifests_render_and_validate() -> None:
@@ -54,6 +55,8 @@ def test_bot_manifests_render_and_validate() -> None:
         "Service",
         "ServiceAccount",
         "PersistentVolumeClaim",
+        "ConfigMap",
+        "Ingress",
         "Role",
         "RoleBinding",
         "NetworkPolicy",
@@ -68,7 +71,10 @@ def test_bot_manifests_render_and_validate() -> None:
             assert manifest["metadata"]["name"] == namespace
         else:
             assert manifest["metadata"]["namespace"] == namespace, manifest["metadata"]["name"]
-    assert "ConfigMap" not in {o["kind"] for o in objects}, "the cluster's network settings stay local"
+    configmaps = [o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"]
+    assert [name.rsplit("-", 1)[0] for name in configmaps] == ["orbit-settings"], (
+        "the bot's settings only: the cluster's network settings stay local"
+    )
     assert "CIDR" not in yaml.safe_dump(objects), "every placeholder replaced"
 
 
@@ -107,7 +113,9 @@ def test_the_bot_runs_unprivileged(kind: str) -> None:
     assert deployment["spec"]["template"]["spec"]["securityContext"]["seccompProfile"] == {
         "type": "RuntimeDefault"
     }
-    assert "value" not in str([e for e in container["env"] if "SECRET" in e["name"]])
+    secrets = [e for e in container["env"] if e["name"] in ("ORBIT_WEBHOOK_SECRET", "ORBIT_GITHUB_APP_ID")]
+    assert len(secrets) == 2 and all("value" not in e and "secretKeyRef" in e["valueFrom"] for e in secrets)
+    assert not [e for e in container["env"] if "SECRET" in e["name"] and "value" in e], "no secret in git"
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["ORBIT_KUBE_NAMESPACE"] == "orbit-runners", "runner pods apart from the App's secrets"
     assert env["ORBIT_MODELS_NAMESPACE"] == "models"
@@ -118,6 +126,7 @@ def test_app_manifest_asks_for_the_least_permissions() -> None:
     assert manifest["default_permissions"] == {
         "actions": "write",
         "administration": "write",
+        "organization_self_hosted_runners": "write",
         "checks": "write",
         "contents": "write",
         "deployments": "write",
@@ -134,7 +143,8 @@ def test_app_manifest_asks_for_the_least_permissions() -> None:
 
 
 def test_the_deployer_role_allows_exactly_what_deploying_uses() -> None:
-    role, binding = rendered("deploy/k8s/models")
+    namespace, role, binding = rendered("deploy/k8s/base/models")
+    assert (namespace["kind"], namespace["metadata"]["name"]) == ("Namespace", "models")
     for manifest in (role, binding):
         validate(manifest, "1.30.0", strict=True)
         assert manifest["metadata"]["namespace"] == "models"

@@ -2,13 +2,16 @@
 pods live apart from the App's secrets, and the network policies keep runner pods outside the cluster.
 
 What the code uses is recorded by the Kubernetes API doubles (`tests.kube_double.ACCESSES`) as the
-checks a real API server makes; what the bot is granted is rendered from deploy/k8s by kubectl.
+checks a real API server makes; what the bot is granted is rendered by kubectl from deploy/k8s: the
+`single` overlay (the `ha` overlay grants the same; the build-runners component adds the runners'
+grants in its own namespace).
 """
 
 import ipaddress
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,12 +41,12 @@ from tests.deploy.test_deploys import (  # noqa: F401 - fixtures
     setup,
     states,
 )
+from tests.deploy.test_kustomize import COMPONENTS, compose
 from tests.deploy.test_rollout import FAST, PRODUCTION
 from tests.fakes import comment_payload
 from tests.github_double import GitHubState
 from tests.kube_double import (
     ACCESSES,
-    K8S,
     Access,
     KubeState,
     accesses_of,
@@ -58,6 +61,8 @@ from tests.kube_double import (
 from tests.runner import test_runners as runner_flow
 
 RUNNERS = "orbit-runners"
+MANIFESTS = Path(__file__).resolve().parents[2] / "deploy/k8s"
+INSTALL = MANIFESTS / "overlays/single"
 PRIVATE = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"]
 
 
@@ -164,6 +169,12 @@ async def test_the_double_records_create_for_an_apply_that_creates(kube: KubeSta
 # --- what the code uses is exactly what deploy/k8s grants ---
 
 
+@cache
+def installed() -> tuple[dict[str, Any], ...]:
+    """Return the objects of the `single` overlay, rendered once."""
+    return render(INSTALL)
+
+
 class StaleCluster(KubeCluster):
     """The cluster as a concurrent delivery of the same job saw it: before the other created its pod."""
 
@@ -175,7 +186,9 @@ class StaleCluster(KubeCluster):
 def runners() -> Iterator[tuple[KubeState, Runners]]:
     state = KubeState()
     with serve_kube(state) as url:
-        cluster = KubeCluster("orbit", client.ApiClient(client.Configuration(host=url)))
+        cluster = KubeCluster(
+            RUNNERS, client.ApiClient(client.Configuration(host=url))
+        )  # the default namespace
         yield state, Runners(cluster, default_classes("ghcr.io/octo-org/runner:1", "nvidia.com/gpu", 2))
 
 
@@ -229,7 +242,7 @@ async def test_the_code_uses_exactly_what_the_rendered_rbac_grants(
     with ACCESSES.capture() as used:
         await run_runners(*runners)
         await run_deploys(setup, github, kube)
-    objects = render()
+    objects = installed()
     deployed, grants = as_deployed(used, deployed_namespaces(objects)), granted(objects)
     assert by_namespace(deployed - grants) == {}, "used but not granted: a real API server answers 403"
     assert by_namespace(grants - deployed) == {}, "granted but not used: not least privilege"
@@ -252,12 +265,12 @@ async def test_the_code_uses_exactly_what_the_rendered_rbac_grants(
 
 
 def edited_role(tmp_path: Path, role: str, edit: Callable[[list[dict[str, Any]]], None]) -> Path:
-    """Return a copy of deploy/k8s in which `edit` changed the rules of `role` (a path in it)."""
-    folder = Path(shutil.copytree(K8S, tmp_path / "k8s"))
+    """Return the `single` overlay of a copy of deploy/k8s in which `edit` changed the rules of `role`."""
+    folder = Path(shutil.copytree(MANIFESTS, tmp_path / "k8s"))
     manifest = yaml.safe_load((folder / role).read_text())
     edit(manifest["rules"])
     (folder / role).write_text(yaml.safe_dump(manifest))
-    return folder
+    return folder / INSTALL.relative_to(MANIFESTS)
 
 
 def test_the_check_names_an_apply_the_role_does_not_allow_to_create(tmp_path: Path) -> None:
@@ -265,7 +278,7 @@ def test_the_check_names_an_apply_the_role_does_not_allow_to_create(tmp_path: Pa
         for rule in rules:
             rule["verbs"] = [verb for verb in rule["verbs"] if verb != "create"]
 
-    folder = edited_role(tmp_path, "models/role.yaml", without_create)
+    folder = edited_role(tmp_path, "base/models/role.yaml", without_create)
     used = {
         Access("create", "deployments.apps", "models"): "tests/x.py::test_deploy",
         Access("patch", "deployments.apps", "models"): "tests/x.py::test_deploy",
@@ -280,7 +293,7 @@ def test_the_check_refuses_a_wildcard(tmp_path: Path) -> None:
     def everything(rules: list[dict[str, Any]]) -> None:
         rules[0]["verbs"] = ["*"]
 
-    folder = edited_role(tmp_path, "runners/role.yaml", everything)
+    folder = edited_role(tmp_path, "base/runners/role.yaml", everything)
     with pytest.raises(ValueError, match="grants '\\*'"):
         granted(render(folder))
 
@@ -289,25 +302,29 @@ def test_the_check_refuses_a_wildcard(tmp_path: Path) -> None:
 
 
 def objects_in(namespace: str) -> list[dict[str, Any]]:
-    return [o for o in render() if o["metadata"].get("namespace") == namespace]
+    return [o for o in installed() if o["metadata"].get("namespace") == namespace]
 
 
 def test_runner_pods_run_apart_from_the_apps_secrets() -> None:
-    deployment = bot_deployment(render())
+    deployment = bot_deployment(installed())
     bot_namespace = deployment["metadata"]["namespace"]
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ORBIT_KUBE_NAMESPACE"] == {"name": "ORBIT_KUBE_NAMESPACE", "value": RUNNERS}
     assert bot_namespace != RUNNERS
-    (namespace,) = [o for o in render() if o["kind"] == "Namespace"]
-    assert namespace["metadata"]["name"] == RUNNERS
+    (namespace,) = [o for o in installed() if o["kind"] == "Namespace" and o["metadata"]["name"] == RUNNERS]
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert sorted(o["kind"] for o in objects_in(RUNNERS)) == ["NetworkPolicy", "Role", "RoleBinding"]
     # the App's secrets are mounted in the bot's namespace (a pod reads only its own namespace's)
     spec = deployment["spec"]["template"]["spec"]
     secrets = {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
     secrets |= {e["secretRef"]["name"] for e in spec["containers"][0].get("envFrom", []) if "secretRef" in e}
-    assert secrets == {"orbit-github-app", "orbit-settings"}
-    grants = by_namespace(granted(render()))
+    secrets |= {
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for e in env.values()
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert secrets == {"orbit-github-app"}
+    grants = by_namespace(granted(installed()))
     assert bot_namespace not in grants, "the bot needs nothing of the API where the App's secrets are"
     assert grants[RUNNERS]["secrets"] == {"create", "delete"}, "JIT secrets are written, never read back"
 
@@ -336,15 +353,33 @@ def test_runner_pods_reach_only_dns_and_https_outside_the_cluster() -> None:
     assert https["ports"] == [{"port": 443, "protocol": "TCP"}]
     (block,) = https["to"]
     assert block["ipBlock"]["cidr"] == "0.0.0.0/0"
-    configured = yaml.safe_load((K8S / "runners/cluster-network.yaml").read_text())["data"]
+    configured = yaml.safe_load((MANIFESTS / "base/runners/cluster-network.yaml").read_text())["data"]
     excepted = block["ipBlock"]["except"]
     assert excepted == [*PRIVATE, configured["podCIDR"], configured["serviceCIDR"]]
     for cidr in excepted:
         assert ipaddress.IPv4Network(cidr).subnet_of(ipaddress.IPv4Network("0.0.0.0/0")), cidr
 
 
-def test_the_bot_reaches_postgresql_dns_https_and_the_api_and_takes_webhooks() -> None:
-    policy = network_policy("orbit")["spec"]
-    ports = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
-    assert ports == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP"), (5432, "TCP")}
-    assert policy["ingress"] == [{"ports": [{"port": 8000, "protocol": "TCP"}]}]
+def test_the_bot_reaches_dns_https_the_api_and_in_ha_postgresql_and_takes_webhooks() -> None:
+    (ha,) = [
+        o
+        for o in render(MANIFESTS / "overlays/ha")
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "orbit"
+    ]
+    base = {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP")}
+    for policy, ports in ((network_policy("orbit")["spec"], base), (ha["spec"], base | {(5432, "TCP")})):
+        assert {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]} == ports
+        assert policy["ingress"] == [{"ports": [{"port": 8000, "protocol": "TCP"}]}]
+
+
+# --- the other installs grant the same; the build runners' namespace, what runner management uses ---
+
+
+def test_ha_and_the_components_grant_the_same_and_the_runners_grants_in_the_build_namespace(
+    tmp_path: Path,
+) -> None:
+    single = granted(installed())
+    assert granted(render(MANIFESTS / "overlays/ha")) == single
+    everything = granted(render(compose(tmp_path / "all", "ha", COMPONENTS)))
+    builds = {access._replace(namespace="orbit-builds") for access in single if access.namespace == RUNNERS}
+    assert everything == single | builds

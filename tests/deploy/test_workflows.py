@@ -14,7 +14,8 @@ What "runs PR code" means here, precisely (`runs_pr_code`):
   of the working tree (`uses: ./...`).
 - A job *runs PR code* when it does both. Reading PR content as data (`git checkout`, `cp`, `dvc
   fetch` with the default branch's config, `dvc commit` of files, `python -I -m deploy.build push`
-  of an image archive) is not running it.
+  of an image archive, `check`/`base`/`append` of an exported Bento: its requirements read, its
+  files packed into a layer) is not running it.
 
 Then: a job that runs PR code references no `secrets.*`, no `vars.*`, no `environment`, and has no
 permission but `contents: read`; a job that references a secret runs no PR code. Both are checked on
@@ -448,19 +449,72 @@ def test_production_credentials_only_in_the_job_that_pushes_production() -> None
     named = {job: environment_name(body) for job, body in jobs.items() if "environment" in body}
     assert named == {"push-production": "production", "push-preview": "preview"}
     production, preview = jobs["push-production"], jobs["push-preview"]
-    assert production["if"] == "${{ inputs.environment == 'production' }}"
-    assert preview["if"] == "${{ startsWith(inputs.environment, 'pr-') }}"
+    pushes_after = "!cancelled() && needs.check.result == 'success' && needs.image.result != 'failure'"
+    assert production["if"] == f"${{{{ {pushes_after} && inputs.environment == 'production' }}}}"
+    assert preview["if"] == f"${{{{ {pushes_after} && startsWith(inputs.environment, 'pr-') }}}}"
     for job in (production, preview):
         # the bot made the GitHub deployment; a job's own would look newer and supersede it
         assert job["environment"]["deployment"] is False
-        assert job["needs"] == "image" and job["permissions"] == {}
+        assert job["needs"] == ["check", "image"] and job["permissions"] == READ
         commands_run = [words for s in steps(job) for words in commands(str(s.get("run", "")))]
-        assert ["python", "-I", "-m", "deploy.build", "push"] in [words[:5] for words in commands_run]
-        assert {s["with"]["name"] for s in steps(job) if "with" in s} == {
-            "orbit-image-archive",
-            "orbit-image",
+        parts = [words[4] for words in commands_run if words[:4] == ["python", "-I", "-m", "deploy.build"]]
+        assert sorted(parts) == ["append", "base", "push"], (
+            "a full build's archive, or the Bento appended to the base"
+        )
+        assert downloads(job) == {"orbit-bento", "orbit-image-archive"}
+        assert uploads(job) == {"orbit-image"}, "the job that pushed records the digest"
+        [trusted] = [s for s in steps(job) if str(s.get("uses", "")).startswith("actions/checkout@")]
+        assert "ref" not in trusted["with"], (
+            "the lock and Containerfile that name the base: the default branch's"
+        )
+        assert trusted["with"]["sparse-checkout"].split() == [
+            "requirements/serving.lock",
+            "deploy/images/serving-base.Containerfile",
+        ]
+
+
+def test_only_a_bento_the_base_cannot_take_gets_a_full_build_on_the_privileged_build_runners() -> None:
+    jobs = load("deploy.yml")["jobs"]
+    check, image = jobs["check"], jobs["image"]
+    assert check["runs-on"] == ["self-hosted", "orbit-cpu"] and not holds_secrets(check)
+    assert not job_executes(check), "the Bento's requirements are read, nothing of it runs"
+    [trusted] = [s for s in steps(check) if str(s.get("uses", "")).startswith("actions/checkout@")]
+    assert "ref" not in trusted["with"] and trusted["with"]["sparse-checkout"].split() == [
+        "requirements/serving.lock"
+    ]
+    script = step(load("deploy.yml"), "check", "Check its requirements")["run"]
+    assert "3) " in script and 'echo "full-build=true" >> "$GITHUB_OUTPUT"' in script
+    assert check["outputs"]["full-build"] == "${{ steps.check.outputs.full-build }}"
+    assert image["if"] == "${{ needs.check.outputs.full-build == 'true' }}"
+    assert image["runs-on"] == ["self-hosted", "orbit-build"] and image["permissions"] == {}
+    assert not holds_secrets(image) and "environment" not in image
+    assert [job["runs-on"][1] for job in jobs.values() if job["runs-on"][1] == "orbit-build"] == [
+        "orbit-build"
+    ], "only the full build runs where privileges are granted"
+
+
+def test_the_check_part_exits_3_for_the_workflow_to_read(tmp_path: Path) -> None:
+    from deploy.build import DEPENDENCIES_DIFFER
+
+    script = step(load("deploy.yml"), "check", "Check its requirements")["run"]
+    assert DEPENDENCIES_DIFFER == 3
+    fake = tmp_path / "python"
+    outputs = {}
+    for code in (0, 3, 1):
+        fake.write_text(f"#!/bin/sh\nexit {code}\n")
+        fake.chmod(0o755)
+        output = tmp_path / f"output-{code}"
+        output.touch()
+        env = {
+            "PATH": f"{tmp_path}:/usr/bin:/bin",
+            "RUNNER_TEMP": str(tmp_path),
+            "GITHUB_OUTPUT": str(output),
         }
-        assert "orbit-image" in uploads(job), "the job that pushed records the digest"
+        result = subprocess.run(
+            ["bash", "-e", "-c", script], env=env, capture_output=True, text=True, check=False
+        )
+        outputs[code] = (result.returncode, output.read_text())
+    assert outputs == {0: (0, "full-build=false\n"), 3: (0, "full-build=true\n"), 1: (1, "")}
 
 
 # --- DVC: the default branch's config, and hashes computed where no PR code ran -------------------
@@ -572,7 +626,11 @@ def test_each_job_is_pinned_bounded_least_privileged_and_takes_inputs_through_en
     assert workflow["permissions"] == {}
     assert "concurrency" not in workflow, "group names are shared: a fork could cancel orbit's runs"
     for job_name, job in workflow["jobs"].items():
-        assert job["runs-on"][0] == "self-hosted" and job["runs-on"][1] in ("orbit-gpu", "orbit-cpu")
+        assert job["runs-on"][0] == "self-hosted" and job["runs-on"][1] in (
+            "orbit-gpu",
+            "orbit-cpu",
+            "orbit-build",
+        )
         assert isinstance(job["timeout-minutes"], int), job_name
         assert job["permissions"] in ({}, {"contents": "read"}), job_name
         uses_sha = False
@@ -638,7 +696,7 @@ def test_each_artifact_a_job_takes_was_handed_on_by_a_job_it_needs() -> None:
 
 
 def dockerfile() -> list[tuple[str, str]]:
-    text = (ROOT / "deploy/runner/Dockerfile").read_text()
+    text = (ROOT / "deploy/images/runner-gpu.Containerfile").read_text()
     lines = [
         line
         for line in text.replace("\\\n", " ").splitlines()
@@ -918,3 +976,88 @@ def test_the_push_job_refuses_outputs_that_reach_outside_them(
     assert ("outputs hold a symbolic link" if attack == "a symbolic link" else "external output") in said
     cache = Path(env["RUNNER_TEMP"]) / "dvc-cache"
     assert all(b"hunter2" not in data for data in (objects(cache) if cache.exists() else {}).values())
+
+
+def test_the_serving_base_is_built_on_github_s_runners_from_the_default_branch_named_as_deploys_name_it(
+    tmp_path: Path,
+) -> None:
+    from deploy.manifests import SERVICE
+    from deploy.serving_base import CONTAINERFILE, LOCK, base_image
+
+    workflow = load("serving-base.yml")
+    triggers = workflow[True]
+    assert (
+        set(triggers["push"]["paths"]) >= {str(LOCK), str(CONTAINERFILE)} and "workflow_dispatch" in triggers
+    )
+    assert workflow["permissions"] == {}
+    [job] = workflow["jobs"].values()
+    assert job["runs-on"] == "ubuntu-latest", "Docker on GitHub's runners: never a build in the cluster"
+    assert (
+        job["if"] == "${{ github.ref == format('refs/heads/{0}', github.event.repository.default_branch) }}"
+    )
+    assert job["permissions"] == READ and environment_name(job) == "serving-base"
+    assert job["env"]["SERVICE"] == SERVICE
+    for s in steps(job):
+        assert "${{" not in s.get("run", ""), "values reach scripts through env"
+        if "uses" in s:
+            assert re.match(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40}$", s["uses"]), s["uses"]
+            assert s["with"]["persist-credentials"] is False
+    naming = step(workflow, "base", "Name the base")
+    output = tmp_path / "output"
+    env = {"PATH": os.environ["PATH"], "REGISTRY": "registry.example.com/octo/", "SERVICE": SERVICE}
+    subprocess.run(
+        ["bash", "-e", "-c", naming["run"]], cwd=ROOT, env={**env, "GITHUB_OUTPUT": str(output)}, check=True
+    )
+    expected = base_image("registry.example.com/octo", SERVICE, ROOT / LOCK, ROOT / CONTAINERFILE)
+    assert output.read_text() == f"image={expected}\n", "the base deploy.yml appends to is the one built"
+    assert re.fullmatch(r"registry\.example\.com/octo/[a-z-]+-base:[0-9a-f]{16}", expected)
+
+
+# --- the release: images pushed with provenance and an SBOM, signed by digest ----------------------
+
+
+def test_the_release_builds_each_image_with_provenance_and_an_sbom_and_signs_its_digest() -> None:
+    workflow = load("release.yml")
+    assert workflow[True] == {"push": {"tags": ["v*"]}} and workflow["permissions"] == {}
+    assert set(workflow["jobs"]) == {"image", "build-runner"}
+    images = workflow["jobs"]["image"]["strategy"]["matrix"]["image"]
+    assert set(images) == {"bot", "runner-cpu", "runner-gpu"}
+    assert workflow["jobs"]["build-runner"]["needs"] == "image", "built on this release's CPU runner"
+    for name, job in workflow["jobs"].items():
+        assert job["permissions"] == {"contents": "read", "packages": "write", "id-token": "write"}, name
+        for s in steps(job):
+            assert "${{" not in s.get("run", ""), "values reach scripts through env, never by template"
+            if "uses" in s:
+                assert re.match(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40}$", s["uses"]), s["uses"]
+        [build] = [s for s in steps(job) if s.get("uses", "").startswith("docker/build-push-action@")]
+        built = build["with"]
+        assert (built["push"], built["provenance"], built["sbom"]) == (True, "mode=max", True), name
+        sign = step(workflow, name, "Sign")
+        assert sign["env"]["IMAGE"].endswith("@${{ steps.build.outputs.digest }}"), "a digest, never a tag"
+        assert 'cosign sign --yes "$IMAGE"' in sign["run"]
+        order = [i for i, s in enumerate(steps(job)) if "cosign-installer" in s.get("uses", "") or s is sign]
+        assert order == sorted(order) and len(order) == 2, name
+    files = {
+        build["with"]["file"]
+        for job in workflow["jobs"].values()
+        for build in steps(job)
+        if "file" in build.get("with", {})
+    }
+    assert files == {
+        "deploy/images/${{ matrix.image }}.Containerfile",
+        "deploy/images/runner-build.Containerfile",
+    }
+    assert all(
+        (ROOT / f"deploy/images/{image}.Containerfile").exists() for image in [*images, "runner-build"]
+    )
+    name = step(workflow, "image", "Name the image")["run"]
+    assert 'repository=ghcr.io/${OWNER,,}/$IMAGE"' in name, "the names the manifests and settings use"
+
+
+def test_the_report_is_built_and_uploaded_also_after_a_failed_stage() -> None:
+    workflow = load("train.yml")
+    for name in ("Build the report", "Upload the report bundle"):
+        condition = step(workflow, "train", name)["if"]
+        # Without a status function GitHub adds success(): the step would never run after a failure.
+        assert "!cancelled()" in condition, name
+        assert "steps.train.outcome == 'failure'" in condition, name

@@ -1,4 +1,5 @@
-"""A real `bentoml serve` of the trained model answering HTTP: predictions and bad input."""
+"""A real `bentoml serve` of the trained model answering HTTP: predictions, bad input, and the API
+key a deployment may make it ask for."""
 
 import io
 from collections.abc import Iterator
@@ -10,17 +11,25 @@ from PIL import Image
 
 from bot.local import held_out_samples, serving
 from bot.processes import LocalServer
+from model.serve import API_KEY_ENV
 from tests.conftest import run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(trained_project: Path) -> Iterator[LocalServer]:
+def bento(trained_project: Path) -> str:
     tag = run(["bentoml", "build", "--output", "tag"], trained_project).stdout.strip().splitlines()[-1]
     assert tag.startswith("__tag__:celestial_bodies_classifier:")
-    with serving(tag.removeprefix("__tag__:"), trained_project) as running:
-        yield running
+    return tag.removeprefix("__tag__:")
+
+
+@pytest.fixture(scope="module")
+def server(bento: str, trained_project: Path) -> Iterator[LocalServer]:
+    with pytest.MonkeyPatch.context() as environment:
+        environment.delenv(API_KEY_ENV, raising=False)
+        with serving(bento, trained_project) as running:
+            yield running
 
 
 def upload(server: LocalServer, data: bytes, name: str = "x.png", kind: str = "image/png") -> httpx.Response:
@@ -140,3 +149,30 @@ def test_empty_batch_is_a_400_with_the_reason(server: LocalServer) -> None:
     empty_list = httpx.post(f"{server.url}/predict_batch", json={"images": []}, timeout=30)
     assert empty_list.status_code == 400
     assert "send at least one image" in empty_list.text
+
+
+KEY = "k3y-0f-the-deployment"
+
+
+def test_a_configured_key_guards_predictions_and_leaves_probes_and_metrics_open(
+    bento: str, trained_project: Path
+) -> None:
+    """`bentoml serve` with MODEL_API_KEY, as the Deployment sets it from its Secret: /predict without
+    the key is a 401, with it a prediction; the kubelet's probes and Prometheus need no key."""
+    path, _ = held_out_samples(trained_project)[0]
+    files = {"image": (path.name, path.read_bytes(), "image/png")}
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv(API_KEY_ENV, KEY)
+        with serving(bento, trained_project) as keyed:
+            refused = httpx.post(f"{keyed.url}/predict", files=files, timeout=30)
+            wrong = httpx.post(
+                f"{keyed.url}/predict", files=files, headers={"X-API-Key": "guess"}, timeout=30
+            )
+            right = httpx.post(
+                f"{keyed.url}/predict", files=files, headers={"Authorization": f"Bearer {KEY}"}, timeout=30
+            )
+            probes = {p: httpx.get(f"{keyed.url}{p}").status_code for p in ("/readyz", "/livez", "/metrics")}
+    assert (refused.status_code, wrong.status_code) == (401, 401)
+    assert "needs an API key" in refused.json()["error"]
+    assert right.status_code == 200 and right.json()["prediction"] in right.json()["probabilities"]
+    assert probes == {"/readyz": 200, "/livez": 200, "/metrics": 200}

@@ -1,8 +1,8 @@
 """The BentoML service's real ASGI app, in this process, with the model's loading stood in for.
 
-`CelestialBodiesClassifier.to_asgi()` is the app `bentoml serve` runs, lifespan included, so these
-tests see the statuses and bodies a client would. Only `_load_classifier` is replaced: by a stand-in
-that blocks until the test lets it return a tiny classifier, or raise.
+`CelestialBodiesClassifier.to_asgi()` is the app `bentoml serve` runs, lifespan and the API key check
+included, so these tests see the statuses and bodies a client would. Only `_load_classifier` is
+replaced: by a stand-in that blocks until the test lets it return a tiny classifier, or raise.
 """
 
 import functools
@@ -20,11 +20,12 @@ import torch
 from PIL import Image
 from starlette.applications import Starlette
 
+from deploy.manifests import API_KEY_ENV as DEPLOYED_KEY_ENV
 from model import CLASSES
 from model.classifier import Classifier
 from model.network import Architecture, CelestialNet
 from model.preprocess import Preprocessing
-from model.serve import CelestialBodiesClassifier
+from model.serve import API_KEY_ENV, CelestialBodiesClassifier
 
 # BentoML's own request parsing uses pydantic APIs deprecated in 2.11: not ours to act on.
 pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211")
@@ -247,3 +248,70 @@ async def test_empty_batch_is_a_400_with_the_reason(
         listed = await client.post("/predict_batch", json={"images": []})
     assert listed.status_code == 400
     assert "send at least one image" in listed.text
+
+
+KEY = "s3cret-key"
+
+
+async def test_with_a_key_every_inference_endpoint_asks_for_it_and_the_probes_stay_open(
+    stand_in: Install, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With MODEL_API_KEY set: no key or a wrong one gets 401 saying how to send it; the key as a
+    bearer token or in X-API-Key gets the prediction; /readyz, /livez and /healthz need none."""
+    monkeypatch.setenv(API_KEY_ENV, KEY + "\n")  # as a Secret made from a file holds it
+    loading = stand_in(tiny_classifier())
+    async with served() as client:
+        loading.finish()
+        refused = await predict(client, png((10, 20, 30)))
+        assert refused.status_code == 401
+        how = "send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+        assert refused.json() == {"error": f"this endpoint needs an API key: {how}"}
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        for wrong in ({"Authorization": "Bearer nope"}, {"X-API-Key": KEY[:-1]}, {"X-API-Key": KEY + "x"}):
+            answer = await client.post(
+                "/predict", files={"image": ("x.png", png((1, 2, 3)), "image/png")}, headers=wrong
+            )
+            assert (answer.status_code, answer.json()) == (401, {"error": "the API key is not valid"}), wrong
+        assert (await client.post("/predict_batch", files=batch_files(distinct_pngs(2)))).status_code == 401
+        assert (await client.get("/docs.json")).status_code == 401, "everything but the probes asks for it"
+        for right in (
+            {"Authorization": f"Bearer {KEY}"},
+            {"authorization": f"bearer {KEY}"},
+            {"X-API-Key": KEY},
+        ):
+            answer = await client.post(
+                "/predict", files={"image": ("x.png", png((1, 2, 3)), "image/png")}, headers=right
+            )
+            assert answer.status_code == 200, (right, answer.text)
+            assert answer.json()["prediction"] in CLASSES
+        for probe in ("/readyz", "/livez", "/healthz"):
+            assert (await client.get(probe)).status_code == 200, probe
+
+
+async def test_without_a_key_the_endpoint_is_open(stand_in: Install, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    loading = stand_in(tiny_classifier())
+    async with served() as client:
+        loading.finish()
+        answer = await predict(client, png((10, 20, 30)))
+    assert answer.status_code == 200, answer.text
+
+
+async def test_an_empty_key_refuses_everything_but_the_probes(
+    stand_in: Install, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key that is set but empty (an empty Secret) must not leave the endpoint open."""
+    monkeypatch.setenv(API_KEY_ENV, " \n")
+    loading = stand_in(tiny_classifier())
+    async with served() as client:
+        loading.finish()
+        refused = await client.post(
+            "/predict", files={"image": ("x.png", png((1, 2, 3)), "image/png")}, headers={"X-API-Key": ""}
+        )
+        assert refused.status_code == 503
+        assert "MODEL_API_KEY is set but empty" in refused.json()["error"]
+        assert (await client.get("/readyz")).status_code == 200
+
+
+def test_the_deployment_passes_the_key_under_the_name_the_service_reads() -> None:
+    assert DEPLOYED_KEY_ENV == API_KEY_ENV == "MODEL_API_KEY"

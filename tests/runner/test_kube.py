@@ -28,7 +28,7 @@ def kube() -> Iterator[tuple[KubeState, KubeCluster]]:
     state = KubeState()
     with serve_kube(state) as url:
         configuration = client.Configuration(host=url)
-        yield state, KubeCluster("orbit", client.ApiClient(configuration))
+        yield state, KubeCluster("orbit-runners", client.ApiClient(configuration))
 
 
 def create_runner(cluster: KubeCluster, klass: RunnerClass = GPU) -> str:
@@ -112,7 +112,7 @@ def test_listing_finds_only_managed_pods_with_their_state(kube: tuple[KubeState,
         "metadata": {"name": "web", "labels": {"app": "web"}},
         "spec": {"containers": []},
     }
-    client.CoreV1Api(cluster.http.api).create_namespaced_pod("orbit", stranger)
+    client.CoreV1Api(cluster.http.api).create_namespaced_pod("orbit-runners", stranger)
     state.set_waiting(runner_name(555), "ImagePullBackOff")
     state.add_event(runner_name(555), "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
     (pod,) = cluster.runner_pods()
@@ -152,7 +152,7 @@ def test_the_cluster_orbit_serve_builds_from_a_kubeconfig_reaches_the_api(
         monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", path)
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         settings = Settings(
-            github_app_id=1, github_private_key="k", webhook_secret="s", kube_namespace="orbit"
+            github_app_id=1, github_private_key="k", webhook_secret="s", kube_namespace="orbit-runners"
         )
         runners = runners_from(settings)
         assert runners is not None

@@ -8,10 +8,16 @@ from typing import Any
 import pytest
 from kubernetes_validate import validate
 
-from runner.classes import RunnerClass, default_classes
+from runner.classes import GpuNodes, RunnerClass, default_classes
 from runner.podspec import JIT_KEY, RunnerJob, pod_manifest, runner_name, secret_manifest
 
-CLASSES = default_classes("ghcr.io/octo-org/runner:1", "nvidia.com/gpu", 2)
+CLASSES = default_classes(
+    "ghcr.io/octo-org/runner:1",
+    "nvidia.com/gpu",
+    2,
+    cpu_image="ghcr.io/octo-org/runner-cpu:1",
+    build_namespace="orbit-builds",
+)
 JIT = "eyJ0aGlzIjoiaXMgYSBzZWNyZXQgaml0IGNvbmZpZyJ9"
 
 
@@ -31,6 +37,13 @@ def pod(klass: RunnerClass) -> dict[str, Any]:
     return pod_manifest(job_for(klass), klass, installation=42)
 
 
+@pytest.fixture(params=["orbit-cpu", "orbit-gpu"])
+def restricted_pod(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A pod of a class that runs pull requests' code beside nothing privileged: all but the build class."""
+    klass = CLASSES[request.param]
+    return pod_manifest(job_for(klass), klass, installation=42)
+
+
 def containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
     spec = pod["spec"]
     return [*spec.get("initContainers", []), *spec["containers"], *spec.get("ephemeralContainers", [])]
@@ -42,21 +55,31 @@ def effective(pod: dict[str, Any], container: dict[str, Any], key: str) -> Any:
     return own[key] if key in own else (pod["spec"].get("securityContext") or {}).get(key)
 
 
-def test_both_classes_are_checked() -> None:
-    assert sorted(CLASSES) == ["orbit-cpu", "orbit-gpu"]
-    assert CLASSES["orbit-gpu"].gpus and not CLASSES["orbit-cpu"].gpus
+def test_every_class_is_checked() -> None:
+    assert sorted(CLASSES) == ["orbit-build", "orbit-cpu", "orbit-gpu"]
+    assert CLASSES["orbit-gpu"].gpus and not CLASSES["orbit-cpu"].gpus and not CLASSES["orbit-build"].gpus
 
 
-def test_every_capability_is_dropped(pod: dict[str, Any]) -> None:
-    for container in containers(pod):
+def test_the_cpu_classes_run_the_cpu_image_and_the_build_class_its_own_namespace() -> None:
+    assert CLASSES["orbit-gpu"].image == "ghcr.io/octo-org/runner:1"
+    assert CLASSES["orbit-cpu"].image == CLASSES["orbit-build"].image == "ghcr.io/octo-org/runner-cpu:1"
+    assert CLASSES["orbit-build"].namespace == "orbit-builds"
+    assert CLASSES["orbit-cpu"].namespace == CLASSES["orbit-gpu"].namespace == "", "the runners' namespace"
+    assert "orbit-build" not in default_classes("img", "nvidia.com/gpu", 2), "no build namespace: no class"
+
+
+def test_every_capability_is_dropped(restricted_pod: dict[str, Any]) -> None:
+    for container in containers(restricted_pod):
         capabilities = container["securityContext"]["capabilities"]
         assert capabilities["drop"] == ["ALL"], container["name"]
         assert not capabilities.get("add"), container["name"]
 
 
-def test_the_runtime_default_seccomp_profile_applies(pod: dict[str, Any]) -> None:
-    for container in containers(pod):
-        assert effective(pod, container, "seccompProfile") == {"type": "RuntimeDefault"}, container["name"]
+def test_the_runtime_default_seccomp_profile_applies(restricted_pod: dict[str, Any]) -> None:
+    for container in containers(restricted_pod):
+        assert effective(restricted_pod, container, "seccompProfile") == {"type": "RuntimeDefault"}, (
+            container["name"]
+        )
 
 
 def test_it_runs_as_non_root(pod: dict[str, Any]) -> None:
@@ -65,12 +88,34 @@ def test_it_runs_as_non_root(pod: dict[str, Any]) -> None:
         assert effective(pod, container, "runAsUser") not in (None, 0), container["name"]
 
 
-def test_no_privilege_escalation_and_nothing_privileged(pod: dict[str, Any]) -> None:
-    for container in containers(pod):
+def test_no_privilege_escalation_and_nothing_privileged(restricted_pod: dict[str, Any]) -> None:
+    for container in containers(restricted_pod):
         context = container["securityContext"]
         assert context["allowPrivilegeEscalation"] is False, container["name"]
         assert not context.get("privileged"), container["name"]
         assert context.get("procMount", "Default") == "Default", container["name"]
+
+
+def test_only_the_build_class_is_privileged_and_only_in_its_own_namespace() -> None:
+    privileged = {label for label, klass in CLASSES.items() if klass.privileged}
+    assert privileged == {"orbit-build"}
+    assert CLASSES["orbit-build"].namespace not in ("", "orbit-runners")
+    build = pod_manifest(job_for(CLASSES["orbit-build"]), CLASSES["orbit-build"], installation=42)
+    (container,) = containers(build)
+    assert container["securityContext"]["privileged"] is True
+    assert container["securityContext"]["runAsUser"] == 1001, "the runner user still runs every step"
+
+
+def test_gpu_nodes_place_only_the_gpu_pods() -> None:
+    nodes = GpuNodes({"nvidia.com/gpu.present": "true"}, ({"key": "gpu", "operator": "Exists"},), "nvidia")
+    classes = default_classes("img", "nvidia.com/gpu", 2, cpu_image="cpu", gpu_nodes=nodes)
+    gpu = pod_manifest(job_for(classes["orbit-gpu"]), classes["orbit-gpu"])["spec"]
+    cpu = pod_manifest(job_for(classes["orbit-cpu"]), classes["orbit-cpu"])["spec"]
+    assert gpu["runtimeClassName"] == "nvidia"
+    assert gpu["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "gpu", "operator": "Exists"} in gpu["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu["tolerations"]
+    assert "runtimeClassName" not in cpu and cpu["nodeSelector"] == {} and cpu["tolerations"] == []
 
 
 def test_no_service_account_token_is_mounted(pod: dict[str, Any]) -> None:

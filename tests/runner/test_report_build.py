@@ -139,7 +139,7 @@ def test_a_failed_stage_is_named_with_its_log_redacted(tmp_path: Path) -> None:
 
 def test_an_unknown_base_is_a_clear_error(tmp_path: Path) -> None:
     project = trained_base(tmp_path / "p")
-    with pytest.raises(ReportError, match="base 'release' is not a branch"):
+    with pytest.raises(ReportError, match="unknown base revision 'release'"):
         build_report(project, "release", tmp_path / "bundle")
 
 

@@ -16,7 +16,7 @@ from runner.classes import default_classes
 from runner.jobs import Runners, make_router
 from runner.kube import KubeCluster
 from runner.reconcile import Reconciler
-from tests.fakes import DEFAULT_HEAD, FakeApp, FakeGitHub, delivery, memory_inbox
+from tests.fakes import DEFAULT_HEAD, FakeApp, FakeGitHub, delivery, flaky, memory_inbox
 from tests.kube_double import KubeState, serve_kube
 from tests.runs import record_training
 
@@ -28,7 +28,7 @@ SHA = "c" * 40
 def kube() -> Iterator[tuple[KubeState, Runners]]:
     state = KubeState()
     with serve_kube(state) as url:
-        cluster = KubeCluster("orbit", client.ApiClient(client.Configuration(host=url)))
+        cluster = KubeCluster("orbit-runners", client.ApiClient(client.Configuration(host=url)))
         yield state, Runners(cluster, default_classes("ghcr.io/octo-org/runner:1", "nvidia.com/gpu", 2))
 
 
@@ -98,7 +98,7 @@ async def test_a_queued_job_gets_a_pod_and_a_secret_and_nothing_leaks(
     pod = state.of("pods")["orbit-runner-555"]
     secret = state.of("secrets")["orbit-runner-555"]
     assert github.named("get_job") == [("octo-org/model", 555)]  # still queued? asked of the API
-    assert github.named("jit") == [("octo-org/model", "orbit-runner-555", ("self-hosted", "orbit-gpu"), 1)]
+    assert github.named("jit") == [("octo-org/model", "orbit-runner-555", ("self-hosted", "orbit-gpu"), None)]
     assert secret["stringData"]["jitconfig"] == "JITCONFIG-SECRET-orbit-runner-555"
     assert "JITCONFIG-SECRET" not in str(pod)
     assert secret["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
@@ -150,6 +150,23 @@ async def test_a_pod_that_cannot_be_created_unregisters_its_runner(kube: tuple[K
         await handle(runners, github, "queued", job(555))
     assert github.named("delete_runner") == [("octo-org/model", 9000)]
     assert state.of("pods") == {}
+
+
+async def test_with_a_runner_group_every_runner_is_registered_and_removed_in_the_organisation(
+    kube: tuple[KubeState, Runners],
+) -> None:
+    state, repository_runners = kube
+    runners = Runners(repository_runners.cluster, repository_runners.classes, runner_group_id=7)
+    github = github_with(job(555), job(556))
+    await handle(runners, github, "queued", job(555))
+    assert github.named("jit") == [("octo-org/model", "orbit-runner-555", ("self-hosted", "orbit-gpu"), 7)]
+    await handle(runners, github, "completed", job(555, status="completed"))
+    assert github.named("find_runner") == [("octo-org/model", "orbit-runner-555", "organization")]
+    assert github.named("delete_runner") == [("octo-org/model", 9000, "organization")]
+    state.fail_next_create = [403]
+    with pytest.raises(Exception, match="403"):
+        await handle(runners, github, "queued", job(556))
+    assert [call[2:] for call in github.named("delete_runner")] == [("organization",), ("organization",)]
 
 
 async def test_in_progress_shows_the_runner_and_log_on_the_check_run(kube: tuple[KubeState, Runners]) -> None:
@@ -247,7 +264,7 @@ async def test_a_restart_in_the_middle_leaves_no_orphan_and_no_duplicate(
     state, runners = kube
     github = github_with(job(555), job(556))
     await handle(runners, github, "queued", job(555))  # the bot dies before handling 556
-    state.objects.pop(("secrets", "orbit", "orbit-runner-555"))  # ...and between pod and secret
+    state.objects.pop(("secrets", "orbit-runners", "orbit-runner-555"))  # ...and between pod and secret
     state.set_waiting("orbit-runner-555", "CreateContainerConfigError")  # what the kubelet reports
     fresh = Runners(runners.cluster, runners.classes)  # a new process
     first = await reconciler(fresh, github).run_once()
@@ -283,3 +300,41 @@ async def test_a_recorded_runs_job_shows_on_the_check_of_the_commit_it_trains(
     check = await github.create_check_run(REPO, SHA, "orbit/train", "Training queued", "")
     await handle(runners, github, "in_progress", job(555, status="in_progress"))
     assert github.check_run_status[check] == "in_progress", "the PR's commit, not the default branch's"
+
+
+async def test_build_pods_run_in_their_own_namespace_and_the_reconciler_finds_them_there(
+    kube: tuple[KubeState, Runners],
+) -> None:
+    state, runners = kube
+    api = runners.cluster.http.api  # type: ignore[attr-defined]
+    classes = default_classes("gpu:1", "nvidia.com/gpu", 2, cpu_image="cpu:1", build_namespace="orbit-builds")
+    runners = Runners(runners.cluster, classes, namespaced={"orbit-builds": KubeCluster("orbit-builds", api)})
+    build = job(555, labels=("self-hosted", "orbit-build"))
+    github = github_with(build)
+    await handle(runners, github, "queued", build)
+    assert list(state.of("pods", "orbit-builds")) == ["orbit-runner-555"]
+    assert list(state.of("secrets", "orbit-builds")) == ["orbit-runner-555"]
+    assert state.of("pods") == {}, "nothing of a build in the runners' namespace"
+    assert state.of("pods", "orbit-builds")["orbit-runner-555"]["spec"]["containers"][0]["securityContext"][
+        "privileged"
+    ]
+
+    github.jobs[555] = job(555, status="completed", labels=("self-hosted", "orbit-build"))
+    outcome = await reconciler(runners, github).run_once()
+    assert outcome.deleted == ["orbit-runner-555"]
+    assert state.of("pods", "orbit-builds") == {} and state.of("secrets", "orbit-builds") == {}
+
+
+async def test_a_github_error_is_counted_as_failed_and_the_rest_is_reconciled(
+    kube: tuple[KubeState, Runners],
+) -> None:
+    state, runners = kube
+    github = github_with(job(555), job(556))
+    await handle(runners, github, "queued", job(555))
+    await handle(runners, github, "queued", job(556))
+    github.jobs[556] = job(556, status="completed")
+    github.failures = flaky(1)  # the first call of the pass: pod 555's job
+    outcome = await reconciler(runners, github).run_once()
+    assert outcome.failed == ["orbit-runner-555"]
+    assert outcome.deleted == ["orbit-runner-556"], "one pod's error stops nothing else"
+    assert list(state.of("pods")) == ["orbit-runner-555"]

@@ -1,0 +1,626 @@
+"""What a team applies: every overlay of deploy/k8s, alone and with every component, renders with
+`kubectl kustomize`, validates against Kubernetes 1.29 to 1.32, and holds what an install needs.
+
+The custom resources (ServiceMonitor, PrometheusRule) have no schema in kubernetes-validate: they are
+validated against the subsets of their CRD schemas in tests/schemas/ (strict, written from the
+prometheus-operator CRD reference). Each alert's and each dashboard panel's query names only metrics
+the bot exports (the shared list below). The RBAC and the network policies are tested in test_rbac.py.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot.settings import FROM_SECRET, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy/k8s"
+SCHEMAS = ROOT / "tests/schemas"
+KUBERNETES_VERSIONS = ("1.29.0", "1.30.0", "1.31.0", "1.32.0")
+OVERLAYS = ("single", "ha")
+COMPONENTS = ("ingress-tls", "monitoring", "gpu-nodes", "build-runners")
+RENDERS = (*OVERLAYS, *(f"{overlay}+components" for overlay in OVERLAYS))
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+LABELS = {
+    "app.kubernetes.io/name": "orbit",
+    "app.kubernetes.io/instance": "orbit",
+    "app.kubernetes.io/part-of": "orbit",
+    "app.kubernetes.io/version": VERSION,
+    "app.kubernetes.io/managed-by": "kustomize",
+}
+PARTS = {"bot", "runners", "deployer", "monitoring", "build-runners"}  # app.kubernetes.io/component
+APP_SECRETS = ("orbit-github-app", "orbit-database")  # in the bot's namespace only
+
+# The metrics the bot exports (fixed names, shared by the code, the alerts and the dashboard).
+COUNTERS = {
+    "orbit_deliveries_total",
+    "orbit_work_attempts_total",
+    "orbit_github_calls_total",
+    "orbit_untrusted_runs_total",
+    "orbit_dead_letters_total",
+    "orbit_reports_published_total",
+    "orbit_redeliveries_total",
+    "orbit_deploys_total",
+}
+GAUGES = {"orbit_inbox_depth", "orbit_inbox_oldest_pending_seconds", "orbit_runner_pods"}
+HISTOGRAMS = {
+    "orbit_ack_latency_seconds",
+    "orbit_runner_queue_seconds",
+    "orbit_run_duration_seconds",
+    "orbit_deploy_duration_seconds",
+}
+SERIES = COUNTERS | GAUGES | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
+
+
+@dataclass(frozen=True)
+class Render:
+    """One `kubectl kustomize` output: the multi-document file and its objects."""
+
+    name: str
+    path: Path
+    objects: tuple[dict[str, Any], ...]
+
+    def of(self, kind: str, name: str | None = None) -> list[dict[str, Any]]:
+        """Return the objects of a kind (and a name, or a generated name's prefix)."""
+        return [
+            o
+            for o in self.objects
+            if o["kind"] == kind
+            and (name is None or re.fullmatch(f"{name}(-[a-z0-9]{{10}})?", o["metadata"]["name"]))
+        ]
+
+    def one(self, kind: str, name: str) -> dict[str, Any]:
+        """Return the one object of a kind and name."""
+        (found,) = self.of(kind, name)
+        return found
+
+    def settings(self) -> dict[str, str]:
+        """Return the data of the bot's generated settings ConfigMap."""
+        return dict(self.one("ConfigMap", "orbit-settings")["data"])
+
+    def bot(self) -> dict[str, Any]:
+        """Return the bot's container."""
+        spec = self.one("Deployment", "orbit")["spec"]["template"]["spec"]
+        container: dict[str, Any] = spec["containers"][0]
+        return container
+
+
+def kustomize(folder: Path) -> str:
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed to render deploy/k8s"
+    result = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+# What an installer's own kustomization sets (docs/install.md, step 3): settings, the webhook's host,
+# the cluster's networks. Its patches run after the overlay's and the components' own.
+INSTALLER = {
+    "ORBIT_REGISTRY": "ghcr.io/octo-org",
+    "ORBIT_PUBLIC_DOMAIN": "models.octo.example",
+    "ORBIT_TLS_ISSUER": "letsencrypt-prod",
+    "ORBIT_INGRESS_CLASS": "traefik",
+}
+HOST = "orbit.octo.example"
+NETWORKS = ["10.42.0.0/16", "10.43.0.0/16"]  # k3s's, instead of kubeadm's defaults
+
+
+def replace(path: str, value: str) -> dict[str, str]:
+    return {"op": "replace", "path": path, "value": value}
+
+
+def installer_patches() -> list[dict[str, Any]]:
+    except_list = "/spec/egress/1/to/0/ipBlock/except"
+    ingress = [replace("/spec/rules/0/host", HOST), replace("/spec/tls/0/hosts/0", HOST)]
+    networks = [replace(f"{except_list}/6", NETWORKS[0]), replace(f"{except_list}/7", NETWORKS[1])]
+    return [
+        {
+            "target": {"kind": "Ingress", "name": "orbit", "namespace": "orbit"},
+            "patch": yaml.safe_dump(ingress),
+        },
+        {
+            "target": {"kind": "NetworkPolicy", "name": "orbit-runners|orbit-builds"},
+            "patch": yaml.safe_dump(networks),
+        },
+    ]
+
+
+def compose(folder: Path, overlay: str, components: tuple[str, ...]) -> Path:
+    """Write an installer's kustomization of an overlay with components (and settings, for all four)."""
+    folder.mkdir(parents=True)
+    up = Path(os.path.relpath(K8S, folder))  # kustomize takes relative paths only
+    kustomization: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [str(up / "overlays" / overlay)],
+        "components": [str(up / "components" / component) for component in components],
+    }
+    if components == COMPONENTS:
+        literals = [f"{key}={value}" for key, value in INSTALLER.items()]
+        generator = {
+            "name": "orbit-settings",
+            "namespace": "orbit",
+            "behavior": "merge",
+            "literals": literals,
+        }
+        kustomization |= {"configMapGenerator": [generator], "patches": installer_patches()}
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def renders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Render]:
+    """Render each overlay, alone and with every component, once for the module."""
+    out = tmp_path_factory.mktemp("renders")
+    found = {}
+    for name in RENDERS:
+        overlay, _, with_components = name.partition("+")
+        folder = K8S / "overlays" / overlay
+        if with_components:
+            folder = compose(out / f"{overlay}-kustomization", overlay, COMPONENTS)
+        text = kustomize(folder)
+        (out / f"{name}.yaml").write_text(text)
+        objects = tuple(doc for doc in yaml.safe_load_all(text) if doc)
+        found[name] = Render(name, out / f"{name}.yaml", objects)
+    return found
+
+
+# --- Kubernetes and CRD schemas ---
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_render_validates_against_kubernetes(renders: dict[str, Render], version: str) -> None:
+    paths = [str(render.path) for render in renders.values()]
+    executable = Path(sys.executable).parent / "kubernetes-validate"
+    command = [str(executable), "--strict", "--quiet", "--kubernetes-version", version, *paths]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    unchecked = {
+        match.group(1)
+        for match in re.finditer(r"Couldn't find schema for kind (\w+) with api version", result.stdout)
+    }
+    assert unchecked == {"ServiceMonitor", "PrometheusRule"}, "only these go to tests/schemas"
+
+
+def crd_schema(manifest: dict[str, Any]) -> Path:
+    group, version = manifest["apiVersion"].split("/")
+    path = SCHEMAS / f"{manifest['kind'].lower()}-{group.split('.')[0]}-{version}.json"
+    assert path.exists(), f"no schema for {manifest['kind']} {manifest['apiVersion']} in tests/schemas"
+    return path
+
+
+def check_jsonschema(manifest: dict[str, Any], folder: Path) -> subprocess.CompletedProcess[str]:
+    """Validate a custom resource against its schema in tests/schemas with check-jsonschema."""
+    instance = folder / f"{manifest['kind']}-{manifest['metadata']['name']}.json"
+    instance.write_text(json.dumps(manifest))
+    executable = Path(sys.executable).parent / "check-jsonschema"
+    command = [str(executable), "--schemafile", str(crd_schema(manifest)), str(instance)]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def test_custom_resources_validate_against_their_crd_schemas(
+    renders: dict[str, Render], tmp_path: Path
+) -> None:
+    custom = [o for o in renders["ha+components"].objects if o["apiVersion"].startswith("monitoring.")]
+    assert sorted(o["kind"] for o in custom) == ["PrometheusRule", "ServiceMonitor"]
+    for manifest in custom:
+        result = check_jsonschema(manifest, tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_crd_schemas_refuse_a_field_the_crd_lacks(renders: dict[str, Render], tmp_path: Path) -> None:
+    monitor = renders["ha+components"].one("ServiceMonitor", "orbit")
+    misspelt = {**monitor, "spec": {**monitor["spec"], "endpoint": monitor["spec"]["endpoints"]}}
+    result = check_jsonschema(misspelt, tmp_path)
+    assert result.returncode == 1
+    assert "'endpoint' was unexpected" in result.stdout
+
+
+# --- what every render holds ---
+
+
+@pytest.mark.parametrize("name", RENDERS)
+def test_every_object_carries_the_labels(renders: dict[str, Render], name: str) -> None:
+    for manifest in renders[name].objects:
+        labels = manifest["metadata"].get("labels") or {}
+        where = f"{manifest['kind']} {manifest['metadata']['name']}"
+        assert {key: labels.get(key) for key in LABELS} == LABELS, where
+        assert labels.get("app.kubernetes.io/component") in PARTS, where
+
+
+@pytest.mark.parametrize("name", RENDERS)
+def test_the_images_are_of_the_projects_version(renders: dict[str, Render], name: str) -> None:
+    render = renders[name]
+    assert render.bot()["image"] == f"ghcr.io/orbit/bot:{VERSION}"
+    settings = render.settings()
+    assert settings["ORBIT_RUNNER_IMAGE"] == f"ghcr.io/orbit/runner-gpu:{VERSION}"
+    assert settings["ORBIT_CPU_RUNNER_IMAGE"] == f"ghcr.io/orbit/runner-cpu:{VERSION}"
+
+
+def secret_references(objects: tuple[dict[str, Any], ...]) -> Iterator[tuple[str, str, str]]:
+    """Yield (namespace, Secret, key or "") for each Secret a pod template names."""
+    for manifest in objects:
+        spec = manifest.get("spec", {}).get("template", {}).get("spec")
+        if spec is None:
+            continue
+        namespace = manifest["metadata"]["namespace"]
+        for volume in spec.get("volumes", []):
+            if "secret" in volume:
+                for item in volume["secret"].get("items") or [{"key": ""}]:
+                    yield namespace, volume["secret"]["secretName"], item["key"]
+        for container in spec["containers"]:
+            for entry in container.get("env", []):
+                if ref := entry.get("valueFrom", {}).get("secretKeyRef"):
+                    yield namespace, ref["name"], ref["key"]
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    yield namespace, source["secretRef"]["name"], ""
+
+
+def documented_secrets() -> dict[tuple[str, str], str]:
+    """Return {(namespace, Secret): its entry} from the list atop base/kustomization.yaml."""
+    comment = (K8S / "base/kustomization.yaml").read_text()
+    found = {}
+    for section in re.finditer(r"^#   namespace `([a-z-]+)`.*\n((?:#     .*\n)+)", comment, re.M):
+        for entry in re.finditer(r"^#     (orbit-[a-z-]+) .*\n(?:#      .*\n)*", section.group(2), re.M):
+            found[section.group(1), entry.group(1)] = entry.group(0)
+    return found
+
+
+def test_the_secrets_list_is_the_installs() -> None:
+    assert set(documented_secrets()) == {
+        ("orbit", "orbit-github-app"),
+        ("orbit", "orbit-database"),
+        ("models", "orbit-registry"),
+        ("models", "orbit-model-api-key"),
+    }
+
+
+@pytest.mark.parametrize("name", RENDERS)
+def test_no_secret_is_rendered_and_each_one_named_is_documented(
+    renders: dict[str, Render], name: str
+) -> None:
+    render = renders[name]
+    assert not render.of("Secret"), "Secrets are created by the installer, never kept in git"
+    documented = documented_secrets()
+    named = set(secret_references(render.objects))
+    settings = render.settings()
+    named |= {
+        ("models", settings[key], "api-key") for key in ["ORBIT_MODEL_API_KEY_SECRET"] if key in settings
+    }
+    named |= {("models", settings[key], "") for key in ["ORBIT_IMAGE_PULL_SECRET"] if key in settings}
+    assert named, "the bot needs the App's Secret"
+    for namespace, secret, key in named:
+        entry = documented.get((namespace, secret))
+        assert entry, f"{secret} (namespace {namespace}) is not listed in base/kustomization.yaml"
+        assert not key or f"`{key}`" in entry, f"{secret}: key {key} is not listed"
+
+
+@pytest.mark.parametrize("name", RENDERS)
+def test_no_app_secret_is_named_outside_the_bots_namespace(renders: dict[str, Render], name: str) -> None:
+    for manifest in renders[name].objects:
+        if manifest["metadata"].get("namespace", "orbit") != "orbit":
+            text = yaml.safe_dump(manifest)
+            assert not [s for s in APP_SECRETS if s in text], manifest["metadata"]["name"]
+    refs = {(namespace, secret) for namespace, secret, _ in secret_references(renders[name].objects)}
+    assert {namespace for namespace, secret in refs if secret in APP_SECRETS} == {"orbit"}
+
+
+@pytest.mark.parametrize("name", RENDERS)
+def test_the_namespaces_enforce_pod_security(renders: dict[str, Render], name: str) -> None:
+    levels = {
+        o["metadata"]["name"]: o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        for o in renders[name].of("Namespace")
+    }
+    expected = {"orbit": "restricted", "orbit-runners": "restricted", "models": "restricted"}
+    if name.endswith("+components"):
+        expected["orbit-builds"] = "privileged"  # the one privileged place, only with build-runners
+    assert levels == expected
+
+
+# --- the bot's settings ---
+
+
+def bot_environment(render: Render) -> dict[str, str]:
+    """Return the bot's environment as the pod would get it, with stand-ins for the Secrets' values."""
+    stand_ins = {
+        ("orbit-github-app", "app-id"): "12345",
+        ("orbit-github-app", "webhook-secret"): "a-webhook-secret",
+        ("orbit-database", "url"): "postgresql+psycopg://orbit@db.example/orbit",
+    }
+    environment = render.settings()
+    for entry in render.bot()["env"]:
+        ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        environment[entry["name"]] = stand_ins[ref["name"], ref["key"]] if ref else entry["value"]
+    return environment
+
+
+@pytest.mark.parametrize("name", RENDERS)
+def test_every_setting_is_one_the_bot_reads(renders: dict[str, Render], name: str) -> None:
+    unknown = [
+        key
+        for key in bot_environment(renders[name])
+        if key.removeprefix("ORBIT_").lower() not in Settings.model_fields
+    ]
+    assert unknown == [], "bot/settings.py ignores these (extra='ignore'): a typo, or a missing setting"
+
+
+@pytest.mark.parametrize("name", RENDERS)
+def test_the_bot_starts_with_the_rendered_settings(
+    renders: dict[str, Render], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in [key for key in os.environ if key.startswith("ORBIT_")]:
+        monkeypatch.delenv(key)
+    for key, value in bot_environment(renders[name]).items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert (settings.kube_namespace, settings.models_namespace) == ("orbit-runners", "models")
+    assert settings.webhook_path == "/webhook"
+    assert str(settings.github_private_key_path) == "/secrets/github/private-key.pem"
+
+
+@pytest.mark.parametrize("name", RENDERS)
+def test_a_missing_app_secret_is_named_by_the_bot_as_the_manifests_name_it(
+    renders: dict[str, Render], name: str
+) -> None:
+    for entry in renders[name].bot()["env"]:
+        ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            assert FROM_SECRET[entry["name"]] == f"key {ref['key']} of the Secret {ref['name']}"
+            # optional: the bot starts and names what is missing; the database never falls back to SQLite
+            assert ref.get("optional", False) is (ref["name"] == "orbit-github-app"), entry["name"]
+
+
+def test_the_private_key_file_is_mounted_where_the_setting_says(renders: dict[str, Render]) -> None:
+    render = renders["single"]
+    path = Path(bot_environment(render)["ORBIT_GITHUB_PRIVATE_KEY_PATH"])
+    (mount,) = [m for m in render.bot()["volumeMounts"] if m["name"] == "github-key"]
+    (volume,) = [
+        v for v in render.one("Deployment", "orbit")["spec"]["template"]["spec"]["volumes"] if "secret" in v
+    ]
+    assert (mount["mountPath"], mount["readOnly"]) == (str(path.parent), True)
+    assert volume["secret"]["items"] == [{"key": "private-key.pem", "path": path.name}]
+    assert (
+        FROM_SECRET["ORBIT_GITHUB_PRIVATE_KEY"]
+        == f"key private-key.pem of the Secret {volume['secret']['secretName']}"
+    )
+    assert volume["secret"]["defaultMode"] & 0o007 == 0, "not readable by other users"
+
+
+# --- the overlays ---
+
+
+def pod_spec(render: Render) -> dict[str, Any]:
+    spec: dict[str, Any] = render.one("Deployment", "orbit")["spec"]["template"]["spec"]
+    return spec
+
+
+def egress_ports(render: Render) -> set[int]:
+    policy = render.one("NetworkPolicy", "orbit")
+    return {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
+
+
+def test_single_is_one_replica_on_sqlite_on_a_volume(renders: dict[str, Render]) -> None:
+    render = renders["single"]
+    deployment = render.one("Deployment", "orbit")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}, "two pods never share the file"
+    claim = render.one("PersistentVolumeClaim", "orbit-data")
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    (volume,) = [v for v in pod_spec(render)["volumes"] if "persistentVolumeClaim" in v]
+    assert volume["persistentVolumeClaim"]["claimName"] == "orbit-data"
+    (mount,) = [m for m in render.bot()["volumeMounts"] if m["name"] == volume["name"]]
+    database = render.settings()["ORBIT_DATABASE_URL"]
+    assert database.startswith(f"sqlite:///{mount['mountPath']}/"), database
+    assert not render.of("PodDisruptionBudget")
+    assert 5432 not in egress_ports(render), "no PostgreSQL, no way to it"
+
+
+def test_ha_is_replicas_on_postgresql_from_its_secret(renders: dict[str, Render]) -> None:
+    render = renders["ha"]
+    deployment = render.one("Deployment", "orbit")
+    replicas = deployment["spec"]["replicas"]
+    assert replicas >= 2
+    assert not render.of("PersistentVolumeClaim")
+    assert not [v for v in pod_spec(render)["volumes"] if "persistentVolumeClaim" in v]
+    env = {e["name"]: e for e in render.bot()["env"]}
+    assert env["ORBIT_DATABASE_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "orbit-database", "key": "url"}
+    }
+    assert "ORBIT_DATABASE_URL" not in render.settings()
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    budget = render.one("PodDisruptionBudget", "orbit")
+    assert budget["spec"]["selector"]["matchLabels"] == selector
+    assert 1 <= budget["spec"]["minAvailable"] < replicas
+    (term,) = pod_spec(render)["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= selector.items()
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert 5432 in egress_ports(render)
+
+
+def test_ha_turns_the_model_endpoints_api_key_on(renders: dict[str, Render]) -> None:
+    assert renders["ha"].settings()["ORBIT_MODEL_API_KEY_SECRET"] == "orbit-model-api-key"
+    assert "ORBIT_MODEL_API_KEY_SECRET" not in renders["single"].settings(), "off by default"
+
+
+@pytest.mark.parametrize("name", RENDERS)
+def test_the_ingress_routes_only_the_webhook_to_the_bot(renders: dict[str, Render], name: str) -> None:
+    render = renders[name]
+    (rule,) = render.one("Ingress", "orbit")["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == (render.settings()["ORBIT_WEBHOOK_PATH"], "Exact")
+    backend = path["backend"]["service"]
+    service = render.one("Service", backend["name"])
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == backend["port"]["name"]]
+    (container_port,) = [p for p in render.bot()["ports"] if p["name"] == port["targetPort"]]
+    assert container_port["containerPort"] == 8000
+    assert (
+        service["spec"]["selector"].items()
+        <= render.one("Deployment", "orbit")["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+# --- the components ---
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_an_installers_settings_reach_the_bots_ingress_and_the_runners_networks(
+    renders: dict[str, Render], overlay: str
+) -> None:
+    render = renders[f"{overlay}+components"]
+    settings = render.settings()
+    assert {key: settings[key] for key in INSTALLER} == INSTALLER
+    ingress = render.one("Ingress", "orbit")
+    assert (
+        ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == INSTALLER["ORBIT_TLS_ISSUER"]
+    )
+    assert ingress["spec"]["ingressClassName"] == INSTALLER["ORBIT_INGRESS_CLASS"]
+    (tls,) = ingress["spec"]["tls"]
+    assert tls["hosts"] == [ingress["spec"]["rules"][0]["host"]] == [HOST]
+    assert tls["secretName"]
+    for name in ("orbit-runners", "orbit-builds"):
+        excepted = render.one("NetworkPolicy", name)["spec"]["egress"][1]["to"][0]["ipBlock"]["except"]
+        assert excepted[6:] == NETWORKS, name
+    assert "ORBIT_TLS_ISSUER" not in yaml.safe_dump(render.objects).replace("ORBIT_TLS_ISSUER:", "")
+    assert "tls" not in renders[overlay].one("Ingress", "orbit")["spec"]
+
+
+def test_ingress_tls_refuses_to_render_without_its_settings(tmp_path: Path) -> None:
+    folder = compose(tmp_path / "tls-only", "single", ("ingress-tls",))
+    kubectl = shutil.which("kubectl")
+    assert kubectl
+    result = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "data.ORBIT_TLS_ISSUER` is missing" in result.stderr
+
+
+def test_gpu_nodes_sets_where_gpu_runners_go(renders: dict[str, Render]) -> None:
+    settings = renders["single+components"].settings()
+    assert json.loads(settings["ORBIT_GPU_NODE_SELECTOR"]) == {"nvidia.com/gpu.present": "true"}
+    tolerations = json.loads(settings["ORBIT_GPU_TOLERATIONS"])
+    assert tolerations == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert settings["ORBIT_GPU_RUNTIME_CLASS"] == "nvidia"
+    assert "ORBIT_GPU_RUNTIME_CLASS" not in renders["single"].settings()
+
+
+def test_build_runners_is_an_isolated_namespace_like_the_runners(renders: dict[str, Render]) -> None:
+    render = renders["ha+components"]
+    builds = [o for o in render.objects if o["metadata"].get("namespace") == "orbit-builds"]
+    assert sorted(o["kind"] for o in builds) == ["NetworkPolicy", "Role", "RoleBinding"]
+    assert render.one("Role", "orbit-builds")["rules"] == render.one("Role", "orbit-runners")["rules"]
+    assert render.one("RoleBinding", "orbit-builds")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "orbit", "namespace": "orbit"}
+    ]
+    policy = render.one("NetworkPolicy", "orbit-builds")["spec"]
+    assert policy == render.one("NetworkPolicy", "orbit-runners")["spec"], "DNS and HTTPS outside only"
+    env = {e["name"]: e.get("value") for e in render.bot()["env"]}
+    assert env["ORBIT_BUILD_NAMESPACE"] == "orbit-builds"
+    assert not [o for o in renders["ha"].objects if "orbit-builds" in yaml.safe_dump(o)]
+
+
+def test_the_service_monitor_scrapes_the_bots_metrics(renders: dict[str, Render]) -> None:
+    render = renders["single+components"]
+    monitor = render.one("ServiceMonitor", "orbit")
+    service = render.one("Service", "orbit")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [service["metadata"]["namespace"]]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+# --- alerts and dashboard: only metrics the bot exports ---
+
+PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
+GROUPINGS = r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"
+
+
+def metric_names(expression: str) -> set[str]:
+    """Return the metric names a PromQL expression selects (not its functions, labels or keywords)."""
+    text = re.sub(r'"(\\.|[^"\\])*"', "", expression)  # strings
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges
+    text = re.sub(GROUPINGS, "", text)
+    names = re.findall(r"(?<![\w$.])[A-Za-z_:][\w:]*\b(?!\s*\()", text)
+    return set(names) - PROMQL_WORDS
+
+
+@pytest.mark.parametrize(
+    ("expression", "names"),
+    [
+        ('sum by (le) (rate(a_bucket{x="y", z=~"p|q"}[5m])) / on (job) b', {"a_bucket", "b"}),
+        ("histogram_quantile(0.9, sum by (class, le) (rate(c_bucket[$__rate_interval])))", {"c_bucket"}),
+        ('max(d) > 600 and absent(e{f="rate(g)"}) unless h offset 5m', {"d", "e", "h"}),
+        ("increase(x_total[1h]) > bool 0", {"x_total"}),
+    ],
+)
+def test_metric_names_are_read_from_promql(expression: str, names: set[str]) -> None:
+    assert metric_names(expression) == names
+
+
+def alert_rules(render: Render) -> list[dict[str, Any]]:
+    rule = render.one("PrometheusRule", "orbit")
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def test_the_alerts_cover_what_needs_a_person_with_known_metrics(renders: dict[str, Render]) -> None:
+    rules = alert_rules(renders["ha+components"])
+    alerts = {rule["alert"]: metric_names(rule["expr"]) for rule in rules}
+    required = {
+        "OrbitDeadLetters": {"orbit_dead_letters_total"},
+        "OrbitOldestPendingDeliveryTooOld": {"orbit_inbox_oldest_pending_seconds"},
+        "OrbitRunnerPodsPendingTooLong": {"orbit_runner_pods"},
+        "OrbitDeployFailures": {"orbit_deploys_total"},
+    }
+    for alert, metrics in required.items():
+        assert alerts.get(alert) == metrics, alert
+    for name, metrics in alerts.items():
+        assert metrics and metrics <= SERIES, f"{name}: {metrics - SERIES} are not exported by the bot"
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
+
+
+def dashboard_queries() -> dict[str, list[str]]:
+    dashboard = json.loads((K8S / "components/monitoring/dashboard.json").read_text())
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    return {panel["title"]: [target["expr"] for target in panel["targets"]] for panel in panels}
+
+
+def test_each_dashboard_panel_queries_known_metrics() -> None:
+    queries = dashboard_queries()
+    assert len(queries) >= 10
+    for title, expressions in queries.items():
+        assert expressions, f"{title}: no query"
+        for expression in expressions:
+            names = metric_names(expression)
+            assert names and names <= SERIES, f"{title}: {names - SERIES} are not exported by the bot"
+
+
+def test_the_dashboard_shows_every_metric() -> None:
+    shown = {
+        name for expressions in dashboard_queries().values() for e in expressions for name in metric_names(e)
+    }
+    family = {re.sub(r"_(bucket|sum|count)$", "", name) if name not in COUNTERS else name for name in shown}
+    assert family == COUNTERS | GAUGES | HISTOGRAMS
+
+
+def test_the_dashboard_ships_for_grafanas_sidecar(renders: dict[str, Render]) -> None:
+    configmap = renders["single+components"].one("ConfigMap", "orbit-grafana-dashboard")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["namespace"] == "orbit"
+    (content,) = configmap["data"].values()
+    assert json.loads(content) == json.loads((K8S / "components/monitoring/dashboard.json").read_text())
