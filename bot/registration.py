@@ -137,30 +137,37 @@ class _Flow:
     done: threading.Event = field(default_factory=threading.Event)
 
     def callback(self, query: str) -> tuple[int, str]:
-        """Handle GitHub's redirect: check the state, convert the code, write the files."""
+        """Handle GitHub's redirect: check the state, convert the code, write the files (once)."""
         answer = parse_qs(query)
-        if answer.get("state") != [self.state]:
+        if answer.get("state") != [self.state] or self.done.is_set():
             return 400, "This link is not the one this registration started: nothing was done."
         try:
             self.registered = convert(self.api_url, (answer.get("code") or [""])[0])
             write_secret_files(self.registered, self.out)
-        except RegistrationError as error:
-            self.error = error
+        except (RegistrationError, OSError) as error:  # the code is spent: say so rather than hang
+            self.error = (
+                error
+                if isinstance(error, RegistrationError)
+                else RegistrationError(f"the credentials could not be written to {self.out} ({error})")
+            )
             self.done.set()
-            return 502, html.escape(str(error))
+            return 502, html.escape(str(self.error))
         self.done.set()
         return 200, f"orbit is registered as {html.escape(self.registered.slug)}: go back to the terminal."
 
 
-def _handler(flow: _Flow) -> type[http.server.BaseHTTPRequestHandler]:
+def _handler(flow: _Flow, host: str) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
             status, body = (200, flow.page) if path == "/" else (404, "not found")
-            if path == "/callback":
+            if self.headers.get("Host") != host:  # a page of another site, its name rebound to 127.0.0.1
+                status, body = 421, "open this page at its own address"
+            elif path == "/callback":
                 status, body = flow.callback(query)
             data = body.encode()
             self.send_response(status)
+            self.send_header("X-Frame-Options", "DENY")
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -191,7 +198,7 @@ def register(
     local = f"http://127.0.0.1:{server.server_address[1]}"
     fields = manifest(template, webhook_url, f"{local}/callback", name)
     flow = _Flow(form_page(fields, new_app_url(github_url, organization, state)), state, api_url, out)
-    server.RequestHandlerClass = _handler(flow)
+    server.RequestHandlerClass = _handler(flow, local.removeprefix("http://"))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     announce(f"Open {local}/ in a browser on this machine and create the App on GitHub.")

@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     kube_namespace: str = "orbit-runners"  # the runner pods' namespace
     runner_image: str = "ghcr.io/orbit/runner-gpu:latest"  # the GPU runner class's image
     cpu_runner_image: str = "ghcr.io/orbit/runner-cpu:latest"  # the CPU runner class's image
-    build_namespace: str = "orbit-builds"  # the privileged build runners' namespace (fallback builds)
+    build_namespace: str = ""  # the privileged build runners' namespace (fallback builds); "": none
     build_runner_image: str = "ghcr.io/orbit/runner-build:latest"  # the CPU runner with buildah
     gpu_resource: str = "nvidia.com/gpu"
     gpu_node_selector: dict[str, str] = {}  # JSON: the labels of the nodes GPU runner pods go to
@@ -127,12 +127,31 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
 
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _without_surrounding_space(cls, value: object) -> object:
+        # A Secret made from a file (`echo secret > webhook-secret`) ends with a newline GitHub never
+        # signs with: kept, it would turn every delivery into a 401.
+        return value.strip() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _one_private_key(self) -> "Settings":
         if self.github_private_key is None and self.github_private_key_path is None:
             raise ValueError(
                 "ORBIT_GITHUB_PRIVATE_KEY or ORBIT_GITHUB_PRIVATE_KEY_PATH is required"
                 f" (in the cluster: {FROM_SECRET['ORBIT_GITHUB_PRIVATE_KEY']})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _build_runners_in_a_restricted_group(self) -> "Settings":
+        # A runner registered on the repository takes any queued job whose labels match, a fork's
+        # workflow's included: a privileged build runner must be in a group restricted to deploy.yml.
+        if self.build_namespace and not self.runner_group_id:
+            raise ValueError(
+                "ORBIT_BUILD_NAMESPACE needs ORBIT_RUNNER_GROUP_ID: privileged build runners registered on"
+                " the repository could be taken by any workflow's job; create a runner group restricted to"
+                " orbit's workflows (docs/install.md, step 6) and set its id"
             )
         return self
 
@@ -145,7 +164,11 @@ class Settings(BaseSettings):
             text = self.github_private_key_path.read_text()
         except (OSError, UnicodeDecodeError) as error:
             reason = error.strerror if isinstance(error, OSError) else "not a text file"
-            raise SettingsError(f"ORBIT_GITHUB_PRIVATE_KEY_PATH: cannot read the key ({reason})") from None
+            where = FROM_SECRET["ORBIT_GITHUB_PRIVATE_KEY"]
+            raise SettingsError(
+                f"ORBIT_GITHUB_PRIVATE_KEY_PATH: the key file is unreadable ({reason}; in the cluster:"
+                f" {where})"
+            ) from None
         return _parsed(text, f"ORBIT_GITHUB_PRIVATE_KEY_PATH ({self.github_private_key_path})")
 
     def warnings(self, environ: Mapping[str, str] | None = None) -> list[str]:

@@ -8,8 +8,8 @@ records it for the bot.
 
 Only a Bento whose requirements the base's lock does not satisfy needs a full build
 (`check_bento` says which packages differ): `bentoml containerize` with the buildah backend (CPU torch
-only), which needs a privileged build runner (the `orbit-build` class), then `buildah push`.
-`build_image` does that in one go on a developer's machine.
+only), which needs a privileged build runner (the `orbit-build` class), saved as an OCI archive.
+`build_image` builds and pushes with buildah in one go on a developer's machine.
 
 deploy.yml cuts the work in parts, one job each, so that no job that holds the registry's credential
 runs anything a pull request wrote:
@@ -23,7 +23,9 @@ runs anything a pull request wrote:
    (`append_bento`), then image.json.
    Or, when `check` said 3, the fallback: `image` (no secret: building an image runs what the Bento
    says, its `RUN` lines and Dockerfile template included) saves an OCI archive
-   (`image_from_bento`), and `push` (the credential) pushes it as it is (`push_archive`).
+   (`image_from_bento`), and `push` (the credential) pushes it as it is (`push_oci_archive`): read as
+   data with the registry's HTTP API like `append` (each blob checked against its digest and size,
+   and capped), with no buildah and no container engine in the job that holds the credential.
 
 Registry credentials come from the environment (ORBIT_REGISTRY_USER / ORBIT_REGISTRY_PASSWORD),
 never from a command line. `python -I -m deploy.build bento|check|base|append|image|push` runs each
@@ -45,7 +47,7 @@ from pathlib import Path
 import httpx
 
 from bot.processes import LocalRunError, run_step, tool, tool_environment
-from deploy.append import append
+from deploy.append import append, push_archive
 from deploy.layer import REQUIREMENTS, build_layer, read_member
 from deploy.manifests import SERVICE
 from deploy.registry import Reference, Registry
@@ -187,14 +189,12 @@ def push_image(image: str, plan: BuildPlan, out: Path) -> dict[str, str]:
     return record(pushed, out)
 
 
-def push_archive(archive: Path, plan: BuildPlan, out: Path) -> dict[str, str]:
-    """Load an OCI archive as it is (no build, nothing of it runs), push it and write image.json."""
-    source = f"oci-archive:{archive.resolve()}"
-    loaded = _run("load the image", ["buildah", "pull", "--quiet", source], archive.parent, capture=True)
-    lines = loaded.split()
-    if not lines:
-        raise LocalRunError(f"buildah loaded no image from {archive}")
-    return push_image(lines[-1], plan, out)
+def push_oci_archive(archive: Path, plan: BuildPlan, out: Path) -> dict[str, str]:
+    """Push an OCI archive as data with the registry's HTTP API (no buildah), and write image.json."""
+    target = Reference.parse(plan.tag)
+    with Registry(plan.registry, credentials()) as registry:
+        pushed = push_archive(registry, archive, target)
+    return record({"image": plan.repository, "digest": pushed.digest, "tag": plan.tag}, out)
 
 
 def credentials() -> tuple[str, str] | None:
@@ -290,7 +290,7 @@ def run_part(args: argparse.Namespace) -> str:
     if args.part == "append":
         pushed = append_bento(Path(args.bento), args.base, Path(args.lock), plan, Path(args.out))
     else:
-        pushed = push_archive(Path(args.archive), plan, Path(args.out))
+        pushed = push_oci_archive(Path(args.archive), plan, Path(args.out))
     return f"pushed {pushed['tag']} ({pushed['digest']})"
 
 

@@ -43,7 +43,9 @@ class Deployer:
     ingress_class: str | None = None
     timing: Timing = DEFAULT_TIMING
     pull_secret: str | None = None  # a docker-registry Secret in `namespace`
-    api_key_secret: str | None = None  # a Secret in `namespace` whose `api-key` the endpoint asks for
+    # A Secret in `namespace` whose `api-key` production's endpoint asks for; a preview's asks for the
+    # key of `<api_key_secret>-preview` (`Target.key_secret`): PR code never holds production's key.
+    api_key_secret: str | None = None
 
     def service(self, repo: Repo) -> str:
         """Return the name of a repository's model objects."""

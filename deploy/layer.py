@@ -21,6 +21,9 @@ REQUIREMENTS = "env/python/requirements.txt"
 LAYER_FILE = "layer.tar.gz"
 MTIME = 0
 MAX_MEMBERS = 100_000
+MAX_FILE_BYTES = 4 * 1024**3  # one file of the Bento (the model's weights are the largest)
+MAX_TOTAL_BYTES = 4 * 1024**3  # all of its files together: what the layer holds, unpacked
+MAX_TEXT_BYTES = 1024 * 1024  # a file read into memory: the requirements, bento.yaml
 
 
 class BentoError(ValueError):
@@ -54,8 +57,17 @@ class _Hashing(io.RawIOBase):
         return self.target.write(data)
 
 
-def _members(bento: tarfile.TarFile) -> Iterator[tuple[PurePosixPath, tarfile.TarInfo]]:
-    """Yield the Bento's files and folders with their paths in it, refusing anything else."""
+def _members(
+    bento: tarfile.TarFile, max_file: int | None = None, max_total: int | None = None
+) -> Iterator[tuple[PurePosixPath, tarfile.TarInfo]]:
+    """Yield the Bento's files and folders with their paths in it, refusing anything else.
+
+    A sparse file is refused (a few bytes of header that unpack to any size of zeros), and so is a
+    file over `max_file` bytes or files over `max_total` together (MAX_FILE_BYTES, MAX_TOTAL_BYTES).
+    """
+    max_file = MAX_FILE_BYTES if max_file is None else max_file
+    max_total = MAX_TOTAL_BYTES if max_total is None else max_total
+    total = 0
     for count, member in enumerate(bento, start=1):
         if count > MAX_MEMBERS:
             raise BentoError(f"the Bento holds more than {MAX_MEMBERS} entries")
@@ -64,19 +76,31 @@ def _members(bento: tarfile.TarFile) -> Iterator[tuple[PurePosixPath, tarfile.Ta
             raise BentoError(f"the Bento's entry {member.name!r} reaches outside it")
         if not (member.isfile() or member.isdir()):
             raise BentoError(f"the Bento's entry {member.name!r} is neither a file nor a folder")
+        if member.issparse():
+            raise BentoError(f"the Bento's entry {member.name!r} is a sparse file: refused")
+        if member.size > max_file:
+            raise BentoError(f"the Bento's file {member.name!r} is over {max_file} bytes")
+        total += member.size
+        if total > max_total:
+            raise BentoError(f"the Bento's files are over {max_total} bytes in all")
         relative = PurePosixPath(*[part for part in path.parts if part != "."])
         if relative.parts:
             yield relative, member
 
 
-def read_member(bento: Path, name: str) -> str:
-    """Return one text file of the exported Bento, e.g. its requirements."""
+def read_member(bento: Path, name: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """Return one text file of the exported Bento, e.g. its requirements, refused over `max_bytes`."""
     with tarfile.open(bento, "r:*") as archive:
         for relative, member in _members(archive):
             if str(relative) == name and member.isfile():
+                if member.size > max_bytes:
+                    raise BentoError(f"the Bento's {name} is over {max_bytes} bytes: not read")
                 extracted = archive.extractfile(member)
                 if extracted is not None:
-                    return extracted.read().decode()
+                    data = extracted.read(max_bytes + 1)
+                    if len(data) > max_bytes:
+                        raise BentoError(f"the Bento's {name} is over {max_bytes} bytes: not read")
+                    return data.decode()
     raise BentoError(f"the Bento has no {name}")
 
 

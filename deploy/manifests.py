@@ -25,9 +25,12 @@ SCRATCH = "/tmp"  # noqa: S108 - the pod's own emptyDir: the root filesystem is 
 HISTORY = 10
 API_KEY_ENV = "MODEL_API_KEY"  # the variable model/serve.py reads the endpoint's key from
 API_KEY_FIELD = "api-key"  # the key of the Secret that holds it
+PREVIEW_KEY_SUFFIX = "-preview"  # a preview's key: its own Secret, never production's (PR code runs there)
 
 MAX_LABEL = 63  # a DNS label, a Kubernetes name or a label value
-HASH_LENGTH = 8  # hex digits of sha256(owner/name): two installed repositories never meet
+# Hex digits of sha256(owner/name): 64 bits, so that no one can search out a repository name whose
+# objects and host are another repository's (32 bits fall to a GPU in minutes).
+HASH_LENGTH = 16
 # A preview's objects add `-pr-<N>` (N: up to 10 digits) and its TLS Secret `-tls` to the service name.
 MAX_SERVICE = MAX_LABEL - len("-pr-") - 10 - len("-tls")
 SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # DNS-1035: what a Service may be named
@@ -97,7 +100,7 @@ class Target:
     pull: int = 0
     history: tuple[Revision, ...] = ()  # what served before, oldest first (kept on the Deployment)
     pull_secret: str | None = None  # a docker-registry Secret for a private registry
-    api_key_secret: str | None = None  # a Secret whose `api-key` the endpoint asks of its callers
+    api_key_secret: str | None = None  # production's Secret whose `api-key` the endpoint asks of callers
 
     @property
     def revision(self) -> Revision:
@@ -108,6 +111,17 @@ class Target:
     def production(self) -> bool:
         """Return whether this is the production environment."""
         return self.environment == PRODUCTION
+
+    @property
+    def key_secret(self) -> str | None:
+        """Return the Secret the endpoint's key comes from: a preview's never is production's.
+
+        A preview runs a pull request's code (a fork's, after a writer's `/deploy`), which can read its
+        own key: it gets `<api_key_secret>-preview`, so it can neither learn nor use production's.
+        """
+        if self.api_key_secret is None or self.production:
+            return self.api_key_secret
+        return f"{self.api_key_secret}{PREVIEW_KEY_SUFFIX}"
 
     @property
     def name(self) -> str:
@@ -171,8 +185,8 @@ def _environment(target: Target) -> list[dict[str, Any]]:
         {"name": "TMPDIR", "value": SCRATCH},
         {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
     ]
-    if target.api_key_secret:
-        key = {"name": target.api_key_secret, "key": API_KEY_FIELD}
+    if target.key_secret:
+        key = {"name": target.key_secret, "key": API_KEY_FIELD}
         env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": key}})
     return env
 

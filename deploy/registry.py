@@ -4,6 +4,9 @@ It reads a manifest and a blob, uploads a blob the registry lacks (a HEAD first:
 sent twice), copies a blob from one repository to another (a mount, else a download and an upload),
 and puts a manifest. It talks to one configured registry only, and logs in as registries ask: a bearer
 token from the realm a 401's `WWW-Authenticate` names, or basic auth, with the credentials given.
+The credentials (and a token) go only to the registry's own origin (its scheme, host and port) and to
+the HTTPS realm a 401 of that origin names: never to a Location or a redirect's target elsewhere, nor
+to a realm named by a 401 that came from another host (storage a blob was redirected to).
 """
 
 import base64
@@ -31,6 +34,7 @@ REFERENCE = re.compile(
 CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 CHUNK = 1024 * 1024
 TIMEOUT = httpx.Timeout(30.0, read=300.0, write=300.0)
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class RegistryError(RuntimeError):
@@ -80,6 +84,11 @@ def sha256(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
+def origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Return a URL's origin: its scheme, host and port (the scheme's default port when it names none)."""
+    return url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme)
+
+
 def within(reference: Reference, registry: str) -> bool:
     """Return whether an image lies under the configured registry (`host[/namespace]`)."""
     prefix = registry.rstrip("/")
@@ -90,22 +99,31 @@ class RegistryAuth(httpx.Auth):
     """Answer a registry's 401: a bearer token from its realm, or basic auth, then the request again.
 
     The header is kept per repository, since a token's scope names one; a request to a repository
-    whose header is known goes with it at once (a streamed upload cannot be sent twice).
+    whose header is known goes with it at once (a streamed upload cannot be sent twice). Both only for
+    the registry's own origin: a request elsewhere goes without it, and a 401 from elsewhere (where a
+    redirect led) is not answered, so its realm gets no credentials.
     """
 
-    def __init__(self, credentials: tuple[str, str] | None, allow_plain_realm: bool) -> None:
+    def __init__(
+        self, credentials: tuple[str, str] | None, allow_plain_realm: bool, registry: httpx.URL
+    ) -> None:
         self.credentials = credentials
         self.allow_plain_realm = allow_plain_realm
+        self.origin = origin(registry)
         self.headers: dict[str, str] = {}
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """Send the request with its repository's header; on a 401, log in as challenged and resend."""
+        if origin(request.url) != self.origin:
+            request.headers.pop("Authorization", None)
+            yield request  # not the registry: no header of ours, and its 401 stays a 401
+            return
         repository = _repository(request.url.path)
         if repository in self.headers:
             request.headers["Authorization"] = self.headers[repository]
         response = yield request
-        if response.status_code != 401:
-            return
+        if response.status_code != 401 or origin(response.request.url) != self.origin:
+            return  # a 401 of where a redirect led (blob storage) names no realm we trust
         challenge = response.headers.get("WWW-Authenticate", "")
         scheme = challenge.split(" ", maxsplit=1)[0].lower()
         if scheme == "bearer":
@@ -155,9 +173,10 @@ class Registry:
         self.registry = registry.rstrip("/")
         host = self.registry.split("/", maxsplit=1)[0]
         plain = host.rsplit(":", maxsplit=1)[0] in LOOPBACK  # a registry on this machine: no TLS
+        self.base_url = httpx.URL(f"{'http' if plain else 'https'}://{host}")
         self.client = httpx.Client(
-            base_url=f"{'http' if plain else 'https'}://{host}",
-            auth=RegistryAuth(credentials, allow_plain_realm=plain),
+            base_url=self.base_url,
+            auth=RegistryAuth(credentials, allow_plain_realm=plain, registry=self.base_url),
             timeout=TIMEOUT,
             follow_redirects=True,  # blobs are often served from storage elsewhere; httpx drops the
             transport=transport,  #  Authorization header when a redirect leaves the registry's origin
@@ -170,6 +189,15 @@ class Registry:
 
     def __exit__(self, *_: object) -> None:
         self.client.close()
+
+    def own(self, url: httpx.URL) -> httpx.URL:
+        """Return a URL the registry named (a Location), refusing another origin or plain HTTP."""
+        if origin(url) != origin(self.base_url):
+            raise RegistryError(
+                f"the registry sent the upload to {url.scheme}://{url.netloc.decode()}, not to"
+                f" {self.base_url}: another origin (or plain HTTP) gets neither the blob nor the credentials"
+            )
+        return url
 
     def check(self, reference: Reference) -> None:
         """Refuse an image outside the configured registry: the credentials go nowhere else."""
@@ -256,11 +284,11 @@ class Registry:
         self._finish(started, digest, content, size)
 
     def _finish(self, started: httpx.Response, digest: str, content: IO[bytes] | bytes, size: int) -> None:
-        """PUT the blob to the upload session a POST started."""
+        """PUT the blob to the upload session a POST started: at the registry's own origin only."""
         location = started.headers.get("Location")
         if not location:
             raise RegistryError("the registry started an upload without a Location")
-        url = started.url.join(location).copy_merge_params({"digest": digest})
+        url = self.own(started.url.join(location)).copy_merge_params({"digest": digest})
         if not isinstance(content, bytes):
             content.seek(0)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}

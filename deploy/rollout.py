@@ -10,7 +10,9 @@ Secret), so it asks `/predict` without one and expects the refusal: a 401 proves
 and an answer would mean the endpoint is open to anyone. `/readyz` still proves the model loaded.
 
 Objects that another repository's model owns (its annotation says so) are neither applied over nor
-deleted: only a configured service name shared by two repositories can lead there.
+deleted: each object of the environment is read and checked before anything is applied or deleted,
+not only the Deployment (a Service or an Ingress can outlive it). Only a configured service name
+shared by two repositories, or names made to collide, can lead there.
 """
 
 import asyncio
@@ -149,15 +151,33 @@ def _previous(found: dict[str, Any] | None, target: Target) -> Target | None:
     )
 
 
-def _taken(name: str, other: str) -> str:
-    return f"the Deployment {name} serves {other}'s model; two repositories cannot share a service name"
+async def _stored(cluster: ModelCluster, target: Target) -> dict[str, dict[str, Any] | None]:
+    """Return each object of the environment as stored (None where there is none), by kind."""
+    return {
+        manifest["kind"]: await asyncio.to_thread(
+            cluster.read, manifest["kind"], manifest["metadata"]["name"]
+        )
+        for manifest in manifests(target)
+    }
+
+
+def _taken(stored: dict[str, dict[str, Any] | None], target: Target) -> str | None:
+    """Return why the environment's names are another repository's, or None when every object is free."""
+    for kind, found in stored.items():
+        if other := serves_another(found, target.repository):
+            return (
+                f"the {kind} {target.name} serves {other}'s model;"
+                " two repositories cannot share a service name"
+            )
+    return None
 
 
 async def roll_out(cluster: ModelCluster, target: Target, timing: Timing = Timing()) -> Outcome:
     """Apply the environment, verify it, and restore the previous revision if it fails."""
-    found = await asyncio.to_thread(cluster.read, "Deployment", target.name)
-    if other := serves_another(found, target.repository):
-        return Outcome(ok=False, reason=_taken(target.name, other), restored=None)
+    stored = await _stored(cluster, target)
+    if taken := _taken(stored, target):
+        return Outcome(ok=False, reason=taken, restored=None)
+    found = stored["Deployment"]
     previous = _previous(found, target)
     if previous is not None:
         target = replace(target, history=(*previous.history, previous.revision)[-HISTORY:])
@@ -174,10 +194,15 @@ async def roll_out(cluster: ModelCluster, target: Target, timing: Timing = Timin
 
 
 async def tear_down(cluster: ModelCluster, target: Target) -> bool:
-    """Delete every object of the environment; return False, deleting nothing, if another repository's."""
-    found = await asyncio.to_thread(cluster.read, "Deployment", target.name)
-    if serves_another(found, target.repository):
+    """Delete every object of the environment; return False, deleting nothing, if any is another repository's.
+
+    Each object is checked, not only the Deployment: a Service or an Ingress of the name may be there
+    without it. Only objects that exist are deleted.
+    """
+    stored = await _stored(cluster, target)
+    if _taken(stored, target):
         return False
     for manifest in reversed(manifests(target)):
-        await asyncio.to_thread(cluster.delete, manifest["kind"], manifest["metadata"]["name"])
+        if stored[manifest["kind"]] is not None:
+            await asyncio.to_thread(cluster.delete, manifest["kind"], manifest["metadata"]["name"])
     return True

@@ -4,7 +4,8 @@ The model loads in a background thread, so the server answers at once: `/readyz`
 the predict endpoints say 503 (with the reason) until the model is loaded.
 
 With `MODEL_API_KEY` set, every request but the probes and `/metrics` must carry that key
-(`Authorization: Bearer <key>` or `X-API-Key: <key>`), or is refused with 401 (`ApiKeyMiddleware`).
+(`Authorization: Bearer <key>` or `X-API-Key: <key>`), or is refused with 401 (`ApiKeyMiddleware`);
+a WebSocket without it is closed before it is accepted, with 1008 (policy violation).
 """
 
 import asyncio
@@ -22,7 +23,9 @@ from bentoml.exceptions import BentoMLException
 from numpy.typing import NDArray
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
+from starlette.status import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from model import MODEL_NAME
 from model.batching import MicroBatcher
@@ -33,6 +36,7 @@ MAX_BATCH_FILES = 64
 RETRY_AFTER_S = 5
 API_KEY_ENV = "MODEL_API_KEY"  # unset: the endpoint is open
 OPEN_PATHS = frozenset({"/readyz", "/livez", "/healthz", "/metrics"})  # what probes and scrapers ask
+CHECKED_SCOPES = frozenset({"http", "websocket"})  # every request; `lifespan` is the server's own
 
 logger = logging.getLogger(__name__)
 
@@ -100,25 +104,38 @@ def key_refusal(expected: str | None, presented: str | None) -> JSONResponse | N
 class ApiKeyMiddleware:
     """Let a request through only with the service's API key, if it has one; probes and metrics always.
 
-    The key is the running service's (`api_key`, read once when it starts): a request that comes before
-    there is a service is refused.
+    HTTP requests and WebSockets alike: a WebSocket without the key is closed before it is accepted
+    (1008, policy violation; the client sees its upgrade refused with 403). The key is the running
+    service's (`api_key`, read once when it starts): a request that comes before there is a service is
+    refused.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Refuse an HTTP request that lacks the key, pass anything else on."""
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        """Refuse a request or WebSocket that lacks the key, pass anything else (the lifespan) on."""
+        if scope["type"] not in CHECKED_SCOPES or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
+        websocket = scope["type"] == "websocket"
         try:
             expected = bentoml.get_current_service().api_key
         except BentoMLException:  # no service yet (or any more): nothing it serves may be asked
             starting = {"error": "the service is not running yet"}
-            await JSONResponse(starting, status_code=HTTPStatus.SERVICE_UNAVAILABLE)(scope, receive, send)
+            refused: ASGIApp = (
+                WebSocketClose(WS_1013_TRY_AGAIN_LATER, starting["error"])
+                if websocket
+                else JSONResponse(starting, status_code=HTTPStatus.SERVICE_UNAVAILABLE)
+            )
+            await refused(scope, receive, send)
             return
         refusal = key_refusal(expected, presented_key(Headers(scope=scope)))
+        if refusal is not None and websocket:
+            await WebSocketClose(WS_1008_POLICY_VIOLATION, "this endpoint needs a valid API key")(
+                scope, receive, send
+            )
+            return
         await (refusal or self.app)(scope, receive, send)
 
 

@@ -10,6 +10,8 @@ other runners and their NetworkPolicy; deploy/k8s/components/build-runners makes
 
 from dataclasses import dataclass, field
 
+BUILD_NODE_LABEL = "orbit.dev/build"  # the label and the taint of the nodes build runners may use
+
 
 @dataclass(frozen=True)
 class RunnerClass:
@@ -86,12 +88,20 @@ def default_classes(
             max_pods=2,
             namespace=build_namespace,
             privileged=True,
+            # only on nodes kept for it (labelled and tainted): never beside the bot or a served model
+            node_selector={BUILD_NODE_LABEL: "true"},
+            tolerations=({"key": BUILD_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"},),
         )
     return classes
 
 
 def class_for(labels: list[str], classes: dict[str, RunnerClass]) -> RunnerClass | None:
-    """Return the class of a job whose labels are `self-hosted` plus one orbit class, else None."""
-    chosen = [classes[label] for label in labels if label in classes]
-    others = set(labels) - set(classes) - {"self-hosted", "linux", "x64"}
-    return chosen[0] if len(chosen) == 1 and "self-hosted" in labels and not others else None
+    """Return the class of a job whose labels are `self-hosted` plus one orbit class, else None.
+
+    GitHub matches labels whatever their case, so orbit does too: `Orbit-Build` asks for the same
+    runner as `orbit-build`, and must be judged as such.
+    """
+    folded = {label.lower() for label in labels}
+    chosen = [classes[label] for label in folded if label in classes]
+    others = folded - set(classes) - {"self-hosted", "linux", "x64"}
+    return chosen[0] if len(chosen) == 1 and "self-hosted" in folded and not others else None

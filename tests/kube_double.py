@@ -467,7 +467,6 @@ def deployed_namespaces(objects: Iterable[dict[str, Any]]) -> dict[str, str]:
     for setting, variable in (
         ("kube_namespace", "ORBIT_KUBE_NAMESPACE"),
         ("models_namespace", "ORBIT_MODELS_NAMESPACE"),
-        ("build_namespace", "ORBIT_BUILD_NAMESPACE"),
     ):
         default = str(fields[setting].default)
         entry = env.get(variable, {"value": default})

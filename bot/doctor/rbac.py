@@ -31,12 +31,13 @@ NEEDED: tuple[Grant, ...] = (
     *_grants(RUNNERS, "", "pods", "create", "get", "list", "delete"),
     *_grants(RUNNERS, "", "secrets", "create", "delete"),
     *_grants(RUNNERS, "", "events", "list"),
-    # deploy/kube.py, deploy/rollout.py: server-side apply of the served model, its rollout, smoke test
+    # deploy/kube.py, deploy/rollout.py: server-side apply of the served model (each object read first,
+    # to check which repository's it is), its rollout, the smoke test
     *_grants(MODELS, "apps", "deployments", "get", "create", "patch", "delete"),
-    *_grants(MODELS, "", "services", "create", "patch", "delete"),
-    *_grants(MODELS, "networking.k8s.io", "ingresses", "create", "patch", "delete"),
-    *_grants(MODELS, "autoscaling", "horizontalpodautoscalers", "create", "patch"),
-    *_grants(MODELS, "policy", "poddisruptionbudgets", "create", "patch"),
+    *_grants(MODELS, "", "services", "get", "create", "patch", "delete"),
+    *_grants(MODELS, "networking.k8s.io", "ingresses", "get", "create", "patch", "delete"),
+    *_grants(MODELS, "autoscaling", "horizontalpodautoscalers", "get", "create", "patch"),
+    *_grants(MODELS, "policy", "poddisruptionbudgets", "get", "create", "patch"),
     *_grants(MODELS, "", "pods", "list"),
     *_grants(MODELS, "", "services/proxy", "get", "create"),
 )

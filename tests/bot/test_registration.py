@@ -177,3 +177,68 @@ def test_the_whole_flow_through_the_local_page(tmp_path: Path) -> None:
     assert (out / "webhook-secret").read_text() == "whsec-from-github"
     assert "never-kept" not in "".join(path.read_text() for path in out.iterdir())
     assert all(PEM not in line for line in announced)
+
+
+def start_registration(out: Path) -> tuple[threading.Thread, str, dict[str, Registered | BaseException]]:
+    announced: list[str] = []
+    outcome: dict[str, Registered | BaseException] = {}
+
+    def run() -> None:
+        try:
+            outcome["ok"] = register(
+                TEMPLATE,
+                "https://orbit.acme.dev/webhook",
+                out,
+                api_url=API,
+                announce=announced.append,
+                timeout=30,
+            )
+        except BaseException as error:  # the test reads it
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    while not announced:
+        thread.join(0.01)
+    local = re.search(r"http://127\.0\.0\.1:\d+", announced[0])
+    assert local is not None
+    return thread, local.group(0), outcome
+
+
+def test_a_page_of_another_site_rebound_to_this_machine_reads_nothing(tmp_path: Path) -> None:
+    """DNS rebinding: evil.example resolves to 127.0.0.1, and its script asks for the form (and the state)."""
+    out = tmp_path / "creds"
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1").pass_through()
+        mock.post(f"{API}/app-manifests/one-time/conversions").respond(201, json=CONVERTED)
+        thread, local, outcome = start_registration(out)
+        port = local.rsplit(":", 1)[1]
+        rebound = httpx.get(f"{local}/", headers={"Host": f"evil.example:{port}"})
+        assert rebound.status_code == 421
+        assert "state=" not in rebound.text and "manifest" not in rebound.text
+        assert rebound.headers["X-Frame-Options"] == "DENY"
+        page = httpx.get(f"{local}/")
+        state = parse_qs(urlsplit(read_form(page.text).action).query)["state"][0]
+        forged = httpx.get(
+            f"{local}/callback", params={"code": "one-time", "state": state}, headers={"Host": "evil.example"}
+        )
+        assert forged.status_code == 421 and not out.exists()
+        assert httpx.get(f"{local}/callback", params={"code": "one-time", "state": state}).status_code == 200
+        thread.join(10)
+    assert "ok" in outcome
+
+
+def test_credentials_that_cannot_be_written_end_the_registration_with_the_reason(tmp_path: Path) -> None:
+    out = tmp_path / "not-a-folder"
+    out.write_text("a file where the folder should be")
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1").pass_through()
+        mock.post(f"{API}/app-manifests/one-time/conversions").respond(201, json=CONVERTED)
+        thread, local, outcome = start_registration(out)
+        state = parse_qs(urlsplit(read_form(httpx.get(f"{local}/").text).action).query)["state"][0]
+        answer = httpx.get(f"{local}/callback", params={"code": "one-time", "state": state})
+        thread.join(10)
+    assert not thread.is_alive(), "it ends at once instead of waiting an hour"
+    assert answer.status_code == 502
+    error = outcome["error"]
+    assert isinstance(error, RegistrationError) and "could not be written" in str(error)

@@ -26,9 +26,9 @@ from tests.bot.test_bot_process import bot_env
 from tests.bot.test_serve_workers import Serve
 from tests.fakes import body_of, comment_payload, signed_headers
 from tests.github_double import GitHubState, serve_github
-from tests.postgres import postgres_url
+from tests.postgres import empty_database, postgres_url
 
-assert postgres_url  # a fixture, used by name
+assert postgres_url and empty_database  # fixtures, used by name
 pytestmark = pytest.mark.slow
 
 PULLS = range(1, 41)
@@ -114,8 +114,10 @@ def replies_per_comment(github: GitHubState) -> Counter[int]:
 
 
 def test_two_replicas_answer_each_delivery_once_when_one_is_killed_mid_burst(
-    database: str, tmp_path: Path
+    empty_database: str,
+    tmp_path: Path,
 ) -> None:
+    database = empty_database
     started = time.monotonic()
     github = GitHubState(delay=0.05)
     comments = [

@@ -263,3 +263,21 @@ def test_a_whole_configuration_has_no_warning() -> None:
 
 def test_each_feature_names_settings_that_exist() -> None:
     assert {*DEPLOY_SETTINGS, *RUNNER_SETTINGS, *GPU_SETTINGS} <= set(Settings.model_fields)
+
+
+def test_privileged_build_runners_need_a_restricted_runner_group(env: pytest.MonkeyPatch) -> None:
+    """Registered on the repository, a privileged build runner could be taken by any workflow's job."""
+    env.setenv("ORBIT_BUILD_NAMESPACE", "orbit-builds")
+    with pytest.raises(SettingsError, match="ORBIT_BUILD_NAMESPACE needs ORBIT_RUNNER_GROUP_ID"):
+        load_settings()
+    env.setenv("ORBIT_RUNNER_GROUP_ID", "7")
+    assert load_settings().build_namespace == "orbit-builds"
+
+
+def test_the_build_runners_are_off_unless_asked_for(env: pytest.MonkeyPatch) -> None:
+    assert load_settings().build_namespace == ""
+
+
+def test_a_webhook_secret_from_a_file_loses_its_newline(env: pytest.MonkeyPatch) -> None:
+    env.setenv("ORBIT_WEBHOOK_SECRET", "s3cr3t-value\n")
+    assert load_settings().webhook_secret.get_secret_value() == "s3cr3t-value"

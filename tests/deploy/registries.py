@@ -120,6 +120,7 @@ class RegistryDouble:
     user: tuple[str, str] | None = None  # the credentials the realm (or basic auth) takes
     basic: bool = False  # challenge with Basic instead of Bearer
     mounts: bool = True
+    location: str = "/v2/{repo}/blobs/uploads/s1?_state=x"  # where a POST says the upload goes
     blobs: dict[tuple[str, str], bytes] = field(default_factory=dict)
     manifests: dict[tuple[str, str], tuple[bytes, str]] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
@@ -176,7 +177,7 @@ class RegistryDouble:
             if self.mounts and source and digest and (source, digest) in self.blobs:
                 self.blobs[(match["repo"], digest)] = self.blobs[(source, digest)]
                 return httpx.Response(201)
-            return httpx.Response(202, headers={"Location": f"/v2/{match['repo']}/blobs/uploads/s1?_state=x"})
+            return httpx.Response(202, headers={"Location": self.location.format(repo=match["repo"])})
         if (match := UPLOADS.match(path)) and method == "PUT":
             data, digest = request.read(), request.url.params["digest"]
             if sha256(data) != digest:
@@ -247,3 +248,72 @@ def make_bento(
                 info.type, info.mode = tarfile.DIRTYPE, 0o700
                 tar.addfile(info)
     return path
+
+
+def oci_archive(
+    path: Path, files: dict[str, bytes], corrupt: str | None = None, omit: str | None = None
+) -> tuple[str, dict[str, bytes]]:
+    """Write an OCI archive as `buildah push oci-archive:` does (oci-layout, index.json, blobs/sha256/)
+    of a one-layer image; `corrupt` ("config" or "layer") changes that blob's bytes but not its name or
+    size, `omit` leaves it out. Return the manifest's digest and the blobs by digest (the manifest's too)."""
+    import gzip
+    import io
+    import json
+    import tarfile
+
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    layer = gzip.compress(plain.getvalue(), mtime=0)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["bentoml", "serve"], "User": "1034:1034"},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(plain.getvalue())]},
+        }
+    ).encode()
+    described = {
+        "config": ("application/vnd.oci.image.config.v1+json", config),
+        "layer": ("application/vnd.oci.image.layer.v1.tar+gzip", layer),
+    }
+    descriptors = {
+        key: {"mediaType": kind, "digest": sha256(data), "size": len(data)}
+        for key, (kind, data) in described.items()
+    }
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptors["config"],
+            "layers": [descriptors["layer"]],
+        }
+    ).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha256(manifest), "size": len(manifest)}],
+        }
+    ).encode()
+    blobs = {sha256(data): data for data in (config, layer, manifest)}
+    stored = dict(blobs)
+    if corrupt:
+        data = described[corrupt][1]
+        stored[sha256(data)] = bytes(len(data))  # the same size, other bytes
+    if omit:
+        del stored[sha256(described[omit][1])]
+    entries = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": index}
+    entries |= {f"blobs/sha256/{digest.removeprefix('sha256:')}": data for digest, data in stored.items()}
+    with tarfile.open(path, "w") as tar:
+        for folder in ("blobs", "blobs/sha256"):
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return sha256(manifest), blobs

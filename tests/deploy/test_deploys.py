@@ -27,7 +27,7 @@ from tests.kube_double import KubeState, serve_kube
 REGISTRY = "registry.example.com/octo-org"
 MERGED = "e" * 40
 HEAD = "f" * 40
-SERVICE = "model-b18167c7"  # octo-org/model's objects: its name and a hash of owner/name
+SERVICE = "model-b18167c7cc272d64"  # octo-org/model's objects: its name and 64 bits of a hash of owner/name
 
 
 def digest(n: int) -> str:

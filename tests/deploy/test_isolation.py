@@ -5,6 +5,7 @@ cannot take over."""
 
 import re
 from collections.abc import Iterator
+from copy import deepcopy
 from dataclasses import replace
 from typing import Any
 
@@ -18,7 +19,7 @@ from bot.router import Router
 from bot.settings import Settings, SettingsError
 from deploy.flow import Deployer
 from deploy.kube import KubeModelCluster
-from deploy.manifests import manifests, repository_label, service_name, service_override_problem
+from deploy.manifests import Target, manifests, repository_label, service_name, service_override_problem
 from deploy.rollout import roll_out, tear_down
 from tests.deploy.test_deploys import (  # noqa: F401 - fixtures
     HEAD,
@@ -42,25 +43,27 @@ LABEL_VALUE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 LONG_OWNER = "some-very-long-organisation-name-that-goes-on"
 LONG_NAME = "deep-learning-" * 6 + "x"
 
-# repository -> (object name, repository label): a slug of the name, then a hash of owner/name
+# repository -> (object name, repository label): a slug of the name, then 16 hex digits (64 bits) of a
+# hash of owner/name, too many to search out a name that takes another repository's objects and host
 NAMES = {
-    "octo-org/model": ("model-b18167c7", "octo-org.model"),
-    "other-org/model": ("model-f4fea886", "other-org.model"),
-    "octo-org/Model": ("model-b18167c7", "octo-org.model"),  # GitHub's names ignore case
+    "octo-org/model": ("model-b18167c7cc272d64", "octo-org.model"),
+    "other-org/model": ("model-f4fea8869b7c3b48", "other-org.model"),
+    "octo-org/Model": ("model-b18167c7cc272d64", "octo-org.model"),  # GitHub's names ignore case
     "octo-org/celestial-bodies-classifier": (
-        "celestial-bodies-classifier-72085db3",
+        "celestial-bodies-classifier-72085db333996d3d",
         "octo-org.celestial-bodies-classifier",
     ),
-    "o/3d-Model_v2.0": ("m-3d-model-v2-0-54f143bb", "o.3d-model_v2.0"),  # starts with a letter
-    "o/___": ("m-eb6aca0b", "o-eb6aca0b"),  # nothing of the name is left
-    "o/.github": ("github-2de6b076", "o..github"),
-    "o/a--b..c": ("a-b-c-fff27106", "o.a--b..c"),
-    "o/" + "x" * 36: ("x" * 36 + "-dcf58504", "o." + "x" * 36),
-    "o/" + "x" * 37: ("x" * 36 + "-e59a4bac", "o." + "x" * 37),  # cut to the same slug, another hash
-    "o/" + "x" * 100: ("x" * 36 + "-b2f95e79", "o." + "x" * 52 + "-b2f95e79"),
+    "o/3d-Model_v2.0": ("m-3d-model-v2-0-54f143bbf2579973", "o.3d-model_v2.0"),  # starts with a letter
+    "o/___": ("m-eb6aca0bcbb0e0e4", "o-eb6aca0bcbb0e0e4"),  # nothing of the name is left
+    "o/.github": ("github-2de6b076567b70ce", "o..github"),
+    "o/a--b..c": ("a-b-c-fff27106fe8af3c9", "o.a--b..c"),
+    "o/" + "x" * 28: ("x" * 28 + "-beb080cecbd74b8f", "o." + "x" * 28),  # the longest name kept whole
+    "o/" + "x" * 29: ("x" * 28 + "-e1de068cef8b975d", "o." + "x" * 29),  # cut to the same slug, another hash
+    "o/" + "x" * 36: ("x" * 28 + "-dcf58504c0cb1898", "o." + "x" * 36),
+    "o/" + "x" * 100: ("x" * 28 + "-b2f95e796449ac87", "o." + "x" * 44 + "-b2f95e796449ac87"),
     f"{LONG_OWNER}/{LONG_NAME}": (
-        "deep-learning-deep-learning-deep-lea-b140e8b8",
-        "some-very-long-organisation-name-that-goes-on.deep-lea-b140e8b8",
+        "deep-learning-deep-learning-b140e8b8962b0577",
+        "some-very-long-organisation-name-that-goes-on-b140e8b8962b0577",
     ),
 }
 DOMAIN = "models.example.com"
@@ -121,7 +124,7 @@ def test_the_deployer_takes_its_options_from_the_settings(monkeypatch: pytest.Mo
         "registry-credentials",
         "model-api-key",
     )
-    assert deployer.service(Repo("octo-org", "model")) == "model-b18167c7"
+    assert deployer.service(Repo("octo-org", "model")) == "model-b18167c7cc272d64"
     with pytest.raises(SettingsError, match="ORBIT_MODEL_SERVICE must be at most 45 characters"):
         app.deployer_from(settings(model_service="a" * 46))
 
@@ -259,3 +262,78 @@ async def test_a_configured_name_serves_one_repository_and_a_second_is_refused(
     assert len(state.applied) == applied and "classifier-pr-7" in names(state)
     assert await tear_down(deployer.cluster, deployer.target(octo, "pr-7", "", "", 0)) is True
     assert names(state) == {"classifier"}
+
+
+# --- another repository's objects under the same name: checked one by one, not only the Deployment ---
+
+PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "Ingress": "ingresses",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+}
+
+
+def store_as_others(state: KubeState, target: Target, kinds: set[str]) -> dict[tuple[str, str, str], Any]:
+    """Store `other-org/model`'s objects of the kinds under the target's names (a colliding name)."""
+    for manifest in manifests(replace(target, repository=OTHER)):
+        if manifest["kind"] in kinds:
+            state.objects[(PLURALS[manifest["kind"]], "models", manifest["metadata"]["name"])] = manifest
+    return deepcopy(state.objects)
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[KubeState, KubeModelCluster]]:
+    state = KubeState()
+    with serve_kube(state) as url:
+        yield state, KubeModelCluster("models", client.ApiClient(client.Configuration(host=url)))
+
+
+def target_of(repository: str, environment: str) -> Target:
+    owner, name = repository.split("/")
+    deployer = Deployer(None, "models", "", REGISTRY, DOMAIN)  # type: ignore[arg-type]
+    return deployer.target(Repo(owner, name), environment, f"{REGISTRY}/model@{digest(1)}", "a" * 40, 1)
+
+
+async def test_a_teardown_spares_another_repositorys_service_and_ingress_without_a_deployment(
+    cluster: tuple[KubeState, KubeModelCluster],
+) -> None:
+    """The reviewer's attack (F6): octo-org's name collides with other-org's, whose preview has a Service
+    and an Ingress but no Deployment (yet, or any more). Closing octo-org's PR deleted them; now nothing
+    of the name is deleted."""
+    state, models = cluster
+    preview = target_of(OCTO, "pr-7")
+    before = store_as_others(state, preview, {"Service", "Ingress"})
+    assert await tear_down(models, preview) is False
+    assert state.objects == before
+    assert not [request for request in state.requests if request[1] == "DELETE"]
+
+
+@pytest.mark.parametrize("kind", ["Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget"])
+async def test_a_rollout_never_applies_over_another_repositorys_object(
+    cluster: tuple[KubeState, KubeModelCluster], kind: str
+) -> None:
+    """The reviewer's attack (F6): with no Deployment of the name, octo-org's rollout applied its Service,
+    Ingress, autoscaler and disruption budget over other-org's. Now any one of them refuses it all."""
+    state, models = cluster
+    production = target_of(OCTO, "production")
+    before = store_as_others(state, production, {kind})
+    outcome = await roll_out(models, production, FAST)
+    assert (outcome.ok, outcome.restored) == (False, None)
+    assert outcome.reason == (
+        f"the {kind} {production.name} serves other-org/model's model;"
+        " two repositories cannot share a service name"
+    )
+    assert state.applied == [] and state.objects == before
+
+
+async def test_a_teardown_deletes_its_own_objects_that_outlive_the_deployment(
+    cluster: tuple[KubeState, KubeModelCluster],
+) -> None:
+    state, models = cluster
+    preview = target_of(OCTO, "pr-7")
+    assert (await roll_out(models, preview, FAST)).ok
+    del state.objects[("deployments", "models", preview.name)]
+    assert await tear_down(models, preview) is True
+    assert not [key for key in state.objects if key[0] in PLURALS.values()]

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.settings import FROM_SECRET, Settings, load_settings
+from bot.settings import FROM_SECRET, Settings, SettingsError, load_settings
+from deploy.manifests import PORT, PREVIEW_KEY_SUFFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy/k8s"
@@ -284,6 +285,7 @@ def test_the_secrets_list_is_the_installs() -> None:
         ("orbit", "orbit-database"),
         ("models", "orbit-registry"),
         ("models", "orbit-model-api-key"),
+        ("models", "orbit-model-api-key-preview"),  # the previews' own key (deploy/manifests.py)
     }
 
 
@@ -297,7 +299,10 @@ def test_no_secret_is_rendered_and_each_one_named_is_documented(
     named = set(secret_references(render.objects))
     settings = render.settings()
     named |= {
-        ("models", settings[key], "api-key") for key in ["ORBIT_MODEL_API_KEY_SECRET"] if key in settings
+        ("models", settings[key] + suffix, "api-key")
+        for key in ["ORBIT_MODEL_API_KEY_SECRET"]
+        if key in settings
+        for suffix in ("", PREVIEW_KEY_SUFFIX)  # production's key, and the previews' own
     }
     named |= {("models", settings[key], "") for key in ["ORBIT_IMAGE_PULL_SECRET"] if key in settings}
     assert named, "the bot needs the App's Secret"
@@ -362,8 +367,14 @@ def test_the_bot_starts_with_the_rendered_settings(
 ) -> None:
     for key in [key for key in os.environ if key.startswith("ORBIT_")]:
         monkeypatch.delenv(key)
-    for key, value in bot_environment(renders[name]).items():
+    environment = bot_environment(renders[name])
+    for key, value in environment.items():
         monkeypatch.setenv(key, value)
+    if environment.get("ORBIT_BUILD_NAMESPACE"):
+        # build runners need a restricted runner group, which only the installer can name
+        with pytest.raises(SettingsError, match="ORBIT_BUILD_NAMESPACE needs ORBIT_RUNNER_GROUP_ID"):
+            load_settings()
+        monkeypatch.setenv("ORBIT_RUNNER_GROUP_ID", "7")
     settings = load_settings()
     assert (settings.kube_namespace, settings.models_namespace) == ("orbit-runners", "models")
     assert settings.webhook_path == "/webhook"
@@ -449,6 +460,32 @@ def test_ha_is_replicas_on_postgresql_from_its_secret(renders: dict[str, Render]
     assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= selector.items()
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert 5432 in egress_ports(render)
+
+
+@pytest.mark.parametrize("name", RENDERS)
+def test_the_model_pods_take_requests_on_their_port_only_and_reach_only_dns(
+    renders: dict[str, Render], name: str
+) -> None:
+    """F4: a preview runs a PR's code; without a policy it reached the cloud metadata address, the API
+    server, production's pods, the bot and PostgreSQL. Every pod of `models` now takes requests on the
+    model's port only (from anywhere: the ingress controller and the API server's service proxy, for the
+    smoke test), and reaches only the cluster's DNS."""
+    render = renders[name]
+    (policy,) = [o for o in render.of("NetworkPolicy") if o["metadata"]["namespace"] == "models"]
+    spec = policy["spec"]
+    assert spec["podSelector"] == {}, "every pod of the namespace, whatever its labels"
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
+    (ingress,) = spec["ingress"]
+    assert ingress["ports"] == [{"port": PORT, "protocol": "TCP"}], "the model's container port, `http`"
+    assert "from" not in ingress, "from anywhere: the API server's proxy comes from the control plane"
+    (dns,) = spec["egress"]
+    assert sorted((p["port"], p["protocol"]) for p in dns["ports"]) == [(53, "TCP"), (53, "UDP")]
+    assert dns["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
 
 
 def test_ha_turns_the_model_endpoints_api_key_on(renders: dict[str, Render]) -> None:

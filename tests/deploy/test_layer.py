@@ -1,17 +1,21 @@
 """The Bento's layer: reproducible (the same Bento, exported twice, gives one digest), owned by BentoML's
-user under BENTO_PATH, refusing entries that reach outside; and the check of a Bento's requirements
-against the serving base's lock, with the base's tag the workflow computes the same way."""
+user under BENTO_PATH, refusing entries that reach outside, sparse files (a few bytes that unpack to any
+size of zeros) and sizes over the caps, with nothing pushed; and the check of a Bento's requirements
+(read with a limit) against the serving base's lock, with the base's tag the workflow computes the same
+way."""
 
 import gzip
 import hashlib
+import io
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
+import deploy.layer
 from deploy.build import DEPENDENCIES_DIFFER, main
-from deploy.layer import BENTOML_UID, BentoError, build_layer, read_member
+from deploy.layer import BENTOML_UID, LAYER_FILE, MAX_TEXT_BYTES, BentoError, build_layer, read_member
 from deploy.serving_base import CONTAINERFILE, LOCK, base_tag, differences, locked_versions
 from tests.conftest import REPO
 from tests.deploy.registries import BENTO_FILES, REQUIREMENTS, make_bento
@@ -68,6 +72,95 @@ def test_an_entry_that_reaches_outside_the_bento_or_is_a_link_is_refused(
         tar.addfile(info)
     with pytest.raises(BentoError, match=r"reaches outside|neither a file"):
         build_layer(bento, tmp_path / "out")
+
+
+def sparse_bento(path: Path, realsize: int) -> Path:
+    """Write the Bento with one more file, PAX-sparse (format 1.0): one byte of data, `realsize` unpacked."""
+    plain = make_bento(path.with_suffix(".plain"), BENTO_FILES)
+    with tarfile.open(plain) as source, tarfile.open(path, "w:xz", format=tarfile.PAX_FORMAT) as tar:
+        for member in source:
+            tar.addfile(member, source.extractfile(member) if member.isfile() else None)
+        info = tarfile.TarInfo("./GNUSparseFile.0/zeros.bin")
+        info.pax_headers = {
+            "GNU.sparse.major": "1",
+            "GNU.sparse.minor": "0",
+            "GNU.sparse.name": "./models/zeros.bin",
+            "GNU.sparse.realsize": str(realsize),
+        }
+        data = f"1\n{realsize - 1}\n1\n".encode().ljust(512, b"\0") + b"x"  # the map, then the byte
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def append_part(bento: Path, out: Path) -> int:
+    """Run the append part against a registry nobody listens on: it must stop before reaching it."""
+    return main(
+        [
+            *("append", "--bento", str(bento), "--base", "127.0.0.1:1/octo/m-base:1"),
+            *("--lock", str(REPO / LOCK), "--registry", "127.0.0.1:1/octo", "--sha", "a" * 40),
+            *("--out", str(out)),
+        ]
+    )
+
+
+def test_a_sparse_file_is_refused_and_nothing_is_pushed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bento = sparse_bento(tmp_path / "s.bento", 20 * 1024 * 1024)
+    assert bento.stat().st_size < 10_000, "a few KB that would unpack to 20 MB of zeros"
+    with pytest.raises(BentoError, match=r"models/zeros\.bin' is a sparse file"):
+        build_layer(bento, tmp_path / "layer")
+    assert not (tmp_path / "layer" / LAYER_FILE).exists()
+    assert append_part(bento, tmp_path / "out") == 1
+    error = capsys.readouterr().err
+    assert "is a sparse file" in error and "127.0.0.1:1" not in error, "refused before the registry"
+    assert not (tmp_path / "out" / "image.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("constant", "cap", "says"),
+    [
+        ("MAX_TOTAL_BYTES", 10_000, "the Bento's files are over 10000 bytes in all"),
+        ("MAX_FILE_BYTES", 10_000, "weights.pt' is over 10000 bytes"),
+    ],
+)
+def test_a_bento_over_the_size_caps_is_refused_and_nothing_is_pushed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    constant: str,
+    cap: int,
+    says: str,
+) -> None:
+    assert sum(map(len, BENTO_FILES.values())) > cap and len(REQUIREMENTS) < cap
+    monkeypatch.setattr(deploy.layer, constant, cap)
+    bento = make_bento(tmp_path / "s.bento", BENTO_FILES)
+    with pytest.raises(BentoError, match=says):
+        build_layer(bento, tmp_path / "layer")
+    assert not (tmp_path / "layer" / LAYER_FILE).exists()
+    assert append_part(bento, tmp_path / "out") == 1
+    error = capsys.readouterr().err
+    assert says in error and "127.0.0.1:1" not in error, "refused before the registry"
+    assert not (tmp_path / "out" / "image.json").exists()
+
+
+def test_requirements_over_the_limit_are_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    padding = b"# " + b"x" * MAX_TEXT_BYTES + b"\n"
+    files = {**BENTO_FILES, "env/python/requirements.txt": REQUIREMENTS + padding}
+    bento = make_bento(tmp_path / "s.bento", files)
+    with pytest.raises(BentoError, match=f"requirements.txt is over {MAX_TEXT_BYTES} bytes"):
+        read_member(bento, "env/python/requirements.txt")
+    assert main(["check", "--bento", str(bento), "--lock", str(REPO / LOCK)]) == 1
+    assert "is over 1048576 bytes" in capsys.readouterr().err
+    assert append_part(bento, tmp_path / "out") == 1
+    assert not (tmp_path / "out" / "image.json").exists()
+    exact = {**BENTO_FILES, "env/python/requirements.txt": REQUIREMENTS.ljust(MAX_TEXT_BYTES, b"\n")}
+    assert read_member(make_bento(tmp_path / "e.bento", exact), "env/python/requirements.txt").startswith(
+        "--index-url"
+    ), "the limit itself is allowed"
 
 
 def test_the_lock_satisfies_the_bento_of_this_project() -> None:

@@ -91,10 +91,10 @@ def test_the_role_grants_exactly_the_verbs_the_bot_uses() -> None:
         },
         "models": {
             "deployments.apps": {"get", "create", "patch", "delete"},
-            "services": {"create", "patch", "delete"},
-            "ingresses.networking.k8s.io": {"create", "patch", "delete"},
-            "horizontalpodautoscalers.autoscaling": {"create", "patch"},
-            "poddisruptionbudgets.policy": {"create", "patch"},
+            "services": {"get", "create", "patch", "delete"},
+            "ingresses.networking.k8s.io": {"get", "create", "patch", "delete"},
+            "horizontalpodautoscalers.autoscaling": {"get", "create", "patch"},
+            "poddisruptionbudgets.policy": {"get", "create", "patch"},
             "pods": {"list"},
             "services/proxy": {"get", "create"},
         },
@@ -143,9 +143,10 @@ def test_app_manifest_asks_for_the_least_permissions() -> None:
 
 
 def test_the_deployer_role_allows_exactly_what_deploying_uses() -> None:
-    namespace, role, binding = rendered("deploy/k8s/base/models")
+    namespace, role, binding, policy = rendered("deploy/k8s/base/models")
     assert (namespace["kind"], namespace["metadata"]["name"]) == ("Namespace", "models")
-    for manifest in (role, binding):
+    assert policy["kind"] == "NetworkPolicy"  # tests/deploy/test_kustomize.py checks what it allows
+    for manifest in (role, binding, policy):
         validate(manifest, "1.30.0", strict=True)
         assert manifest["metadata"]["namespace"] == "models"
     rules = {
@@ -153,9 +154,11 @@ def test_the_deployer_role_allows_exactly_what_deploying_uses() -> None:
         for rule in role["rules"]
         for resource in rule["resources"]
     }
-    applied = {"create", "patch"}  # server-side apply of an object that does not exist creates it
+    # server-side apply of an object that does not exist creates it; each object is read (`get`) first,
+    # to check whose model it serves
+    applied = {"get", "create", "patch"}
     assert rules == {
-        ("apps", "deployments"): applied | {"get", "delete"},
+        ("apps", "deployments"): applied | {"delete"},
         ("", "services"): applied | {"delete"},
         ("networking.k8s.io", "ingresses"): applied | {"delete"},
         ("autoscaling", "horizontalpodautoscalers"): applied,  # production only: never torn down

@@ -252,12 +252,12 @@ async def test_the_code_uses_exactly_what_the_rendered_rbac_grants(
             "secrets": {"create", "delete"},
             "events": {"list"},
         },
-        "models": {
+        "models": {  # each object is read first: whose model it serves (another's is never touched)
             "deployments.apps": {"get", "create", "patch", "delete"},
-            "services": {"create", "patch", "delete"},
-            "ingresses.networking.k8s.io": {"create", "patch", "delete"},
-            "horizontalpodautoscalers.autoscaling": {"create", "patch"},
-            "poddisruptionbudgets.policy": {"create", "patch"},
+            "services": {"get", "create", "patch", "delete"},
+            "ingresses.networking.k8s.io": {"get", "create", "patch", "delete"},
+            "horizontalpodautoscalers.autoscaling": {"get", "create", "patch"},
+            "poddisruptionbudgets.policy": {"get", "create", "patch"},
             "pods": {"list"},
             "services/proxy": {"get", "create"},
         },

@@ -12,8 +12,10 @@ from kubernetes import client
 from kubernetes_validate import validate
 
 from bot.errors import TemporaryError
+from bot.events import Repo
+from deploy.flow import Deployer
 from deploy.kube import KubeModelCluster
-from deploy.manifests import Target, deployment
+from deploy.manifests import Target, deployment, manifests
 from deploy.rollout import Timing, roll_out, tear_down
 from tests.kube_apply_double import scale
 from tests.kube_double import KubeState, serve_kube
@@ -257,4 +259,62 @@ async def test_a_missing_key_secret_fails_at_once_naming_it(
     assert not outcome.ok
     assert outcome.reason == (
         'the model container cannot start (CreateContainerConfigError: secret "model-api-key" not found)'
+    )
+
+
+def secrets_named(manifest: dict[str, Any]) -> set[str]:
+    """Return every Secret a Deployment's pod names: variables, sources of variables, volumes, pulls."""
+    pod = manifest["spec"]["template"]["spec"]
+    named = {entry["name"] for entry in pod.get("imagePullSecrets", [])}
+    named |= {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+    for container in pod["containers"]:
+        named |= {
+            e["valueFrom"]["secretKeyRef"]["name"]
+            for e in container.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
+        named |= {s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s}
+    return named
+
+
+async def test_a_preview_never_gets_productions_key(cluster: KubeModelCluster, state: KubeState) -> None:
+    """The reviewer's attack (F4): a preview runs a PR's code (a fork's, after `/deploy`), which read
+    MODEL_API_KEY from production's Secret and called production with it. A preview's Deployment now
+    names `<secret>-preview`, and nothing of production's; production's keeps its Secret."""
+    store_key_secret(state)
+    state.objects[("secrets", "models", "model-api-key-preview")] = {
+        "metadata": {"name": "model-api-key-preview"}
+    }
+    deployer = Deployer(
+        cluster, "models", "", "registry.example.com", "models.example.com", api_key_secret="model-api-key"
+    )
+    repo = Repo("octo-org", "model")
+    production = deployer.target(repo, "production", DIGEST, "a" * 40, 11)
+    preview = deployer.target(repo, "pr-7", NEXT, "b" * 40, 12)
+    assert (await roll_out(cluster, production, FAST)).ok
+    assert (await roll_out(cluster, preview, FAST)).ok
+    applied = {name: manifest for kind, name, manifest in state.applied if kind == "deployments"}
+    assert secrets_named(applied[production.name]) == {"model-api-key"}
+    assert secrets_named(applied[preview.name]) == {"model-api-key-preview"}
+    for manifest in manifests(preview):
+        assert '"model-api-key"' not in json.dumps(manifest), manifest["kind"]
+    env = applied[preview.name]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[-1] == {
+        "name": "MODEL_API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "model-api-key-preview", "key": "api-key"}},
+    }
+
+
+async def test_a_preview_without_its_own_key_secret_fails_naming_it(
+    cluster: KubeModelCluster, state: KubeState
+) -> None:
+    store_key_secret(state)  # production's only: a preview does not fall back to it
+    outcome = await roll_out(
+        cluster,
+        replace(KEYED, environment="pr-7", image=NEXT),
+        Timing(deadline_seconds=30, poll_seconds=0.02),
+    )
+    assert outcome.reason == (
+        "the model container cannot start"
+        ' (CreateContainerConfigError: secret "model-api-key-preview" not found)'
     )

@@ -11,21 +11,28 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
+import bentoml
 import httpx
 import numpy as np
 import pytest
 import torch
+from bentoml.exceptions import BentoMLException
 from PIL import Image
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import WebSocketRoute
+from starlette.status import WS_1008_POLICY_VIOLATION
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from deploy.manifests import API_KEY_ENV as DEPLOYED_KEY_ENV
 from model import CLASSES
 from model.classifier import Classifier
 from model.network import Architecture, CelestialNet
 from model.preprocess import Preprocessing
-from model.serve import API_KEY_ENV, CelestialBodiesClassifier
+from model.serve import API_KEY_ENV, ApiKeyMiddleware, CelestialBodiesClassifier
 
 # BentoML's own request parsing uses pydantic APIs deprecated in 2.11: not ours to act on.
 pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211")
@@ -315,3 +322,51 @@ async def test_an_empty_key_refuses_everything_but_the_probes(
 
 def test_the_deployment_passes_the_key_under_the_name_the_service_reads() -> None:
     assert DEPLOYED_KEY_ENV == API_KEY_ENV == "MODEL_API_KEY"
+
+
+# --- WebSockets: the key is asked of them too ---
+
+
+def websocket_app(monkeypatch: pytest.MonkeyPatch, key: str | None, running: bool = True) -> Starlette:
+    """Return a test app with one WebSocket route behind the middleware, as the running service with `key`."""
+
+    def current() -> Any:
+        if not running:
+            raise BentoMLException("no service")
+        return SimpleNamespace(api_key=key)
+
+    monkeypatch.setattr(bentoml, "get_current_service", current)
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("open")
+        await websocket.close()
+
+    return Starlette(routes=[WebSocketRoute("/ws", echo)], middleware=[Middleware(ApiKeyMiddleware)])
+
+
+def refused_with(app: Starlette, headers: dict[str, str]) -> int | None:
+    """Return the close code of a WebSocket refused before it is accepted, or None when it was accepted."""
+    from starlette.testclient import TestClient  # here: importing it warns that it still uses httpx
+
+    with TestClient(app) as client:
+        try:
+            with client.websocket_connect("/ws", headers=dict(headers)) as websocket:
+                assert websocket.receive_text() == "open"
+        except WebSocketDisconnect as closed:
+            return closed.code
+    return None
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient` is deprecated")
+def test_a_websocket_without_the_key_is_closed_before_it_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reviewer's attack (F8): a WebSocket scope went past the key check. Now it is refused with 1008
+    without the key or with a wrong one; with the key it opens; without a key configured it is open."""
+    app = websocket_app(monkeypatch, KEY)
+    for wrong in ({}, {"Authorization": "Bearer nope"}, {"X-API-Key": KEY + "x"}):
+        assert refused_with(app, wrong) == WS_1008_POLICY_VIOLATION, wrong
+    for right in ({"Authorization": f"Bearer {KEY}"}, {"X-API-Key": KEY}):
+        assert refused_with(app, right) is None, right
+    assert refused_with(websocket_app(monkeypatch, ""), {"X-API-Key": ""}) == WS_1008_POLICY_VIOLATION
+    assert refused_with(websocket_app(monkeypatch, None), {}) is None, "no key configured: open"
+    assert refused_with(websocket_app(monkeypatch, KEY, running=False), {"X-API-Key": KEY}) == 1013

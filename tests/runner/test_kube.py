@@ -142,6 +142,14 @@ def test_runner_classes_are_chosen_by_labels() -> None:
     assert class_for(["self-hosted", "orbit-gpu", "someone-elses"], classes) is None
 
 
+def test_labels_are_matched_whatever_their_case_as_github_matches_them() -> None:
+    """A job asking for `[Self-Hosted, Orbit-GPU]` gets orbit's runners from GitHub: orbit must see it too."""
+    classes = default_classes("img", "nvidia.com/gpu", 2)
+    assert class_for(["Self-Hosted", "Orbit-GPU"], classes) == classes["orbit-gpu"]
+    assert class_for(["self-hosted", "ORBIT-CPU", "Linux"], classes) == classes["orbit-cpu"]
+    assert class_for(["self-hosted", "orbit-gpu", "Orbit-CPU"], classes) is None
+
+
 def test_the_cluster_orbit_serve_builds_from_a_kubeconfig_reaches_the_api(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

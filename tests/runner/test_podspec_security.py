@@ -103,7 +103,15 @@ def test_only_the_build_class_is_privileged_and_only_in_its_own_namespace() -> N
     build = pod_manifest(job_for(CLASSES["orbit-build"]), CLASSES["orbit-build"], installation=42)
     (container,) = containers(build)
     assert container["securityContext"]["privileged"] is True
+    # the API server refuses a privileged container that forbids privilege escalation
+    assert container["securityContext"]["allowPrivilegeEscalation"] is True
     assert container["securityContext"]["runAsUser"] == 1001, "the runner user still runs every step"
+    spec = build["spec"]
+    assert spec["nodeSelector"] == {"orbit.dev/build": "true"}, "only on nodes kept for builds"
+    assert spec["tolerations"] == [{"key": "orbit.dev/build", "operator": "Exists", "effect": "NoSchedule"}]
+    for other in ("orbit-cpu", "orbit-gpu"):
+        tolerated = {t["key"] for t in CLASSES[other].tolerations}
+        assert "orbit.dev/build" not in tolerated, f"{other} pods never land on a build node"
 
 
 def test_gpu_nodes_place_only_the_gpu_pods() -> None:
