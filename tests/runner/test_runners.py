@@ -318,6 +318,21 @@ async def test_build_pods_run_in_their_own_namespace_and_the_reconciler_finds_th
     assert state.of("pods", "orbit-builds")["orbit-runner-555"]["spec"]["containers"][0]["securityContext"][
         "privileged"
     ]
+    manifest = state.of("pods", "orbit-builds")["orbit-runner-555"]
+    uid, new = runners.cluster_for(classes["orbit-build"]).create_pod(
+        {**manifest, "metadata": {**manifest["metadata"]}}
+    )
+    assert (uid, new) == (manifest["metadata"]["uid"], False), "a second create finds the pod where it is"
+
+    github.jobs[555] = build
+    await github.create_check_run(REPO, SHA, "orbit/train", "Deploy queued", "")
+    state.add_event(
+        "orbit-runner-555", "0/4 nodes are available: 4 node(s) didn't match orbit.dev/build", "orbit-builds"
+    )
+    later = datetime.now(UTC) + timedelta(minutes=15)
+    outcome = await reconciler(runners, github, now=later).run_once()
+    assert outcome.reported_pending == ["orbit-runner-555"]
+    assert "orbit.dev/build" in github.named("update_check")[-1][2].summary, "its events, read where it is"
 
     github.jobs[555] = job(555, status="completed", labels=("self-hosted", "orbit-build"))
     outcome = await reconciler(runners, github).run_once()
