@@ -134,9 +134,11 @@ def test_the_credentials_are_written_for_the_owner_only_and_nothing_is_overwritt
     assert (folder / "private-key.pem").read_text() == "PEM"
 
 
-def test_the_whole_flow_through_the_local_page(tmp_path: Path) -> None:
-    out = tmp_path / "orbit-github-app"
-    announced: list[str] = []
+def start_registration(
+    out: Path, announced: list[str] | None = None, organization: str | None = None
+) -> tuple[threading.Thread, str, dict[str, Registered | BaseException]]:
+    """Run `register` in a thread until it announces its page; return the thread, the page, the outcome."""
+    lines: list[str] = [] if announced is None else announced
     outcome: dict[str, Registered | BaseException] = {}
 
     def run() -> None:
@@ -145,52 +147,9 @@ def test_the_whole_flow_through_the_local_page(tmp_path: Path) -> None:
                 TEMPLATE,
                 "https://orbit.acme.dev/webhook",
                 out,
-                organization="acme",
+                organization=organization,
                 api_url=API,
-                announce=announced.append,
-                timeout=30,
-            )
-        except BaseException as error:  # the test reads it below
-            outcome["error"] = error
-
-    with respx.mock(assert_all_called=False) as mock:
-        mock.route(host="127.0.0.1").pass_through()
-        mock.post(f"{API}/app-manifests/one-time/conversions").respond(201, json=CONVERTED)
-        thread = threading.Thread(target=run)
-        thread.start()
-        while not announced:
-            thread.join(0.01)
-        local = re.search(r"http://127\.0\.0\.1:\d+", announced[0])
-        assert local is not None
-        form = read_form(httpx.get(f"{local.group(0)}/").text)
-        state = parse_qs(urlsplit(form.action).query)["state"][0]
-        assert json.loads(form.inputs["manifest"])["redirect_url"] == f"{local.group(0)}/callback"
-
-        forged = httpx.get(f"{local.group(0)}/callback", params={"code": "one-time", "state": "guessed"})
-        assert forged.status_code == 400
-        assert not out.exists()  # a link someone else made does nothing
-
-        done = httpx.get(f"{local.group(0)}/callback", params={"code": "one-time", "state": state})
-        thread.join(10)
-    assert done.status_code == 200
-    assert "ok" in outcome, outcome
-    assert (out / "webhook-secret").read_text() == "whsec-from-github"
-    assert "never-kept" not in "".join(path.read_text() for path in out.iterdir())
-    assert all(PEM not in line for line in announced)
-
-
-def start_registration(out: Path) -> tuple[threading.Thread, str, dict[str, Registered | BaseException]]:
-    announced: list[str] = []
-    outcome: dict[str, Registered | BaseException] = {}
-
-    def run() -> None:
-        try:
-            outcome["ok"] = register(
-                TEMPLATE,
-                "https://orbit.acme.dev/webhook",
-                out,
-                api_url=API,
-                announce=announced.append,
+                announce=lines.append,
                 timeout=30,
             )
         except BaseException as error:  # the test reads it
@@ -198,11 +157,36 @@ def start_registration(out: Path) -> tuple[threading.Thread, str, dict[str, Regi
 
     thread = threading.Thread(target=run)
     thread.start()
-    while not announced:
+    while not lines:
         thread.join(0.01)
-    local = re.search(r"http://127\.0\.0\.1:\d+", announced[0])
+    local = re.search(r"http://127\.0\.0\.1:\d+", lines[0])
     assert local is not None
     return thread, local.group(0), outcome
+
+
+def test_the_whole_flow_through_the_local_page(tmp_path: Path) -> None:
+    out = tmp_path / "orbit-github-app"
+    announced: list[str] = []
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1").pass_through()
+        mock.post(f"{API}/app-manifests/one-time/conversions").respond(201, json=CONVERTED)
+        thread, local, outcome = start_registration(out, announced, organization="acme")
+        form = read_form(httpx.get(f"{local}/").text)
+        state = parse_qs(urlsplit(form.action).query)["state"][0]
+        assert "/organizations/acme/" in form.action
+        assert json.loads(form.inputs["manifest"])["redirect_url"] == f"{local}/callback"
+
+        forged = httpx.get(f"{local}/callback", params={"code": "one-time", "state": "guessed"})
+        assert forged.status_code == 400
+        assert not out.exists()  # a link someone else made does nothing
+
+        done = httpx.get(f"{local}/callback", params={"code": "one-time", "state": state})
+        thread.join(10)
+    assert done.status_code == 200
+    assert "ok" in outcome, outcome
+    assert (out / "webhook-secret").read_text() == "whsec-from-github"
+    assert "never-kept" not in "".join(path.read_text() for path in out.iterdir())
+    assert all(PEM not in line for line in announced)
 
 
 def test_a_page_of_another_site_rebound_to_this_machine_reads_nothing(tmp_path: Path) -> None:
