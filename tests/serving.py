@@ -14,9 +14,9 @@ from bot.processes import free_port
 
 
 @contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:  # any ASGI app
-    """Serve `app` until the block ends; yield its base URL."""
-    port = free_port()
+def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:  # any ASGI app
+    """Serve `app` on `port` (a free one by default) until the block ends; yield its base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -4,11 +4,9 @@ The forwarder lists the App's deliveries as GitHub keeps them, and posts those t
 started to the local webhook URL; old ones stay where they are unless `--since` asks for them.
 """
 
-import contextlib
 import hmac
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +17,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -32,6 +29,7 @@ from bot.processes import free_port
 from tests.bot.test_bot_process import ORBIT, PEM, bot_env
 from tests.fakes import SECRET, comment_payload
 from tests.github_double import GitHubState, HookState, serve_github
+from tests.serving import serve_in_thread
 
 
 @dataclass
@@ -51,20 +49,6 @@ class Receiver:
         return [headers["x-github-delivery"] for headers, _ in self.received]
 
 
-@contextlib.contextmanager
-def serve_on(app: Starlette, port: int) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/webhook"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.fixture
 def github() -> Iterator[tuple[HookState, str]]:
     state = GitHubState()
@@ -77,8 +61,8 @@ def github() -> Iterator[tuple[HookState, str]]:
 @pytest.fixture
 def receiver() -> Iterator[tuple[Receiver, str]]:
     local = Receiver()
-    with serve_on(local.app(), free_port()) as url:
-        yield local, url
+    with serve_in_thread(local.app()) as url:
+        yield local, f"{url}/webhook"
 
 
 def comment(number: int) -> dict[str, Any]:
@@ -145,7 +129,7 @@ async def test_a_local_server_that_is_down_gets_the_delivery_at_the_next_poll(
         await forwarder.start()
         sent = [hook.record("issue_comment", comment(5), 0)]
         assert await forwarder.poll() == []  # nothing listens yet
-        with serve_on(local.app(), port):
+        with serve_in_thread(local.app(), port):
             assert len(await forwarder.poll()) == 1
             assert await forwarder.poll() == []
     assert_forwarded_as_github_sent(local, hook, sent)

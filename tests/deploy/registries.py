@@ -58,11 +58,10 @@ def local_registry(tmp: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def push_tiny_base(registry: Registry, reference: Reference, files: dict[str, bytes]) -> Manifest:
-    """Push a small image (one gzipped layer of `files`) with the client itself, as a base to build on."""
+def tar_layer(files: dict[str, bytes]) -> tuple[bytes, bytes]:
+    """Return a layer of `files`: its tar (what diff_ids hash) and that tar gzipped (the blob)."""
     import gzip
     import io
-    import json
     import tarfile
 
     plain = io.BytesIO()
@@ -71,13 +70,20 @@ def push_tiny_base(registry: Registry, reference: Reference, files: dict[str, by
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    layer = gzip.compress(plain.getvalue(), mtime=0)
+    return plain.getvalue(), gzip.compress(plain.getvalue(), mtime=0)
+
+
+def push_tiny_base(registry: Registry, reference: Reference, files: dict[str, bytes]) -> Manifest:
+    """Push a small image (one gzipped layer of `files`) with the client itself, as a base to build on."""
+    import json
+
+    plain, layer = tar_layer(files)
     config = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
             "config": {"Env": ["PATH=/usr/bin"], "Cmd": ["sh"], "User": "1034:1034"},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(plain.getvalue())]},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(plain)]},
             "history": [{"created_by": "a tiny base"}],
         }
     ).encode()
@@ -256,24 +262,17 @@ def oci_archive(
     """Write an OCI archive as `buildah push oci-archive:` does (oci-layout, index.json, blobs/sha256/)
     of a one-layer image; `corrupt` ("config" or "layer") changes that blob's bytes but not its name or
     size, `omit` leaves it out. Return the manifest's digest and the blobs by digest (the manifest's too)."""
-    import gzip
     import io
     import json
     import tarfile
 
-    plain = io.BytesIO()
-    with tarfile.open(fileobj=plain, mode="w") as tar:
-        for name, data in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    layer = gzip.compress(plain.getvalue(), mtime=0)
+    plain, layer = tar_layer(files)
     config = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
             "config": {"Cmd": ["bentoml", "serve"], "User": "1034:1034"},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(plain.getvalue())]},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(plain)]},
         }
     ).encode()
     described = {

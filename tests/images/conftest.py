@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +63,20 @@ def image_bytes(tag: str) -> int:
         check=True,
     )
     return int(output.stdout)
+
+
+def wait_until_answers(url: str, container: str, seconds: float) -> None:
+    """Wait until `url` answers 200; past `seconds`, fail with the container's logs."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    logs = subprocess.run(["podman", "logs", container], capture_output=True, text=True, check=False)
+    raise AssertionError(f"{container} never answered {url} with 200:\n{logs.stdout}{logs.stderr}")
 
 
 @pytest.fixture

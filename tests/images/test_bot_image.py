@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from bot.processes import free_port
 from tests.fakes import SECRET, body_of, comment_payload, signed_headers
 from tests.github_double import GitHubState, serve_github
-from tests.images.conftest import image_bytes, podman_build
+from tests.images.conftest import image_bytes, podman_build, wait_until_answers
 
 pytestmark = pytest.mark.slow
 TAG = "localhost/orbit/bot:test"
@@ -95,18 +95,6 @@ def bot_settings(api_url: str) -> list[str]:
     return [option for name, value in settings.items() for option in ("--env", f"{name}={value}")]
 
 
-def wait_until_healthy(url: str, container: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    logs = subprocess.run(["podman", "logs", container], capture_output=True, text=True, check=False)
-    raise AssertionError(f"the bot's container never answered /healthz:\n{logs.stdout}{logs.stderr}")
-
-
 def test_the_bot_image_runs_read_only_unprivileged_and_answers_a_signed_delivery(
     bot_image: str, github: tuple[GitHubState, str], container_names: list[str]
 ) -> None:
@@ -140,7 +128,7 @@ def test_the_bot_image_runs_read_only_unprivileged_and_answers_a_signed_delivery
     )
     assert started.returncode == 0, started.stderr
     url = f"http://127.0.0.1:{port}"
-    wait_until_healthy(url, name)
+    wait_until_answers(f"{url}/healthz", name, 60)
     assert httpx.get(f"{url}/readyz").status_code == 200
 
     body = body_of(comment_payload("/help", number=7))

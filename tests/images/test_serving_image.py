@@ -21,7 +21,7 @@ from deploy.serving_base import base_image as serving_base
 from model import CLASSES
 from tests.conftest import run
 from tests.deploy.registries import local_registry
-from tests.images.conftest import ROOT, image_bytes, podman_build
+from tests.images.conftest import ROOT, image_bytes, podman_build, wait_until_answers
 
 pytestmark = pytest.mark.slow
 
@@ -58,21 +58,24 @@ def pushed_base(base_image: str, registry_host: str) -> str:
     return remote
 
 
+def append_command(bento: Path, base: str, registry_host: str, out: Path) -> list[str]:
+    """Return the deploy's `append` part, as deploy.yml's push job runs it."""
+    part = ["python", "-I", "-m", "deploy.build", "append", "--bento", str(bento), "--base", base]
+    return [
+        *part,
+        "--lock",
+        str(ROOT / LOCK),
+        "--registry",
+        f"{registry_host}/orbit",
+        "--sha",
+        SHA,
+        "--out",
+        str(out),
+    ]
+
+
 def base_image_name(registry_host: str) -> str:
     return serving_base(f"{registry_host}/orbit", SERVICE, ROOT / LOCK, ROOT / CONTAINERFILE)
-
-
-def wait_until_ready(url: str, container: str) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(1)
-    logs = subprocess.run(["podman", "logs", container], capture_output=True, text=True, check=False)
-    raise AssertionError(f"the model's container never became ready:\n{logs.stdout}{logs.stderr}")
 
 
 def test_the_bento_appended_to_the_serving_base_runs_read_only_and_unprivileged_and_predicts(
@@ -89,25 +92,7 @@ def test_the_bento_appended_to_the_serving_base_runs_read_only_and_unprivileged_
     bento = tmp_path / "service.bento"
     started = time.monotonic()
     appended = run(
-        [
-            "python",
-            "-I",
-            "-m",
-            "deploy.build",
-            "append",
-            "--bento",
-            str(bento),
-            "--base",
-            pushed_base,
-            "--lock",
-            str(ROOT / LOCK),
-            "--registry",
-            f"{registry_host}/orbit",
-            "--sha",
-            SHA,
-            "--out",
-            str(tmp_path / "image"),
-        ],
+        append_command(bento, pushed_base, registry_host, tmp_path / "image"),
         trained_project,
     )
     seconds = time.monotonic() - started
@@ -146,7 +131,7 @@ def test_the_bento_appended_to_the_serving_base_runs_read_only_and_unprivileged_
         capture_output=True,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until_ready(url, name)
+    wait_until_answers(f"{url}/readyz", name, 120)
     answer = httpx.post(
         f"{url}/predict", files={"image": ("smoke.png", SMOKE.read_bytes(), "image/png")}, timeout=30
     )
@@ -154,25 +139,7 @@ def test_the_bento_appended_to_the_serving_base_runs_read_only_and_unprivileged_
     assert answer.json()["prediction"] in CLASSES
 
     again = run(
-        [
-            "python",
-            "-I",
-            "-m",
-            "deploy.build",
-            "append",
-            "--bento",
-            str(bento),
-            "--base",
-            pushed_base,
-            "--lock",
-            str(ROOT / LOCK),
-            "--registry",
-            f"{registry_host}/orbit",
-            "--sha",
-            SHA,
-            "--out",
-            str(tmp_path / "again"),
-        ],
+        append_command(bento, pushed_base, registry_host, tmp_path / "again"),
         trained_project,
     )
     assert json.loads((tmp_path / "again" / "image.json").read_text()) == recorded, (
