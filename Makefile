@@ -58,6 +58,8 @@ bench: venv system-deps
 	$(BIN)/python -m bench.report
 	$(BIN)/python -m bench.report_render
 	$(BIN)/python -m bench.deploy
+	$(BIN)/python -m bench.drain
+	$(BIN)/python -m bench.retrain
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

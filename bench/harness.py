@@ -122,8 +122,13 @@ def webhook_request(host: str, delivery: Delivery) -> bytes:
     )
 
 
-async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> float:
-    """Send one request on a keep-alive connection; return how long the answer took. Only 202 is right."""
+async def exchange(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    request: bytes,
+    ok: bytes = b"HTTP/1.1 202",
+) -> float:
+    """Send one request on a keep-alive connection; return how long the answer took. Only `ok` is right."""
     started = time.perf_counter()
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
@@ -134,7 +139,7 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
     )
     await reader.readexactly(length)
     elapsed = time.perf_counter() - started
-    if not head.startswith(b"HTTP/1.1 202"):
+    if not head.startswith(ok):
         raise RuntimeError(head.split(b"\r\n")[0].decode())
     return elapsed
 

@@ -13,19 +13,24 @@ from bot.redelivery import redeliverer_for
 from bot.router import Router
 from bot.settings import Settings, SettingsError, load_settings
 from bot.web import Periodic, create_app
-from bot.worker import WorkerPool
+from bot.worker import Retention, WorkerPool
 from deploy import flow as deploys
 from deploy.kube import KubeModelCluster
 from deploy.manifests import service_override_problem
+from deploy.previews import EVERY_SECONDS as PREVIEW_EXPIRY_SECONDS
+from deploy.previews import PreviewExpiry
 from deploy.rollout import Timing
 from runner import jobs, training
-from runner.classes import GpuNodes, default_classes
+from runner.classes import GpuNodes, default_classes, repo_limits
 from runner.jobs import Runners
 from runner.kube import KubeCluster
 from runner.reconcile import Reconciler
 from runner.report import publish as reports
+from runner.sweeps import apply as sweep_apply
+from runner.sweeps import command as sweep_command
+from runner.sweeps import publish as sweep_publish
 
-ROUTERS = (commands.router, installations.router, training.router, reports.router)
+ROUTERS = (commands.router, installations.router, training.router, reports.router, sweep_publish.router)
 log = logging.getLogger(__name__)
 
 
@@ -48,11 +53,13 @@ def runners_from(settings: Settings) -> Runners | None:
         gpu_nodes=GpuNodes(
             settings.gpu_node_selector, tuple(settings.gpu_tolerations), settings.gpu_runtime_class
         ),
+        cache_claim=settings.dvc_cache_claim,
     )
     namespaced = {
         k.namespace: KubeCluster(k.namespace, cluster.http.api) for k in classes.values() if k.namespace
     }
-    return Runners(cluster, classes, settings.runner_group_id or None, namespaced)
+    limits = repo_limits(settings)
+    return Runners(cluster, classes, settings.runner_group_id or None, namespaced, limits=limits)
 
 
 def deployer_from(settings: Settings) -> deploys.Deployer | None:
@@ -90,7 +97,8 @@ def build_app(settings: Settings) -> ASGIApp:
     inbox = open_inbox(settings)
     github = github_app(settings)
     runners = runners_from(settings)
-    router, features = wiring(runners, deployer_from(settings))
+    deployer = deployer_from(settings)
+    router, features = wiring(runners, deployer)
     workers = WorkerPool(
         inbox,
         router,
@@ -99,21 +107,43 @@ def build_app(settings: Settings) -> ASGIApp:
         concurrency=settings.workers,
         max_handler_seconds=settings.max_handler_seconds,
     )
-    ingest = Ingest(inbox, router, settings.webhook_secret.get_secret_value().encode(), workers.wake)
-    periodic = []
+    working = settings.role != "ingest"  # this process runs the workers and the periodic jobs
+    wake = workers.wake if settings.role == "all" else _no_workers_here
+    ingest = Ingest(inbox, router, settings.webhook_secret.get_secret_value().encode(), wake)
+    if settings.role == "worker":
+        workers.poll_seconds = settings.worker_poll_seconds  # no ingest here to wake it
+    periodic = [
+        Periodic("retention", Retention(inbox, settings.retention_days).run_once, Retention.EVERY_SECONDS)
+    ]
     if runners:
         reconciler = reconciler_for(settings, inbox, github, runners)
         periodic.append(Periodic("reconcile", reconciler.run_once, settings.reconcile_seconds))
+    if deployer:
+        expiry = expiry_for(inbox, github, deployer)
+        periodic.append(Periodic("preview-expiry", expiry.run_once, PREVIEW_EXPIRY_SECONDS))
     if settings.redeliver_interval_seconds > 0:
         redeliverer = redeliverer_for(settings, inbox)
         periodic.append(Periodic("redeliver", redeliverer.run_once, settings.redeliver_interval_seconds))
-    return create_app(inbox, ingest, workers, settings.webhook_path, periodic)
+    if not working:
+        return create_app(inbox, ingest, None, settings.webhook_path)
+    return create_app(
+        inbox, ingest if settings.role == "all" else None, workers, settings.webhook_path, periodic
+    )
+
+
+def _no_workers_here() -> None:
+    """Wake no one: the workers run in another process and poll the inbox."""
+
+
+def expiry_for(inbox: Inbox, github: GitHubAppClient, deployer: deploys.Deployer) -> PreviewExpiry:
+    """Return the previews' expiry over the installed repositories recorded in the inbox's database."""
+    return PreviewExpiry(deployer, github, lambda: installations.repository_list(inbox.engine))
 
 
 def wiring(runners: Runners | None, deployer: deploys.Deployer | None) -> tuple[Router, dict[str, Feature]]:
     """Return every feature's handlers as one router, and the commands they serve."""
     routers = [*ROUTERS, jobs.make_router(runners)] if runners else list(ROUTERS)
-    features: dict[str, Feature] = {"retrain": training.Retrain()}
+    features: dict[str, Feature] = {"retrain": sweep_command.Sweep(), "apply": sweep_apply.Apply()}
     if deployer:
         routers.append(deploys.router_for(deployer))
         features.update(deploy=deploys.DeployPreview(), rollback=deploys.Rollback(deployer))

@@ -151,10 +151,15 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from bot import database, logs
+    from bot.processes import lower_priority
     from bot.settings import load_settings
 
+    if args.role:  # each uvicorn process reads its settings, the role among them, from the environment
+        os.environ["ORBIT_ROLE"] = args.role
     settings = load_settings()  # fail fast, with the variable's name, before uvicorn starts
     settings.private_key()
+    if settings.role == "worker":
+        lower_priority()  # its uvicorn processes inherit it
     database.ping(settings.database_url)
     logging.config.dictConfig(logs.config(settings.log_format, args.log_level))
     for warning in settings.warnings():
@@ -182,6 +187,14 @@ def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     serve.add_argument("--port", type=int, default=8000, help="the port to listen on")
     serve.add_argument(
         "--workers", type=positive, default=1, help="uvicorn processes (each runs its own workers)"
+    )
+    serve.add_argument(
+        "--role",
+        choices=["all", "ingest", "worker"],
+        default=None,
+        help="what this process runs: the webhook ingest, the workers and periodic jobs, or both"
+        " (default: ORBIT_ROLE, else all); run ingest and worker apart so the acknowledgement"
+        " never waits for a CPU the workers hold",
     )
     serve.add_argument(
         "--log-level",
@@ -280,7 +293,9 @@ def _add_inbox(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     actions = inbox.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="list work items, newest first")
     listing.add_argument(
-        "--status", choices=["pending", "running", "done", "dead"], help="list only the items in this status"
+        "--status",
+        choices=["pending", "waiting", "running", "done", "dead"],
+        help="list only the items in this status",
     )
     listing.add_argument("--limit", type=positive, default=50, help="list at most this many")
     listing.add_argument("--json", action="store_true", help="print a JSON array of the items")

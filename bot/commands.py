@@ -29,6 +29,7 @@ COMMANDS = {
     "retrain": "train this pull request's head on a GPU runner and report the results",
     "deploy": "deploy this pull request's head to its own preview environment",
     "rollback": "on a merged pull request: production goes back to the model that served before it",
+    "apply": "`/apply <experiment>`: commit a sweep point's params.yaml to this pull request's branch",
     "help": "show this help",
 }
 HELP = "orbit understands these commands, each at the start of a line:\n\n" + "\n".join(
@@ -181,5 +182,5 @@ async def run_command(
     feature = ctx.features.get(name)
     if feature is None:
         return f"`/{name}` is not configured on this installation yet; nothing was done.", False
-    call = CommandCall(comment.repo, comment.number, comment.author, args, comment.comment_id)
+    call = CommandCall(comment.repo, comment.number, comment.author, args, comment.comment_id, permission)
     return await feature(ctx, call), True

@@ -19,6 +19,7 @@ class CommandCall:
     sender: str
     args: str
     comment_id: int  # the comment's id: what makes a redelivered comment the same command
+    permission: str = "write"  # the sender's permission, as the API answered it ("admin", "write", ...)
 
     @property
     def trigger(self) -> str:

@@ -2,13 +2,16 @@
 
 A work item is claimed with a lease. A worker that dies (even by SIGKILL) leaves its item
 `running` with a lease that expires, after which any worker claims it again. Items with the same
-ordering key (one pull request) are claimed one at a time, oldest first.
+ordering key (one pull request) are claimed one at a time, oldest first: an item recorded behind an
+unfinished one of its key is `waiting`, and the oldest waiting item of a key becomes `pending` when
+the one before it is done or dead. So a claim reads only claimable rows, through an index, and its
+cost does not grow with the backlog; completions are written in the claim's transaction.
 """
 
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,7 +27,8 @@ from bot.sqlite_lock import WriterLock
 
 T = TypeVar("T")
 
-PENDING, RUNNING, DONE, DEAD = "pending", "running", "done", "dead"
+PENDING, RUNNING, DONE, DEAD, WAITING = "pending", "running", "done", "dead", "waiting"
+UNFINISHED = (PENDING, RUNNING, WAITING)
 WAL_LIMIT_FRAMES = 16_384  # 64 MiB of 4 KiB pages
 
 metadata = sa.MetaData()
@@ -50,8 +54,8 @@ work_items = sa.Table(
     sa.Column("available_at", sa.Float, nullable=False),
     sa.Column("lease_expires_at", sa.Float, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
-    sa.Index("ix_work_items_claim", "status", "available_at"),
-    sa.Index("ix_work_items_key", "ordering_key", "id"),
+    sa.Index("ix_work_items_queue", "status", "available_at", "id"),
+    sa.Index("ix_work_items_key_status", "ordering_key", "status", "id"),
 )
 
 
@@ -75,6 +79,49 @@ START_ITEMS = (
     .values(status=RUNNING, attempts=work_items.c.attempts + 1, lease_expires_at=sa.bindparam("lease"))
 )
 SET_ITEM = work_items.update().where(work_items.c.id == sa.bindparam("item_id"))  # SET: the other params
+LOCK_KEY = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+BUSY_KEYS = (
+    sa.select(work_items.c.ordering_key)
+    .where(work_items.c.ordering_key.in_(sa.bindparam("keys", expanding=True)))
+    .where(work_items.c.status.in_(UNFINISHED))
+    .distinct()
+)
+_active = work_items.alias("active")
+_NEXT_WAITING = (
+    sa.select(sa.func.min(work_items.c.id))
+    .where(work_items.c.ordering_key == sa.bindparam("key"), work_items.c.status == WAITING)
+    .scalar_subquery()
+)
+# The oldest waiting item of a key becomes pending once the key has nothing pending or running:
+# two lookups in the (ordering_key, status, id) index, run for every released key in one executemany.
+RELEASE_NEXT = (
+    work_items.update()
+    .where(work_items.c.id == _NEXT_WAITING)
+    .where(
+        ~sa.exists().where(
+            _active.c.ordering_key == sa.bindparam("key"),
+            sa.or_(_active.c.status == PENDING, _active.c.status == RUNNING),  # no IN: executemany
+        )
+    )
+    .values(status=PENDING)
+)
+FINISH_ITEMS = (
+    work_items.update()
+    .where(work_items.c.id.in_(sa.bindparam("ids", expanding=True)), work_items.c.status == RUNNING)
+    .values(status=DONE, lease_expires_at=None, last_error=None)
+    .returning(work_items.c.ordering_key)
+)
+PRUNE_BATCH = 500
+PRUNABLE = (
+    sa.select(work_items.c.id, work_items.c.delivery_id)
+    .where(work_items.c.status == DONE, work_items.c.available_at < sa.bindparam("before"))
+    .order_by(work_items.c.available_at)
+    .limit(sa.bindparam("limit"))
+)
+DELETE_ITEMS = work_items.delete().where(work_items.c.id.in_(sa.bindparam("ids", expanding=True)))
+DELETE_DELIVERIES = deliveries.delete().where(
+    deliveries.c.delivery_id.in_(sa.bindparam("ids", expanding=True))
+)
 
 
 @dataclass(frozen=True)
@@ -142,7 +189,9 @@ class Inbox:
         self._writer = WriterLock(engine.url.database) if self.writes_locally else contextlib.nullcontext()
         postgres = engine.dialect.name == "postgresql"
         self._insert_new = _insert_new(postgresql if postgres else sqlite)
-        self._claim = _claim_query(skip_locked=postgres)
+        self._expired, self._pending = _claim_queries(skip_locked=postgres)
+        # Replicas pruning at once take different rows instead of waiting on each other's.
+        self._prunable = PRUNABLE.with_for_update(skip_locked=True) if postgres else PRUNABLE
 
     @property
     def writes_locally(self) -> bool:
@@ -164,6 +213,9 @@ class Inbox:
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('orbit schema'))"))
             tables.create_all(connection)
+            for table in tables.sorted_tables:  # an index added since the table was made
+                for index in table.indexes:
+                    index.create(connection, checkfirst=True)
 
         self.write(create)
 
@@ -230,7 +282,12 @@ class Inbox:
             inserted = set(connection.scalars(self._insert_new, rows) if rows else ())
             fresh = [item for delivery_id, item in first.items() if delivery_id in inserted]
             if fresh:
-                connection.execute(QUEUE_WORK, [_work_row(item, now) for item in fresh])
+                busy = _busy_keys(connection, {item.ordering_key for item in fresh})
+                queued = []
+                for item in fresh:
+                    queued.append(_work_row(item, now, WAITING if item.ordering_key in busy else PENDING))
+                    busy.add(item.ordering_key)
+                connection.execute(QUEUE_WORK, queued)
         # Only the first copy of a new delivery is new; a repeat inside the batch is a duplicate too.
         return [
             item is first[item.delivery.delivery_id] and item.delivery.delivery_id in inserted
@@ -242,48 +299,70 @@ class Inbox:
         items = self.claim_many(1)
         return items[0] if items else None
 
-    def claim_many(self, limit: int) -> list[WorkItem]:
-        """Take up to `limit` runnable items, oldest first, in one transaction.
+    def claim_many(self, limit: int, completed: list[int] | None = None) -> list[WorkItem]:
+        """Mark the `completed` items done, then take up to `limit` runnable items, in one transaction.
 
-        An item waits while its pull request has an earlier unfinished item, so at most one item of
-        an ordering key is taken. An item whose stored payload cannot be read is dead-lettered.
+        Items whose lease expired come first, then pending ones, oldest first. At most one item of an
+        ordering key is unfinished and not waiting, so no claim skips over items of a busy key. An item
+        whose stored payload cannot be read is dead-lettered.
         """
+        done = list(completed or [])
         while True:
-            found, items = self._claim_once(limit)
+            found, items = self._claim_once(limit, done)
+            done = []
             if items or not found:
                 return items
 
-    def _claim_once(self, limit: int) -> tuple[bool, list[WorkItem]]:
+    def _claim_once(self, limit: int, completed: list[int]) -> tuple[bool, list[WorkItem]]:
         now = time.time()
-        dead: list[str] = []  # the reasons of the items dead-lettered, counted once committed
         with self._writer, self.engine.begin() as connection:
-            rows = connection.execute(self._claim, {"now": now, "limit": limit}).all()
+            if completed:
+                self._finish(connection, completed)
+            rows = self._runnable(connection, now, limit) if limit > 0 else []
             if not rows:
                 return False, []
-            ids = [row.delivery_id for row in rows]
+            exhausted = [row for row in rows if self._exhausted(row)]
+            started = [row for row in rows if not self._exhausted(row)]
+            ids = [row.delivery_id for row in started]
             stored = {found.delivery_id: found for found in connection.execute(READ_DELIVERIES, {"ids": ids})}
-            items = []
-            for row in rows:
-                if row.status == RUNNING and row.attempts >= self.max_attempts:
-                    reason = LEASE_EXPIRED.format(attempts=row.attempts)
-                    connection.execute(SET_ITEM, {"item_id": row.id, "status": DEAD, "last_error": reason})
-                    dead.append(metrics.LEASE_EXPIRED)
-                    continue
-                payload = read_payload(stored[row.delivery_id].payload)
-                if payload is None:
-                    connection.execute(
-                        SET_ITEM, {"item_id": row.id, "status": DEAD, "last_error": UNREADABLE}
-                    )
-                    dead.append(metrics.UNREADABLE_PAYLOAD)
-                    continue
-                delivery = Delivery(stored[row.delivery_id].event, row.delivery_id, payload)
-                items.append(WorkItem(row.id, row.attempts + 1, delivery))
-            if items:
+            _bury(connection, [(row, LEASE_EXPIRED.format(attempts=row.attempts)) for row in exhausted])
+            if started:
                 lease = now + self.lease_seconds
-                connection.execute(START_ITEMS, {"ids": [item.id for item in items], "lease": lease})
-        for reason in dead:
-            metrics.DEAD_LETTERS.labels(reason).inc()
+                connection.execute(START_ITEMS, {"ids": [row.id for row in started], "lease": lease})
+        # Payloads are decoded once the transaction is over: the one writer is not held meanwhile.
+        items, unreadable = [], []
+        for row in started:
+            payload = read_payload(stored[row.delivery_id].payload)
+            if payload is None:
+                unreadable.append(row)
+                continue
+            delivery = Delivery(stored[row.delivery_id].event, row.delivery_id, payload)
+            items.append(WorkItem(row.id, row.attempts + 1, delivery))
+        if unreadable:
+            self.write(lambda connection: _bury(connection, [(row, UNREADABLE) for row in unreadable]))
+        for label, count in (
+            (metrics.LEASE_EXPIRED, len(exhausted)),
+            (metrics.UNREADABLE_PAYLOAD, len(unreadable)),
+        ):
+            if count:
+                metrics.DEAD_LETTERS.labels(label).inc(count)
         return True, items
+
+    def _runnable(self, connection: Connection, now: float, limit: int) -> list[Any]:
+        """Return up to `limit` claimable rows: expired leases first, then pending items by age."""
+        rows = list(connection.execute(self._expired, {"now": now, "limit": limit}))
+        if len(rows) < limit:
+            rows += connection.execute(self._pending, {"now": now, "limit": limit - len(rows)})
+        return rows
+
+    def _exhausted(self, row: Any) -> bool:
+        """Return whether a claimed row's lease expired on its last allowed attempt: a dead letter."""
+        return bool(row.status == RUNNING and row.attempts >= self.max_attempts)
+
+    @staticmethod
+    def _finish(connection: Connection, item_ids: list[int]) -> None:
+        keys = set(connection.scalars(FINISH_ITEMS, {"ids": item_ids}))
+        _release_next(connection, keys)
 
     def extend(self, item_ids: list[int]) -> None:
         """Renew the leases of items still being handled, so that no other worker takes them."""
@@ -301,8 +380,14 @@ class Inbox:
             connection.execute(health.insert().values(id=1, checked_at=time.time()))
 
     def complete(self, item: WorkItem) -> None:
-        """Mark an item done."""
-        self._set(item.id, status=DONE, lease_expires_at=None, last_error=None)
+        """Mark an item done (workers pass theirs to the next claim instead: one transaction for both)."""
+        self.complete_many([item.id])
+
+    def complete_many(self, item_ids: list[int]) -> None:
+        """Mark items done, and let the next item of each of their ordering keys be claimed."""
+        if item_ids:
+            with self._writer, self.engine.begin() as connection:
+                self._finish(connection, item_ids)
 
     def fail(self, item: WorkItem, reason: str, temporary: bool, retry_after: float | None = None) -> str:
         """Schedule a retry with backoff, or dead-letter the item; return its new status."""
@@ -316,7 +401,12 @@ class Inbox:
                 last_error=reason,
             )
             return PENDING
-        self._set(item.id, status=DEAD, lease_expires_at=None, last_error=reason)
+        with self._writer, self.engine.begin() as connection:
+            values = {"status": DEAD, "lease_expires_at": None, "last_error": reason}
+            key = connection.execute(
+                SET_ITEM.returning(work_items.c.ordering_key), {"item_id": item.id, **values}
+            )
+            _release_next(connection, key.scalars())
         metrics.DEAD_LETTERS.labels(
             metrics.ATTEMPTS_EXHAUSTED if temporary else metrics.PERMANENT_ERROR
         ).inc()
@@ -364,32 +454,59 @@ class Inbox:
             oldest = connection.execute(query).scalar()
         return None if oldest is None else float(oldest)
 
+    def prune_batch(self, before: float, limit: int = PRUNE_BATCH) -> int:
+        """Delete up to `limit` done items (and their deliveries) that became due before `before`.
+
+        Return how many were deleted. One short transaction: a range of the claim index, then deletes
+        by primary key, so the writer is held for a few milliseconds and ingest waits no longer.
+        A delivery pruned here is no longer recognised as a duplicate if GitHub sends it again.
+        """
+        with self._writer, self.engine.begin() as connection:
+            rows = connection.execute(self._prunable, {"before": before, "limit": limit}).all()
+            if rows:
+                connection.execute(DELETE_ITEMS, {"ids": [row.id for row in rows]})
+                connection.execute(DELETE_DELIVERIES, {"ids": [row.delivery_id for row in rows]})
+        return len(rows)
+
     def _set(self, item_id: int, **values: Any) -> None:
         with self._writer, self.engine.begin() as connection:
             connection.execute(SET_ITEM, {"item_id": item_id, **values})
 
 
-def _claim_query(skip_locked: bool) -> sa.Select[Any]:
-    """Runnable items, oldest first, whose ordering key has no earlier unfinished item."""
+def _claim_queries(skip_locked: bool) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """Return the claims of expired leases and of pending items, each one range of an index.
+
+    A pending item whose ordering key has an earlier unfinished item is not taken: with `waiting`
+    there is none, but a database written before `waiting` existed may hold such items.
+    """
     now: sa.BindParameter[float] = sa.bindparam("now")
+    limit: sa.BindParameter[int] = sa.bindparam("limit")
     earlier = work_items.alias("earlier")
     blocked = (
         sa.select(earlier.c.id)
         .where(earlier.c.ordering_key == work_items.c.ordering_key)
-        .where(earlier.c.id < work_items.c.id)
         .where(earlier.c.status.in_((PENDING, RUNNING)))
+        .where(earlier.c.id < work_items.c.id)
     )
-    runnable = sa.or_(
-        sa.and_(work_items.c.status == PENDING, work_items.c.available_at <= now),
-        sa.and_(work_items.c.status == RUNNING, work_items.c.lease_expires_at < now),
-    )
-    query = (
-        sa.select(work_items.c.id, work_items.c.delivery_id, work_items.c.attempts, work_items.c.status)
-        .where(runnable, ~sa.exists(blocked))
+    columns = (work_items.c.id, work_items.c.delivery_id, work_items.c.attempts, work_items.c.status)
+    expired = (
+        sa.select(*columns, work_items.c.ordering_key)
+        .where(work_items.c.status == RUNNING, work_items.c.lease_expires_at < now)
         .order_by(work_items.c.id)
-        .limit(sa.bindparam("limit"))
+        .limit(limit)
     )
-    return query.with_for_update(skip_locked=True, of=work_items) if skip_locked else query
+    pending = (
+        sa.select(*columns, work_items.c.ordering_key)
+        .where(work_items.c.status == PENDING, work_items.c.available_at <= now, ~sa.exists(blocked))
+        .order_by(work_items.c.available_at, work_items.c.id)
+        .limit(limit)
+    )
+    if skip_locked:
+        return (
+            expired.with_for_update(skip_locked=True, of=work_items),
+            pending.with_for_update(skip_locked=True, of=work_items),
+        )
+    return expired, pending
 
 
 def _insert_new(dialect: Any) -> sa.Executable:
@@ -413,11 +530,46 @@ def _delivery_row(item: NewDelivery, now: float) -> dict[str, Any]:
     }
 
 
-def _work_row(item: NewDelivery, now: float) -> dict[str, Any]:
+def _work_row(item: NewDelivery, now: float, status: str) -> dict[str, Any]:
     return {
         "delivery_id": item.delivery.delivery_id,
         "ordering_key": item.ordering_key,
-        "status": PENDING,
+        "status": status,
         "attempts": 0,
         "available_at": now,
     }
+
+
+def _lock_keys(connection: Connection, keys: Iterable[str]) -> None:
+    """On PostgreSQL, hold each key's advisory lock until commit, so replicas queue a key in turn.
+
+    Sorted, so that two transactions taking the same keys cannot deadlock. SQLite has one writer.
+    """
+    if connection.dialect.name == "postgresql":
+        for key in sorted(keys):
+            connection.execute(LOCK_KEY, {"key": key})
+
+
+def _busy_keys(connection: Connection, keys: set[str]) -> set[str]:
+    """Return those of `keys` that have an unfinished item: a new item of theirs must wait."""
+    _lock_keys(connection, keys)
+    found: set[str] = set()
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), 500):  # bound the statement's parameters
+        found.update(connection.scalars(BUSY_KEYS, {"keys": ordered[start : start + 500]}))
+    return found
+
+
+def _bury(connection: Connection, rows: list[tuple[Any, str]]) -> None:
+    """Dead-letter claimed rows, each with its error, and let the next item of their keys be claimed."""
+    for row, error in rows:
+        connection.execute(
+            SET_ITEM, {"item_id": row.id, "status": DEAD, "last_error": error, "lease_expires_at": None}
+        )
+    _release_next(connection, [row.ordering_key for row, _ in rows])
+
+
+def _release_next(connection: Connection, keys: Iterable[str]) -> None:
+    """Make the oldest waiting item of each key pending, once its key has nothing pending or running."""
+    if released := [{"key": key} for key in sorted(set(keys))]:
+        connection.execute(RELEASE_NEXT, released)

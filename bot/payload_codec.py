@@ -1,6 +1,7 @@
 """How a delivery's payload is stored: zstd-compressed JSON, read back leniently.
 
-zstd (level 1) leaves about a tenth of a webhook's size in ~35 µs for 30 KB; zlib took 95 µs.
+zstd's fast level -1 leaves about a tenth of a webhook's size in ~26 µs for 30 KB (level 1: 44 µs
+for a sixth less; zlib: 95 µs). The compression runs in the acknowledgement, so speed wins here.
 Rows written by earlier versions, with zlib, are still read.
 """
 
@@ -19,7 +20,7 @@ _codecs = threading.local()  # a zstd compressor may not be shared between threa
 def pack(body: bytes) -> bytes:
     """Compress a payload for storage."""
     if not hasattr(_codecs, "compressor"):
-        _codecs.compressor = zstandard.ZstdCompressor(level=1)
+        _codecs.compressor = zstandard.ZstdCompressor(level=-1)
     compressed: bytes = _codecs.compressor.compress(body)
     return compressed
 

@@ -22,7 +22,10 @@ from bot.inbox import metadata
 
 TRAIN_WORKFLOW = "train.yml"
 DEPLOY_WORKFLOW = "deploy.yml"
-_TRAIN = re.compile(r"^orbit/train PR #(?P<pull>\d+) at (?P<sha>[0-9a-f]{7,40})\b")
+_TRAIN = re.compile(
+    r"^orbit/train PR #(?P<pull>\d+) at (?P<sha>[0-9a-f]{7,40})"
+    r"(?: experiment (?P<experiment>[A-Za-z0-9_-]{1,64}) \((?P<params>[^()\n]{1,300})\)$|\b)"
+)
 _DEPLOY = re.compile(
     r"^orbit/deploy PR #(?P<pull>\d+) to (?P<environment>[\w-]+) "
     r"\(deployment (?P<deployment>\d+)\) at (?P<sha>[0-9a-f]{40})\b"
@@ -35,21 +38,41 @@ _refused: set[tuple[int, str]] = set()
 
 @dataclass(frozen=True)
 class TrainingRun:
-    """A run of train.yml: train a pull request's commit and report against its base."""
+    """A run of train.yml: train a pull request's commit and report against its base.
+
+    A sweep point also names its DVC experiment and the `key=value` settings it runs with
+    (`dvc exp run --name <experiment> -S key=value ...`); the PR's own training names neither.
+    """
 
     pull: int
     sha: str
     base: str = ""
+    experiment: str = ""
+    params: tuple[str, ...] = ()
+
+    @property
+    def sweep(self) -> bool:
+        """Return whether this run is a point of a parameter sweep (not the PR's own training)."""
+        return bool(self.experiment)
 
     @property
     def title(self) -> str:
         """Return the run's name, as train.yml's `run-name` writes it."""
-        return f"orbit/train PR #{self.pull} at {self.sha}"
+        title = f"orbit/train PR #{self.pull} at {self.sha}"
+        return f"{title} experiment {self.experiment} ({self.settings})" if self.sweep else title
+
+    @property
+    def settings(self) -> str:
+        """Return the point's settings as the `set` input carries them: `key=value` words."""
+        return " ".join(self.params)
 
     @property
     def inputs(self) -> dict[str, str]:
-        """Return the dispatch inputs train.yml declares."""
-        return {"pr": str(self.pull), "sha": self.sha, "base": self.base}
+        """Return the dispatch inputs train.yml declares (a sweep point's two only for a point)."""
+        inputs = {"pr": str(self.pull), "sha": self.sha, "base": self.base}
+        if self.sweep:
+            inputs.update(experiment=self.experiment, set=self.settings)
+        return inputs
 
 
 @dataclass(frozen=True)
@@ -83,7 +106,10 @@ class DeployRun:
 def training_run(title: str) -> TrainingRun | None:
     """Return the training run a run name describes, or None when it is not one."""
     match = _TRAIN.match(title)
-    return TrainingRun(int(match["pull"]), match["sha"]) if match else None
+    if match is None:
+        return None
+    params = tuple(match["params"].split()) if match["experiment"] else ()
+    return TrainingRun(int(match["pull"]), match["sha"], experiment=match["experiment"] or "", params=params)
 
 
 def deploy_run(title: str) -> DeployRun | None:

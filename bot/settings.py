@@ -7,13 +7,23 @@ mistyped name) is one of `Settings.warnings()`, which `orbit serve` logs and `or
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from kubernetes.utils.quantity import parse_quantity
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Where each required setting comes from in a cluster installed by docs/install.md: a missing one is
@@ -61,8 +71,21 @@ RUNNER_SETTINGS = (
     "runner_group_id",
     "reconcile_seconds",
     "pending_limit_seconds",
+    "dvc_cache_claim",
+    "max_runner_cpu",
+    "max_runner_memory",
+    "max_runner_timeout_minutes",
 )
-GPU_SETTINGS = ("runner_image", "gpu_resource", "gpu_node_selector", "gpu_tolerations", "gpu_runtime_class")
+GPU_SETTINGS = (
+    "runner_image",
+    "gpu_resource",
+    "gpu_node_selector",
+    "gpu_tolerations",
+    "gpu_runtime_class",
+    "gpu_types",
+    "max_runner_gpus",
+)
+KUBE_NAME = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"
 PEM_HINT = "the whole .pem file GitHub gave for the App, from its -----BEGIN line to its -----END line"
 
 
@@ -73,6 +96,15 @@ def variable(field: str) -> str:
 
 class SettingsError(ValueError):
     """A required setting is missing or malformed; the message names it and never shows a value."""
+
+
+class GpuType(BaseModel):
+    """One kind of GPU node a repository may ask for by name (`gpu_type` in `.github/orbit.yml`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
+    tolerations: list[dict[str, str]] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -95,8 +127,17 @@ class Settings(BaseSettings):
     gpu_node_selector: dict[str, str] = {}  # JSON: the labels of the nodes GPU runner pods go to
     gpu_tolerations: list[dict[str, str]] = []  # JSON: taints of the GPU nodes (the GPU resource's is added)
     gpu_runtime_class: str = ""  # the RuntimeClass that exposes the GPUs (the GPU Operator's `nvidia`)
-    max_gpu_runners: int = Field(default=4, ge=0)
+    max_gpu_runners: int = Field(default=4, ge=0)  # GPUs runner pods hold at once (a pod with 2 counts 2)
     runner_group_id: int = Field(default=0, ge=0)  # an organisation runner group; 0: on the repository
+    # a ReadWriteMany PVC in the runners' namespace: each repository's DVC cache and wheels; "": none
+    dvc_cache_claim: str = Field(default="", pattern=KUBE_NAME)
+    # the most a repository's `.github/orbit.yml` may ask of a runner pod (more is clamped to it)
+    max_runner_cpu: str = "8"
+    max_runner_memory: str = "32Gi"
+    max_runner_gpus: int = Field(default=1, ge=0)
+    max_runner_timeout_minutes: int = Field(default=360, ge=1, le=24 * 60)
+    # JSON: name -> {"nodeSelector": {...}, "tolerations": [...]}, the GPU types a repository may name
+    gpu_types: dict[str, GpuType] = {}
     registry: str = ""
     public_domain: str = ""
     webhook_path: str = "/webhook"
@@ -119,6 +160,10 @@ class Settings(BaseSettings):
     redeliver_interval_seconds: float = Field(default=300.0, ge=0)  # 0: never ask GitHub to redeliver
     redeliver_limit: int = Field(default=20, ge=0)  # redeliveries asked for in one pass at most
     log_format: Literal["json", "text"] = "json"
+    # What a process runs: the webhook ingest, the workers (and periodic jobs), or both (one process).
+    role: Literal["all", "ingest", "worker"] = "all"
+    retention_days: float = Field(default=14.0, gt=0)  # handled deliveries are deleted after this long
+    worker_poll_seconds: float = Field(default=0.2, gt=0)  # a worker process without ingest polls
 
     @field_validator("github_api_url")
     @classmethod
@@ -133,6 +178,25 @@ class Settings(BaseSettings):
         # A Secret made from a file (`echo secret > webhook-secret`) ends with a newline GitHub never
         # signs with: kept, it would turn every delivery into a 401.
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("max_runner_cpu", "max_runner_memory")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        try:
+            positive = parse_quantity(value) > 0
+        except ValueError:
+            positive = False
+        if not positive:
+            raise ValueError(f"must be a Kubernetes quantity above zero (like 8, 500m, 32Gi), not {value!r}")
+        return value
+
+    @field_validator("gpu_types")
+    @classmethod
+    def _gpu_type_names(cls, value: dict[str, GpuType]) -> dict[str, GpuType]:
+        wrong = [name for name in value if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,62}", name)]
+        if wrong:
+            raise ValueError(f"GPU type names are lowercase letters, digits, '.' and '-': not {wrong}")
+        return value
 
     @model_validator(mode="after")
     def _one_private_key(self) -> "Settings":
@@ -152,6 +216,19 @@ class Settings(BaseSettings):
                 "ORBIT_BUILD_NAMESPACE needs ORBIT_RUNNER_GROUP_ID: privileged build runners registered on"
                 " the repository could be taken by any workflow's job; create a runner group restricted to"
                 " orbit's workflows (docs/install.md, step 6) and set its id"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _shared_cache_in_a_restricted_group(self) -> "Settings":
+        # The shared cache is writable in the orbit-data pods; a runner registered on the repository
+        # takes any queued job whose labels match, a pull request's own workflow's included, which
+        # would then write what later runs trust.
+        if self.dvc_cache_claim and not self.runner_group_id:
+            raise ValueError(
+                "ORBIT_DVC_CACHE_CLAIM needs ORBIT_RUNNER_GROUP_ID: the runners that write the shared cache,"
+                " registered on the repository, could be taken by any workflow's job; create a runner group"
+                " restricted to orbit's workflows (docs/install.md, step 6) and set its id"
             )
         return self
 

@@ -42,12 +42,16 @@ async def _repeat(job: Periodic, stop: asyncio.Event) -> None:
 
 def create_app(
     inbox: Inbox,
-    ingest: Ingest,
+    ingest: Ingest | None,
     workers: WorkerPool | None,
     webhook_path: str = "/webhook",
     periodic: Sequence[Periodic] = (),
 ) -> ASGIApp:
-    """Build the ASGI app; `workers` run in the same process unless None."""
+    """Build the ASGI app; `workers` run in the same process unless None.
+
+    `/webhook` is served unless `ingest` is None: a worker process answers health, readiness and
+    metrics only.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -91,4 +95,4 @@ def create_app(
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/readyz", readyz, methods=["GET"])
     app.add_api_route("/metrics", metrics, methods=["GET"])
-    return WebhookFirst(app, webhook_path, ingest)
+    return app if ingest is None else WebhookFirst(app, webhook_path, ingest)

@@ -10,7 +10,7 @@ from bot.context import Context, Feature
 from bot.errors import PermanentError, TemporaryError
 from bot.events import installation_id
 from bot.github import GitHubApi, GitHubApp
-from bot.inbox import DEAD, Inbox, WorkItem
+from bot.inbox import DEAD, PRUNE_BATCH, Inbox, WorkItem
 from bot.metrics import INBOX_DEPTH, INBOX_OLDEST_PENDING, WORK_ATTEMPTS
 from bot.router import Router
 
@@ -35,6 +35,7 @@ class WorkerPool:
         self.max_handler_seconds = max_handler_seconds
         self._wake = asyncio.Event()
         self._started: dict[int, float] = {}  # item id -> when its handler started
+        self._completed: list[int] = []  # done, to be written with the next claim
 
     def wake(self) -> None:
         """Tell the pool that new work is waiting."""
@@ -53,12 +54,21 @@ class WorkerPool:
             self._wake.clear()  # before claiming: a delivery recorded meanwhile wakes the next pass
             items = await self._claim(free) if free else []
             for item in items:
-                task = asyncio.create_task(self.handle(item))
+                task = asyncio.create_task(self.handle(item, with_next_claim=True))
                 running.add(task)
                 task.add_done_callback(finished)
             if len(items) < free or not free:
                 await self._wait(stop)
         await asyncio.gather(*running)
+        await self._flush_completed()
+
+    async def _flush_completed(self) -> None:
+        """Write the completions no claim has written yet (as the pool stops)."""
+        completed, self._completed = self._completed, []
+        try:
+            await asyncio.to_thread(self.inbox.complete_many, completed)
+        except Exception:  # their leases lapse and they run again: handlers are idempotent
+            log.exception("could not record %s completed work items", len(completed))
 
     async def _wait(self, stop: asyncio.Event) -> None:
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -67,22 +77,27 @@ class WorkerPool:
             waiter.cancel()
 
     async def _claim(self, limit: int) -> list[WorkItem]:
+        """Record the items completed since the last claim and claim for every free worker, at once."""
+        completed, self._completed = self._completed, []
         try:  # one transaction for every free worker: a burst does not queue on the database
-            return await asyncio.to_thread(self.inbox.claim_many, limit)
+            return await asyncio.to_thread(self.inbox.claim_many, limit, completed)
         except Exception:  # the database is out of reach for now: log it and poll again
             log.exception("could not claim work from the inbox")
+            self._completed = completed + self._completed
             return []
 
-    async def handle(self, item: WorkItem) -> None:
+    async def handle(self, item: WorkItem, with_next_claim: bool = False) -> None:
         """Run every handler of the item's delivery and record the outcome, holding its lease meanwhile.
 
+        `with_next_claim`: a success is written by the pool's next claim, in its transaction (the pool
+        claims as soon as a handler ends), instead of a transaction of its own.
         What is logged meanwhile carries the delivery's id, repository and pull request.
         """
         self._started[item.id] = time.monotonic()
         keeper = asyncio.create_task(self._keep_lease(item))
         try:
             with logs.delivery_scope(item.delivery):
-                await self._handle(item)
+                await self._handle(item, with_next_claim)
         finally:
             keeper.cancel()
             self._started.pop(item.id, None)
@@ -107,7 +122,7 @@ class WorkerPool:
         now = time.monotonic()
         return [item for item, began in self._started.items() if now - began > self.max_handler_seconds]
 
-    async def _handle(self, item: WorkItem) -> None:
+    async def _handle(self, item: WorkItem, with_next_claim: bool) -> None:
         delivery = item.delivery
         context = Context(self._github_for(item), self.inbox, self.features)
         try:
@@ -126,7 +141,11 @@ class WorkerPool:
             outcome = await asyncio.to_thread(self.inbox.fail, item, reason, True)
             WORK_ATTEMPTS.labels("retry" if outcome != DEAD else "dead").inc()
         else:
-            await asyncio.to_thread(self.inbox.complete, item)
+            if with_next_claim:
+                self._completed.append(item.id)
+                self._wake.set()
+            else:
+                await asyncio.to_thread(self.inbox.complete, item)
             WORK_ATTEMPTS.labels("done").inc()
 
     def _github_for(self, item: WorkItem) -> GitHubApi:
@@ -138,7 +157,7 @@ class WorkerPool:
     def refresh_depth(self) -> None:
         """Publish the inbox depth gauges: items by status, and how long the oldest pending one waits."""
         counts = self.inbox.counts()
-        for status in ("pending", "running", "done", "dead"):
+        for status in ("pending", "waiting", "running", "done", "dead"):
             INBOX_DEPTH.labels(status).set(counts.get(status, 0))
         now = time.time()
         oldest = self.inbox.oldest_pending(now)
@@ -150,3 +169,30 @@ class _NoInstallation:
 
     def __getattr__(self, name: str) -> object:
         raise PermanentError(f"the delivery names no installation, so GitHub cannot be called ({name})")
+
+
+class Retention:
+    """The retention pass: delete handled deliveries older than `days`, a small batch at a time.
+
+    Each batch is its own short transaction, with a pause after it, so ingest and claims are never
+    held up behind a long delete (SQLite has one writer). Dead items are kept for `orbit inbox retry`.
+    """
+
+    EVERY_SECONDS = 600.0
+
+    def __init__(self, inbox: Inbox, days: float, pause_seconds: float = 0.01) -> None:
+        self.inbox, self.days, self.pause_seconds = inbox, days, pause_seconds
+
+    async def run_once(self, now: float | None = None) -> int:
+        """Delete every handled delivery past the retention; return how many."""
+        before = (time.time() if now is None else now) - self.days * 86_400
+        pruned = 0
+        while True:
+            deleted = await asyncio.to_thread(self.inbox.prune_batch, before)
+            pruned += deleted
+            if deleted < PRUNE_BATCH:
+                break
+            await asyncio.sleep(self.pause_seconds)  # let waiting writers in between batches
+        if pruned:
+            log.info("retention: deleted %s deliveries handled over %g days ago", pruned, self.days)
+        return pruned

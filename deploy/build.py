@@ -15,7 +15,8 @@ deploy.yml cuts the work in parts, one job each, so that no job that holds the r
 runs anything a pull request wrote:
 
 1. `bento` (the PR's code runs: `bentoml build` imports its service; no secret): the Bento, exported
-   to one file (`export_bento`).
+   to one file (`export_bento`), with the provenance its `GET /metadata` answers (deploy/provenance.py:
+   the commit, dvc.lock's hashes, params, metrics, the report's link) written into it.
 2. `check` (no secret, nothing of the Bento runs: its requirements are read as data): whether the
    base's lock satisfies them; exit code 3 when it does not.
 3. `append` (the registry's credential, in a protected environment): the exported Bento's files
@@ -50,6 +51,7 @@ from bot.processes import LocalRunError, run_step, tool, tool_environment
 from deploy.append import append, push_archive
 from deploy.layer import REQUIREMENTS, build_layer, read_member
 from deploy.manifests import SERVICE
+from deploy.provenance import ProvenanceError, provenance, written_for_build
 from deploy.registry import Reference, Registry
 from deploy.serving_base import base_image, differences, locked_versions
 from model import MODEL_NAME
@@ -128,16 +130,21 @@ def store_model(project: Path) -> None:
         import_bentomodel(model_file)
 
 
-def build_bento(project: Path) -> str:
-    """Build the project's Bento (`bentoml build` imports its service module) and return its tag."""
+def build_bento(project: Path, sha: str | None = None, report_url: str = "") -> str:
+    """Build the project's Bento (`bentoml build` imports its service module) and return its tag.
+
+    Its provenance is read from the checkout first (at `sha`, when given) and written into it.
+    """
+    document = provenance(project, sha, report_url)
     store_model(project)
-    run_step("bentoml build", [tool("bentoml"), "build", "--output", "tag"], project)
+    with written_for_build(project, document):
+        run_step("bentoml build", [tool("bentoml"), "build", "--output", "tag"], project)
     return f"{MODEL_NAME}:latest"
 
 
-def export_bento(project: Path, out: Path) -> Path:
+def export_bento(project: Path, out: Path, sha: str | None = None, report_url: str = "") -> Path:
     """Build the Bento and export it to one file in `out`, for a job that runs none of its code."""
-    tag = build_bento(project)
+    tag = build_bento(project, sha, report_url)
     out.mkdir(parents=True, exist_ok=True)
     bento = (out / BENTO_FILE).resolve()
     bento.unlink(missing_ok=True)
@@ -247,6 +254,10 @@ def parser() -> argparse.ArgumentParser:
     bento = parts.add_parser("bento", help="build the Bento (runs the project's code) and export it")
     bento.add_argument("--project", default=".", help="the model project's root (default: .)")
     bento.add_argument("--out", required=True, help=f"folder for {BENTO_FILE}")
+    bento.add_argument("--sha", help="the commit the checkout must be at (recorded: git's HEAD)")
+    bento.add_argument(
+        "--report-url", default="", help="the training report's https:// link, for /metadata (optional)"
+    )
     check = parts.add_parser(
         "check", help=f"exit {DEPENDENCIES_DIFFER} if the base's lock lacks the Bento's needs"
     )
@@ -278,7 +289,8 @@ def parser() -> argparse.ArgumentParser:
 def run_part(args: argparse.Namespace) -> str:
     """Run the part the arguments name and return what it did, in one line."""
     if args.part == "bento":
-        return f"exported {export_bento(Path(args.project), Path(args.out))}"
+        exported = export_bento(Path(args.project), Path(args.out), args.sha, args.report_url)
+        return f"exported {exported}"
     if args.part == "check":
         check_bento(Path(args.bento), Path(args.lock))
         return f"the serving base's lock {args.lock} satisfies the Bento's requirements"
@@ -302,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.error(f"--sha {args.sha!r} is not a commit SHA")
     try:
         print(run_part(args))
+    except ProvenanceError as error:
+        print(f"deploy.build: the Bento's provenance: {error}", file=sys.stderr)
+        return 1
     except DependenciesDiffer as error:
         print(f"deploy.build: {error}", file=sys.stderr)
         return DEPENDENCIES_DIFFER

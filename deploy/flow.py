@@ -16,7 +16,9 @@ from bot import pinning
 from bot.context import CommandCall, Context, Store
 from bot.dispatch import accepted, already_done, dispatch, done, observed
 from bot.events import PullRequestEvent, Repo, WorkflowRunEvent
+from bot.github import PullInfo
 from bot.github.deployments import PRODUCTION, DeploymentInfo
+from bot.repo_config import RepoConfigError
 from bot.router import Router
 from bot.runs import DEPLOY, DEPLOY_WORKFLOW, DeployRun, by_trigger
 from deploy.github import DeployGitHub
@@ -24,6 +26,16 @@ from deploy.image import ImageError, read_image
 from deploy.kube import ModelCluster
 from deploy.manifests import Target, revisions, serves_another, service_name
 from deploy.metrics import DeployOutcome, outcome_of, record_deploy
+from deploy.policy import (
+    ADMIN,
+    UnknownFlag,
+    flags_of,
+    forced_note,
+    invalid_config,
+    refused_by_gates,
+    repo_config,
+    training_check,
+)
 from deploy.rollout import Outcome, Timing, roll_out, tear_down
 
 DEFAULT_TIMING = Timing()
@@ -69,42 +81,88 @@ class Deployer:
         )
 
 
-async def request_deploy(
-    github: DeployGitHub,
-    store: Store,
-    repo: Repo,
-    pull: int,
-    environment: str,
-    sha: str,
-    branch: str,
-    trigger: str,
-) -> int:
+@dataclass(frozen=True)
+class ReportedDeployRun(DeployRun):
+    """A deploy.yml run that also carries the training report's URL (the `report_url` input)."""
+
+    report_url: str = ""
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Return deploy.yml's inputs, with `report_url` when the commit has a training report."""
+        return {**super().inputs, **({"report_url": self.report_url} if self.report_url else {})}
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What to deploy where, and what its statuses say besides: the report's link, a forced gate."""
+
+    pull: int
+    environment: str
+    sha: str
+    branch: str
+    trigger: str
+    report_url: str = ""
+    note: str = ""  # "forced past gate val_acc >= 0.9 by @admin"
+
+
+async def request_deploy(github: DeployGitHub, store: Store, repo: Repo, request: DeployRequest) -> int:
     """Create the deployment (queued) and dispatch the trusted deploy.yml to build its image.
 
     Safe to repeat: a trigger that started a build starts none again, and the deployment a
     previous attempt created for the same trigger is reused.
     """
     started = await asyncio.to_thread(
-        store.read, functools.partial(by_trigger, repository=repo.full_name, trigger=trigger)
+        store.read, functools.partial(by_trigger, repository=repo.full_name, trigger=request.trigger)
     )
     if started is not None and started.deploy is not None:
         return started.deploy.deployment_id
-    deployment = await _deployment_for(github, repo, pull, environment, sha, trigger)
-    await github.set_deployment_status(repo, deployment, "queued", "waiting for the image build")
-    run = DeployRun(pull, environment, deployment, sha)
-    await dispatch(github, store, repo, DEPLOY, DEPLOY_WORKFLOW, branch, run, trigger)
+    deployment = await _deployment_for(github, repo, request)
+    waiting = "waiting for the image build" + (f"; {request.note}" if request.note else "")
+    await github.set_deployment_status(repo, deployment, "queued", waiting, log_url=request.report_url)
+    run = ReportedDeployRun(request.pull, request.environment, deployment, request.sha, request.report_url)
+    await dispatch(github, store, repo, DEPLOY, DEPLOY_WORKFLOW, request.branch, run, request.trigger)
     return deployment
 
 
-async def _deployment_for(
-    github: DeployGitHub, repo: Repo, pull: int, environment: str, sha: str, trigger: str
-) -> int:
+async def _deployment_for(github: DeployGitHub, repo: Repo, request: DeployRequest) -> int:
     """Return the trigger's deployment: the one an earlier attempt created, else a new one."""
-    for existing in await github.deployments(repo, environment):
-        if existing.payload.get("trigger") == trigger and existing.sha == sha:
+    for existing in await github.deployments(repo, request.environment):
+        if existing.payload.get("trigger") == request.trigger and existing.sha == request.sha:
             return existing.id
-    payload = {"pr": pull, "trigger": trigger}
-    return await github.create_deployment(repo, sha, environment, payload, f"PR #{pull} to {environment}")
+    payload: dict[str, object] = {"pr": request.pull, "trigger": request.trigger}
+    payload |= {k: v for k, v in (("report_url", request.report_url), ("note", request.note)) if v}
+    description = f"PR #{request.pull} to {request.environment}"
+    return await github.create_deployment(repo, request.sha, request.environment, payload, description)
+
+
+async def say_once(github: DeployGitHub, repo: Repo, pull: int, key: str, body: str) -> None:
+    """Comment on the PR unless orbit already said this (a redelivered merge says it once)."""
+    marker = f"<!-- orbit:deploy {key} -->"
+    own = await github.own_login()
+    if any(c.author == own and marker in c.body for c in await github.issue_comments(repo, pull)):
+        return
+    await github.create_comment(repo, pull, f"{marker}\n{body}")
+
+
+async def ship_merge(
+    github: DeployGitHub, store: Store, repo: Repo, pull: int, merged: str, head: str, default: str
+) -> None:
+    """Deploy a merge into the default branch to production, as the policy and the gates allow."""
+    trigger = f"merge:{merged}"
+    try:
+        config = await repo_config(github, repo, default)
+    except RepoConfigError as error:
+        await say_once(github, repo, pull, trigger, invalid_config(error))
+        return
+    if config.deploy.production != "on_merge":
+        return  # production ships on `/deploy` on the merged PR
+    check = await training_check(github, repo, head)
+    if check.failed:
+        await say_once(github, repo, pull, trigger, refused_by_gates(check, pull))
+        return
+    request = DeployRequest(pull, PRODUCTION, merged, default, trigger, check.report_url)
+    await request_deploy(github, store, repo, request)
 
 
 def router_for(deployer: Deployer) -> Router:
@@ -117,11 +175,11 @@ def router_for(deployer: Deployer) -> Router:
         if repo is None:
             return
         await tear_down_preview(ctx.github, repo, pull.number, deployer)
-        default = event.default_branch
-        if pull.merged and pull.merge_commit_sha and pull.base.ref == default:
-            trigger = f"merge:{pull.merge_commit_sha}"
-            sha = pull.merge_commit_sha
-            await request_deploy(ctx.github, ctx.store, repo, pull.number, PRODUCTION, sha, default, trigger)
+        if pull.merged and pull.merge_commit_sha and pull.base.ref == event.default_branch:
+            head = pull.head.sha or (await ctx.github.pull_request(repo, pull.number)).head_sha
+            await ship_merge(
+                ctx.github, ctx.store, repo, pull.number, pull.merge_commit_sha, head, event.default_branch
+            )
 
     @router.on(WorkflowRunEvent, "completed")
     async def on_build_completed(event: WorkflowRunEvent, ctx: Context) -> None:
@@ -157,14 +215,25 @@ class Build:
     sha: str
     run_id: int
     conclusion: str
-    url: str
+    url: str  # where its statuses link: the training report when there is one, else the build run
+    note: str = ""  # what its statuses add: a forced gate
 
 
-async def _superseded(github: DeployGitHub, build: Build) -> DeploymentInfo | None:
+def _superseded(found: list[DeploymentInfo], build: Build) -> DeploymentInfo | None:
     """Return a newer deployment orbit made of the environment (another workflow's does not count)."""
-    found = await github.deployments(build.repo, build.environment)
     newer = [d for d in found if d.id > build.deployment_id and "trigger" in d.payload]
     return newer[0] if newer else None
+
+
+def _with_request(found: list[DeploymentInfo], build: Build) -> Build:
+    """Return the build with what its deployment's payload recorded: the report's link, a forced gate."""
+    own = next((d.payload for d in found if d.id == build.deployment_id), {})
+    report, note = own.get("report_url"), own.get("note")
+    return replace(
+        build,
+        url=report if isinstance(report, str) and report else build.url,
+        note=note if isinstance(note, str) else "",
+    )
 
 
 async def _still_open(github: DeployGitHub, build: Build) -> bool:
@@ -184,7 +253,9 @@ async def finish_build(github: DeployGitHub, deployer: Deployer, build: Build) -
 
 async def _finish(github: DeployGitHub, deployer: Deployer, build: Build) -> DeployOutcome | None:
     """Do `finish_build`'s work; return the deploy's outcome, or None when it was not a deploy after all."""
-    if newer := await _superseded(github, build):
+    found = await github.deployments(build.repo, build.environment)
+    build = _with_request(found, build)
+    if newer := _superseded(found, build):
         await github.set_deployment_status(
             build.repo, build.deployment_id, "inactive", f"superseded by deployment {newer.id}"
         )
@@ -219,13 +290,9 @@ async def _finish(github: DeployGitHub, deployer: Deployer, build: Build) -> Dep
 
 
 async def _report_success(github: DeployGitHub, build: Build, target: Target) -> None:
+    serving = f"serving {build.sha[:7]}" + (f", {build.note}" if build.note else "")
     await github.set_deployment_status(
-        build.repo,
-        build.deployment_id,
-        "success",
-        f"serving {build.sha[:7]}",
-        url=target.url,
-        log_url=build.url,
+        build.repo, build.deployment_id, "success", serving, url=target.url, log_url=build.url
     )
     where = "Production" if target.production else f"The preview `{target.environment}`"
     body = (
@@ -244,7 +311,7 @@ async def _report_failure(
         previous = f" (`{outcome.previous_sha[:7]}`)" if outcome and outcome.previous_sha else ""
         still = f"{'production' if production else 'the preview'} still serves the previous model{previous}"
     elif restored is False:
-        still = "⚠️ the previous model could not be restored either: the environment needs attention"
+        still = "Warning: the previous model could not be restored either: the environment needs attention"
     else:
         still = "production still serves the previous model" if production else "the preview was not updated"
     failed = f"😕 Deploying `{build.sha[:7]}` to {build.environment} failed: {reason}."
@@ -271,29 +338,59 @@ async def tear_down_preview(github: DeployGitHub, repo: Repo, pull: int, deploye
 
 
 class DeployPreview:
-    """The `/deploy` command: build the PR's head and serve it as its own preview environment."""
+    """The `/deploy` command: an open PR's head to its own preview; a merged PR's merge to production.
+
+    Production is subject to the gates of the merged head's training check; `/deploy --force` by an
+    admin ships past a failed gate, and the deployment's statuses say who forced which gate.
+    """
 
     async def __call__(self, ctx: Context, call: CommandCall) -> str:
-        """Request the preview deployment and say so."""
+        """Request the deployment and say so, or say why not."""
         github: DeployGitHub = ctx.github
+        try:
+            flags, args = flags_of(call.args)
+        except UnknownFlag as error:
+            return f"{error}; nothing was deployed."
+        force = "--force" in flags
+        if force and call.permission != ADMIN:
+            who = f"@{call.sender} has {call.permission}"
+            return f"`/deploy --force` needs admin permission, and {who}; nothing was deployed."
         pull = await github.pull_request(call.repo, call.pull)
-        if pull.state != "open":
-            return f"PR #{call.pull} is {pull.state}; `/deploy` previews open pull requests."
-        refusal = pinning.refusal(pull, call.args, "deploy")
-        if refusal is not None:
-            return refusal
-        environment = f"pr-{call.pull}"
-        await request_deploy(
-            github,
-            ctx.store,
-            call.repo,
-            call.pull,
-            environment,
-            pull.head_sha,
-            pull.default_branch,
-            call.trigger,
-        )
-        return f"Building `{pull.head_sha[:7]}` for the preview `{environment}`, as @{call.sender} asked."
+        if pull.state == "open":
+            return await _preview(ctx, call, pull, args)
+        return await _production(ctx, call, pull, force)
+
+
+async def _preview(ctx: Context, call: CommandCall, pull: PullInfo, args: str) -> str:
+    github: DeployGitHub = ctx.github
+    refusal = pinning.refusal(pull, args, "deploy")
+    if refusal is not None:
+        return refusal
+    environment = f"pr-{call.pull}"
+    check = await training_check(github, call.repo, pull.head_sha)
+    request = DeployRequest(
+        call.pull, environment, pull.head_sha, pull.default_branch, call.trigger, check.report_url
+    )
+    await request_deploy(github, ctx.store, call.repo, request)
+    return f"Building `{pull.head_sha[:7]}` for the preview `{environment}`, as @{call.sender} asked."
+
+
+async def _production(ctx: Context, call: CommandCall, pull: PullInfo, force: bool) -> str:
+    github: DeployGitHub = ctx.github
+    merged = await github.merge_commit(call.repo, call.pull)
+    if merged is None or pull.base_ref != pull.default_branch:
+        into = f"merged into `{pull.default_branch}`"
+        return f"PR #{call.pull} is {pull.state} and not {into}; `/deploy` ships open PRs to a preview."
+    check = await training_check(github, call.repo, pull.head_sha)
+    if check.failed and not force:
+        return refused_by_gates(check, call.pull)
+    note = forced_note(check, call.sender) if check.failed else ""
+    request = DeployRequest(
+        call.pull, PRODUCTION, merged, pull.default_branch, call.trigger, check.report_url, note
+    )
+    await request_deploy(github, ctx.store, call.repo, request)
+    forced = f" ({note})" if note else ""
+    return f"Building `{merged[:7]}` for production, as @{call.sender} asked{forced}."
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The served model's objects on Kubernetes, through the official client.
 
-Server-side apply with orbit's field manager, reads, deletes, the environment's pods, and requests
-to the model through the API server's service proxy (the smoke test).
+Server-side apply with orbit's field manager, reads, deletes, lists by label (metadata only), the
+environment's pods, and requests to the model through the API server's service proxy (the smoke test).
 """
 
 from dataclasses import dataclass
@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from kubernetes import client
 
-from bot.kube_api import KubeApi
+from bot.kube_api import METADATA_ONLY, KubeApi
 from deploy.manifests import FIELD_MANAGER
 
 COLLECTIONS = {
@@ -44,6 +44,10 @@ class ModelCluster(Protocol):
 
     def delete(self, kind: str, name: str) -> None:
         """Delete the object; a missing one counts as deleted."""
+        ...
+
+    def list_metadata(self, kind: str, label_selector: str) -> list[dict[str, Any]]:
+        """Return the metadata of the objects of a kind whose labels match (`key=value,...`)."""
         ...
 
     def pods(self, instance: str) -> list[dict[str, Any]]:
@@ -89,6 +93,12 @@ class KubeModelCluster:
     def delete(self, kind: str, name: str) -> None:
         """Delete the object; 404 counts as deleted."""
         self.http.expect("DELETE", self._path(kind, name), f"delete {kind} {name}", 404)
+
+    def list_metadata(self, kind: str, label_selector: str) -> list[dict[str, Any]]:
+        """Return the matching objects' metadata: the API server sends no spec or status."""
+        query = [("labelSelector", label_selector)]
+        found = self.http.expect("GET", self._path(kind), f"list {kind}", query=query, headers=METADATA_ONLY)
+        return [dict(item.get("metadata") or {}) for item in found.get("items") or []]
 
     def pods(self, instance: str) -> list[dict[str, Any]]:
         """Return the pods labelled with the environment's instance."""

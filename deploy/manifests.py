@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.github.deployments import PRODUCTION
@@ -36,6 +37,11 @@ MAX_SERVICE = MAX_LABEL - len("-pr-") - 10 - len("-tls")
 SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # DNS-1035: what a Service may be named
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 REPOSITORY = "orbit.dev/repository"  # label (label-safe value) and annotation (owner/name)
+ENVIRONMENT = "orbit.dev/environment"  # label: production, or pr-<N>
+# Annotation of a preview's Deployment: when it was last rolled out (UTC, ISO 8601); its time to live
+# counts from there (deploy/previews.py), so each `/deploy` gives the preview a new lease.
+DEPLOYED_AT = "orbit.dev/deployed-at"
+TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"  # as Kubernetes writes creationTimestamp
 
 
 def _digest(repository: str) -> str:
@@ -149,7 +155,7 @@ def labels(target: Target) -> dict[str, str]:
         "app.kubernetes.io/name": target.service,
         "app.kubernetes.io/instance": target.name,
         "app.kubernetes.io/managed-by": MANAGED_BY,
-        "orbit.dev/environment": target.environment,
+        ENVIRONMENT: target.environment,
         REPOSITORY: repository_label(target.repository),
     }
 
@@ -236,12 +242,15 @@ def deployment(target: Target) -> dict[str, Any]:
 
     Production's names no `replicas`: applied server-side, orbit then never owns the field and the
     autoscaler's count survives every deploy (a new Deployment starts at the API's default, 1, and the
-    autoscaler raises it to its minimum). A preview has no autoscaler and one replica.
+    autoscaler raises it to its minimum). A preview has no autoscaler and one replica, and records when
+    it was deployed (`DEPLOYED_AT`).
     """
     selector = {"app.kubernetes.io/instance": target.name}
     annotations = {"orbit.dev/sha": target.sha, "orbit.dev/deployment-id": str(target.deployment_id)}
     history = [revision.__dict__ for revision in target.history[-HISTORY:]]
     recorded = {**annotations, "orbit.dev/pr": str(target.pull), "orbit.dev/history": json.dumps(history)}
+    if not target.production:  # only on the object's metadata: the pod template stays as it was
+        recorded[DEPLOYED_AT] = datetime.now(UTC).strftime(TIMESTAMP)
     spec: dict[str, Any] = {} if target.production else {"replicas": 1}
     spec |= {
         "revisionHistoryLimit": 10,

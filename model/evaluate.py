@@ -4,6 +4,7 @@ import argparse
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,22 +44,50 @@ def write_confusion_csv(path: Path, split: Split, predicted: np.ndarray, classes
             writer.writerow([name, classes[truth], classes[guess]])
 
 
-def evaluate(model_file: Path, prepared: Path, history: Path, out: Path) -> dict[str, object]:
-    """Score the exported model and write metrics, plot data and PNGs into `out`."""
+def write_predictions_csv(path: Path, split: Split, probabilities: np.ndarray, classes: list[str]) -> None:
+    """Write each validation image's label, prediction and confidence: what the report's statistics pair."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "label", "prediction", "confidence"])
+        for name, truth, row in zip(split.files, split.labels, probabilities, strict=True):
+            guess = int(row.argmax())
+            writer.writerow([name, classes[truth], classes[guess], f"{float(row[guess]):.4f}"])
+
+
+def report_metrics(
+    loss: float, actual: np.ndarray, predicted: np.ndarray, classes: list[str]
+) -> dict[str, Any]:
+    """Return metrics.json: loss, accuracy, macro precision/recall/F1 and the same per class.
+
+    The per-class support is left out: the validation set fixes it, so it never changes.
+    """
+    result = scores(confusion_matrix(actual, predicted, len(classes)), classes)
+    return {
+        "val_loss": round(loss, 4),
+        "val_acc": round(float((predicted == actual).mean()), 4),
+        "val_precision": result["precision"],
+        "val_recall": result["recall"],
+        "val_f1": result["f1"],
+        "per_class": {
+            name: {key: value for key, value in values.items() if key != "support"}
+            for name, values in result["per_class"].items()
+        },
+    }
+
+
+def evaluate(model_file: Path, prepared: Path, history: Path, out: Path) -> dict[str, Any]:
+    """Score the exported model and write metrics, predictions, plot data and PNGs into `out`."""
     stored = store.import_bentomodel(model_file)
     classifier = store.load(stored.path)
     val = load_prepared(prepared).val
     probabilities, loss = predict(classifier, val)
     predicted = probabilities.argmax(axis=1)
     matrix = confusion_matrix(val.labels, predicted, len(classifier.classes))
-    metrics = {
-        "val_loss": round(loss, 4),
-        "val_acc": round(float((predicted == val.labels).mean()), 4),
-        **scores(matrix, classifier.classes),
-    }
+    metrics = report_metrics(loss, val.labels, predicted, classifier.classes)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_confusion_csv(out / "confusion.csv", val, predicted, classifier.classes)
+    write_predictions_csv(out / "predictions.csv", val, probabilities, classifier.classes)
     _draw(out / "plots", classifier, val, probabilities, matrix, load_history(history))
     return metrics
 
@@ -94,7 +123,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("evaluation"))
     args = parser.parse_args()
     metrics = evaluate(args.model, args.prepared, args.history, args.out)
-    print(f"val_acc {metrics['val_acc']}  val_loss {metrics['val_loss']}  f1 {metrics['f1']}")
+    print(f"val_acc {metrics['val_acc']}  val_loss {metrics['val_loss']}  f1 {metrics['val_f1']}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@ A commit may carry several of them over time (a retrain, a superseded run); only
 """
 
 from bot.events import Repo
-from bot.github.checks import Checks, CheckUpdate
+from bot.gate_contract import TRAIN_CHECK
+from bot.github.checks import Annotation, Checks, CheckUpdate
+from bot.repo_config import CONFIG_PATH, RepoConfigError
 
-CHECK_NAME = "orbit/train"
+CHECK_NAME = TRAIN_CHECK
+INVALID_CONFIG = "Invalid orbit configuration"
 
 
 async def open_checks(github: Checks, repo: Repo, sha: str) -> list[int]:
@@ -38,11 +41,40 @@ async def update_open(github: Checks, repo: Repo, sha: str, update: CheckUpdate)
 
 
 async def conclude_now(
-    github: Checks, repo: Repo, sha: str, conclusion: str, title: str, summary: str
+    github: Checks,
+    repo: Repo,
+    sha: str,
+    conclusion: str,
+    title: str,
+    summary: str,
+    annotations: tuple[Annotation, ...] = (),
 ) -> int:
     """Create a check run at the commit that is already completed (an invalid configuration)."""
     check = await queue(github, repo, sha, title, summary)
-    await github.update_check_run(
-        repo, check, CheckUpdate(conclusion=conclusion, title=title, summary=summary)
-    )
+    update = CheckUpdate(conclusion=conclusion, title=title, summary=summary, annotations=annotations)
+    await github.update_check_run(repo, check, update)
     return check
+
+
+def config_annotations(error: RepoConfigError) -> tuple[Annotation, ...]:
+    """Return a failure annotation on `.github/orbit.yml` at each problem's line."""
+    return tuple(
+        Annotation(CONFIG_PATH, p.line, p.describe(CONFIG_PATH), title=INVALID_CONFIG) for p in error.problems
+    )
+
+
+def config_summary(error: RepoConfigError, where: str) -> str:
+    """Return the Markdown that lists each problem of an invalid `.github/orbit.yml`, in a code block.
+
+    The problems quote the file (a pull request's own, too): a block shows them as written.
+    """
+    problems = str(error).replace("`", "'")
+    return f"### `{CONFIG_PATH}` {where} is invalid\n\n```text\n{problems}\n```"
+
+
+async def report_invalid_config(github: Checks, repo: Repo, sha: str, error: RepoConfigError) -> int:
+    """Fail a check run at the commit with each problem of `.github/orbit.yml` at its line."""
+    summary = config_summary(error, "on the base branch")
+    return await conclude_now(
+        github, repo, sha, "failure", INVALID_CONFIG, summary, config_annotations(error)
+    )

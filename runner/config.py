@@ -1,50 +1,12 @@
-"""Per-repository options from `.github/orbit.yml` on the base branch, validated with clear errors."""
+"""Which changes train: the training paths of `.github/orbit.yml` matched against a PR's files."""
 
 import functools
 import re
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from bot.repo_config import CONFIG_PATH, RepoConfig, RepoConfigError, parse_config
 
-CONFIG_PATH = ".github/orbit.yml"
-DEFAULT_PATHS = ("dvc.yaml", "params.yaml", "model/**", "data/**.dvc")
+__all__ = ["CONFIG_PATH", "RepoConfig", "RepoConfigError", "matches", "parse_config", "touches_pipeline"]
 OUTPUT_ONLY = ("dvc.lock",)
-
-
-class RepoConfigError(ValueError):
-    """`.github/orbit.yml` is not valid; the message says where and why."""
-
-
-class TrainingConfig(BaseModel):
-    """The `training` section."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    paths: list[str] = Field(default_factory=lambda: list(DEFAULT_PATHS), min_length=1)
-    workflow: str = "train.yml"
-
-
-class RepoConfig(BaseModel):
-    """The whole file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-
-
-def parse_config(text: str | None) -> RepoConfig:
-    """Return the options of a repository; a missing file means the defaults."""
-    if text is None or not text.strip():
-        return RepoConfig()
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise RepoConfigError(f"{CONFIG_PATH} is not valid YAML: {error}") from None
-    try:
-        return RepoConfig.model_validate(document or {})
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise RepoConfigError(f"{CONFIG_PATH}: {problems}") from None
 
 
 @functools.cache

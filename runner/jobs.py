@@ -2,8 +2,10 @@
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bot import logs
 from bot.context import Context
@@ -11,15 +13,60 @@ from bot.dispatch import accepted_job
 from bot.errors import PermanentError
 from bot.events import Repo, WorkflowJobEvent
 from bot.github import CheckUpdate, JobInfo
+from bot.github.checks import Annotation
+from bot.github.pulls import Pulls
+from bot.repo_config import CONFIG_PATH, RepoConfig, RepoConfigError, RunnerSpec, parse_config
 from bot.router import Router
 from bot.runs import RecordedRun
 from runner import checks, metrics
-from runner.classes import RunnerClass, class_for
+from runner.classes import RepoLimits, RunnerClass, Tailored, class_for, tailor
 from runner.github import RunnerGitHub
 from runner.kube import Cluster, RunnerPod
-from runner.podspec import RunnerJob, pod_manifest, runner_name, secret_manifest
+from runner.podspec import GPUS_LABEL, RunnerJob, pod_manifest, runner_name, secret_manifest
+from runner.report import inert
 
 log = logging.getLogger(__name__)
+CONFIG_TTL_S = 300.0
+
+
+class ConfiguredRunnerGitHub(RunnerGitHub, Pulls, Protocol):
+    """Runner pods sized by the repository: `.github/orbit.yml` read at the commit a run runs."""
+
+
+@dataclass
+class RepoConfigs:
+    """Each run's `.github/orbit.yml`, kept briefly, so that a run's three jobs read it once.
+
+    Read at the run's own commit: the default branch's, which it was dispatched from, never a PR's.
+    """
+
+    ttl_s: float = CONFIG_TTL_S
+    clock: Callable[[], float] = time.monotonic
+    entries: dict[tuple[str, str], tuple[float, RepoConfig | None, str]] = field(default_factory=dict)
+
+    async def read(self, github: Pulls, repo: Repo, sha: str) -> tuple[RepoConfig | None, str]:
+        """Return the config at the commit (None when invalid) and why it is invalid ("" when valid)."""
+        key, now = (repo.full_name, sha), self.clock()
+        cached = self.entries.get(key)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1], cached[2]
+        try:
+            config, problem = parse_config(await github.file_text(repo, CONFIG_PATH, sha)), ""
+        except RepoConfigError as error:
+            config, problem = None, str(error)
+        self.entries = {k: v for k, v in self.entries.items() if now - v[0] < self.ttl_s}
+        self.entries[key] = (now, config, problem)
+        return config, problem
+
+    async def spec(
+        self, github: Pulls, repo: Repo, run: RecordedRun, label: str
+    ) -> tuple[RunnerSpec | None, str]:
+        """Return the run's workflow's spec for a runner class, and a note when the config is invalid."""
+        config, problem = await self.read(github, repo, run.head_sha)
+        if config is None:
+            return None, f"the installation's default runners are used, for {problem}"
+        workflow = run.workflow.rsplit("/", 1)[-1]
+        return config.runners.get(workflow, {}).get(label), ""
 
 
 @dataclass(frozen=True)
@@ -30,6 +77,8 @@ class Runners:
     classes: dict[str, RunnerClass]
     runner_group_id: int | None = None  # an organisation runner group; None: runners on the repository
     namespaced: Mapping[str, Cluster] = field(default_factory=dict)  # a class's own namespace: its pods
+    limits: RepoLimits = field(default_factory=RepoLimits)  # what a repository may ask of a class
+    configs: RepoConfigs = field(default_factory=RepoConfigs)
 
     def cluster_for(self, klass: RunnerClass) -> Cluster:
         """Return the cluster (namespace) the class's pods run in."""
@@ -49,7 +98,7 @@ class Runners:
             cluster.delete_runner(name)
 
     async def start(
-        self, github: RunnerGitHub, repo: Repo, job: JobInfo, run: RecordedRun, installation: int
+        self, github: ConfiguredRunnerGitHub, repo: Repo, job: JobInfo, run: RecordedRun, installation: int
     ) -> bool:
         """Start a runner for a still-queued job of an orbit run; return whether a new pod was created."""
         klass = class_for(job.labels, self.classes)
@@ -59,7 +108,7 @@ class Runners:
         return await self._start_in_class(github, repo, job, run, klass, pods, installation)
 
     async def start_if_queued(
-        self, github: RunnerGitHub, repo: Repo, job: JobInfo, run: RecordedRun, installation: int
+        self, github: ConfiguredRunnerGitHub, repo: Repo, job: JobInfo, run: RecordedRun, installation: int
     ) -> bool:
         """Start a runner for a job an event names, once the API says it is still queued.
 
@@ -78,7 +127,7 @@ class Runners:
 
     async def _start_in_class(
         self,
-        github: RunnerGitHub,
+        github: ConfiguredRunnerGitHub,
         repo: Repo,
         job: JobInfo,
         run: RecordedRun,
@@ -88,15 +137,31 @@ class Runners:
     ) -> bool:
         if any(labels.get("orbit.dev/job") == str(job.id) for labels in pods):
             return False  # a redelivery: the pod exists
-        if len(pods) >= klass.max_pods:
+        tailored = await self._tailored(github, repo, run, klass)
+        if _at_cap(klass, tailored.klass, pods):
             log.info("class %s is at its cap; job %s waits for the reconciler", klass.label, job.id)
             return False
         target = RunnerJob(repo.full_name, job.id, job.run_id, run.pull, tuple(job.labels))
-        await self._create(github, repo, target, klass, installation)
+        await self._create(github, repo, target, tailored.klass, installation)
+        if tailored.notes:
+            await _show_notes(github, repo, run, klass, tailored.notes)
         return True
 
+    async def _tailored(
+        self, github: ConfiguredRunnerGitHub, repo: Repo, run: RecordedRun, klass: RunnerClass
+    ) -> Tailored:
+        """Return the class as the run's `.github/orbit.yml` sizes it, within the installation's limits."""
+        spec, problem = await self.configs.spec(github, repo, run, klass.label)
+        tailored = tailor(klass, spec, self.limits)
+        return Tailored(tailored.klass, (problem, *tailored.notes) if problem else tailored.notes)
+
     async def _create(
-        self, github: RunnerGitHub, repo: Repo, job: RunnerJob, klass: RunnerClass, installation: int
+        self,
+        github: ConfiguredRunnerGitHub,
+        repo: Repo,
+        job: RunnerJob,
+        klass: RunnerClass,
+        installation: int,
     ) -> None:
         name = runner_name(job.job_id)
         runner_id, jit_config = await github.generate_jit_config(
@@ -118,7 +183,7 @@ class Runners:
             await asyncio.to_thread(cluster.delete_runner, name)
             raise
 
-    async def stop(self, github: RunnerGitHub, repo: Repo, job_id: int) -> None:
+    async def stop(self, github: ConfiguredRunnerGitHub, repo: Repo, job_id: int) -> None:
         """Delete the job's pod and secret and unregister its runner if it is still registered."""
         name = runner_name(job_id)
         await asyncio.to_thread(self.delete_runner, name)
@@ -130,6 +195,48 @@ class Runners:
     def in_organization(self) -> bool:
         """Return whether runners are registered in an organisation runner group."""
         return self.runner_group_id is not None
+
+
+def _at_cap(klass: RunnerClass, asked: RunnerClass, pods: list[dict[str, str]]) -> bool:
+    """Return whether another pod would pass the class's cap: of pods, and for a GPU class of GPUs."""
+    if len(pods) >= klass.max_pods:
+        return True
+    if not klass.gpus:
+        return False
+    held = sum(_gpus(labels, klass.gpus) for labels in pods)
+    return held + asked.gpus > klass.max_pods
+
+
+def _gpus(labels: dict[str, str], default: int) -> int:
+    value = labels.get(GPUS_LABEL, "")
+    return int(value) if value.isdigit() else default
+
+
+async def _show_notes(
+    github: ConfiguredRunnerGitHub, repo: Repo, run: RecordedRun, klass: RunnerClass, notes: tuple[str, ...]
+) -> None:
+    """Say on the run's check run what of the repository's runner sizes was clamped or ignored.
+
+    In the summary while the job waits, and as warnings on `.github/orbit.yml`, which stay when later
+    updates replace the summary.
+    """
+    log.info("runner class %s of %s adjusted: %s", klass.label, repo.full_name, "; ".join(notes))
+    training = run.training
+    if training is None:
+        return  # a deploy build has no check run to show it on
+    shown = [inert.text(note, limit=400) for note in notes]
+    listed = "\n".join(f"- {note}" for note in shown)
+    summary = (
+        f"The `{klass.label}` runner was started with these changes to what `{CONFIG_PATH}` asks:\n\n{listed}"
+    )
+    warnings = tuple(
+        Annotation(CONFIG_PATH, 1, note, level="warning", title=f"{klass.label} runner adjusted")
+        for note in shown
+    )
+    update = CheckUpdate(
+        title="Runner adjusted to this installation's limits", summary=summary, annotations=warnings
+    )
+    await checks.update_open(github, repo, training.sha, update)
 
 
 def job_info(event: WorkflowJobEvent) -> JobInfo:

@@ -41,6 +41,7 @@ def pull_info(event: PullRequestEvent) -> PullInfo:
         or "main",
         draft=bool(pull.draft),
         state=pull.state,
+        head_ref=pull.head.ref or "",
     )
 
 
@@ -60,7 +61,7 @@ async def on_pull_request(event: PullRequestEvent, ctx: Context) -> None:
     try:
         config = parse_config(await github.file_text(repo, CONFIG_PATH, pull.base_ref))
     except RepoConfigError as error:
-        await _report_config_error(github, repo, pull, str(error))
+        await _report_config_error(github, repo, pull, error)
         return
     if not touches_pipeline(await github.changed_files(repo, pull.number), config):
         return
@@ -77,8 +78,10 @@ async def on_pull_request(event: PullRequestEvent, ctx: Context) -> None:
     await start_training(github, ctx.store, repo, pull, config.training.workflow, trigger)
 
 
-async def _report_config_error(github: TrainingGitHub, repo: Repo, pull: PullInfo, message: str) -> None:
-    await checks.conclude_now(github, repo, pull.head_sha, "action_required", INVALID_CONFIG, message)
+async def _report_config_error(
+    github: TrainingGitHub, repo: Repo, pull: PullInfo, error: RepoConfigError
+) -> None:
+    await checks.report_invalid_config(github, repo, pull.head_sha, error)
 
 
 async def active_runs(
@@ -98,11 +101,18 @@ async def active_runs(
 async def supersede(
     github: TrainingGitHub, store: Store, repo: Repo, number: int, workflow: str, new_sha: str
 ) -> list[int]:
-    """Cancel the PR's active training runs and complete their check runs as superseded."""
+    """Cancel the PR's active training runs and complete their check runs as superseded.
+
+    A sweep's points are left to run beside a new training of the same commit, never beside a newer one.
+    """
     cancelled = []
     for run, training in await active_runs(github, store, repo, workflow, number):
+        if training.sweep and training.sha == new_sha:
+            continue  # a sweep of this very commit runs beside its training; a newer commit stops it
         await github.cancel_run(repo, run.id)
         cancelled.append(run.id)
+        if training.sweep:
+            continue  # a sweep point has no check run of its own: the head's is its training's
         summary = f"Superseded by a newer training run at {new_sha[:7]}."
         update = CheckUpdate(conclusion="cancelled", title="Superseded", summary=summary)
         await checks.update_open(github, repo, training.sha, update)
@@ -133,23 +143,38 @@ async def start_training(
     return recorded
 
 
+async def trainable(ctx: Context, call: CommandCall, command: str) -> tuple[PullInfo, str] | str:
+    """Return the PR a command may train and its training workflow, or why it may not (the reply)."""
+    github: TrainingGitHub = ctx.github
+    pull = await github.pull_request(call.repo, call.pull)
+    if pull.state != "open":
+        return f"PR #{call.pull} is {pull.state}; nothing was trained."
+    refusal = pinning.refusal(pull, call.args, command)
+    if refusal is not None:
+        return refusal
+    try:
+        config = parse_config(await github.file_text(call.repo, CONFIG_PATH, pull.base_ref))
+    except RepoConfigError as error:
+        await _report_config_error(github, call.repo, pull, error)
+        return f"`{CONFIG_PATH}` is invalid, so nothing was trained: {error}"
+    return pull, config.training.workflow
+
+
 class Retrain:
-    """The `/retrain [sha]` command: train the PR's head now; a fork's only as the writer names it."""
+    """The `/retrain [sha]` command: train the PR's head now; a fork's only as the writer names it.
+
+    `/retrain key=values ...` is a sweep, served by `runner.sweeps` (which hands a plain `/retrain`
+    here); should it reach this command, it trains nothing rather than ignore the settings.
+    """
 
     async def __call__(self, ctx: Context, call: CommandCall) -> str:
         """Start training and say so."""
-        github: TrainingGitHub = ctx.github
-        pull = await github.pull_request(call.repo, call.pull)
-        if pull.state != "open":
-            return f"PR #{call.pull} is {pull.state}; nothing was trained."
-        refusal = pinning.refusal(pull, call.args, "retrain")
-        if refusal is not None:
-            return refusal
-        try:
-            config = parse_config(await github.file_text(call.repo, CONFIG_PATH, pull.base_ref))
-        except RepoConfigError as error:
-            await _report_config_error(github, call.repo, pull, str(error))
-            return f"`{CONFIG_PATH}` is invalid, so nothing was trained: {error}"
-        await start_training(github, ctx.store, call.repo, pull, config.training.workflow, call.trigger)
+        if "=" in call.args:
+            return "Parameter sweeps are not enabled on this installation; nothing was trained."
+        found = await trainable(ctx, call, "retrain")
+        if isinstance(found, str):
+            return found
+        pull, workflow = found
+        await start_training(ctx.github, ctx.store, call.repo, pull, workflow, call.trigger)
         head = pull.head_sha[:7]
         return f"Training `{head}` on a GPU runner, as @{call.sender} asked; the report will follow."

@@ -23,6 +23,7 @@ from bot.github import (
     TreeEntry,
 )
 from bot.github.actions import MAX_ARTIFACT_BYTES, ArtifactTooLarge
+from bot.github.checks import CheckRunInfo
 from bot.github.deployments import DeploymentInfo, DeploymentState
 from bot.github.issues import ReactionInfo
 from bot.inbox import Inbox, make_engine
@@ -107,6 +108,12 @@ class FakeGitHub:
             self.check_run_status[check_run_id] = "completed"
         elif update.status:
             self.check_run_status[check_run_id] = update.status
+
+    async def check_run_details(self, repo: Repo, ref: str, name: str) -> list[CheckRunInfo]:
+        return []
+
+    async def merge_commit(self, repo: Repo, number: int) -> str | None:
+        return None
 
     async def check_runs(self, repo: Repo, ref: str, name: str) -> list[tuple[int, str]]:
         self._record("list_checks", repo.full_name, ref)

@@ -213,6 +213,52 @@ class GitHubState:
             "url": "https://orbit.example.com/webhook",
         }
     )
+    files: dict[tuple[str, str], str] = field(default_factory=dict)  # (path, ref) -> text, for `contents`
+    # Every annotation each check run was sent, by check id, in order: GitHub appends each request's.
+    annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def default_pull(number: int) -> dict[str, Any]:
+    """Return the pull request GitHub's double answers when a test registered none: open, onto main."""
+    return {
+        "number": number,
+        "state": "open",
+        "draft": False,
+        "head": {"sha": "f" * 40, "repo": {"full_name": "octo-org/model"}},
+        "base": {"ref": "main", "repo": {"full_name": "octo-org/model", "default_branch": "main"}},
+    }
+
+
+def check_routes(state: GitHubState, routes: list[Route]) -> list[Route]:
+    """Return the check run routes of `routes` as GitHub has them: made by the App, annotations kept.
+
+    A created check run names the App that made it (`app.slug`) and has an `html_url`; each update's
+    annotations are appended to the run's, as GitHub does (a request carries at most 50).
+    """
+    repo = "/repos/{owner}/{repo}"
+    create = next(r.endpoint for r in routes if r.path == f"{repo}/check-runs")
+    update = next(r.endpoint for r in routes if r.path == f"{repo}/check-runs/{{check:int}}")
+
+    async def created(request: Request) -> Response:
+        answer = await create(request)
+        check = state.reports.check_runs[max(state.reports.check_runs)]
+        check.setdefault("app", {"slug": "orbit"})
+        check.setdefault("html_url", f"https://github.com/octo-org/model/runs/{check['id']}")
+        return JSONResponse({**orjson.loads(answer.body), **check}, 201)
+
+    async def updated(request: Request) -> Response:
+        body = await request.json()
+        annotations = (body.get("output") or {}).get("annotations") or []
+        if len(annotations) > 50:
+            return JSONResponse({"message": "Validation Failed: at most 50 annotations"}, status_code=422)
+        state.annotations.setdefault(int(request.path_params["check"]), []).extend(annotations)
+        answer: Response = await update(request)
+        return answer
+
+    return [
+        Route(f"{repo}/check-runs", created, methods=["POST"]),
+        Route(f"{repo}/check-runs/{{check:int}}", updated, methods=["PATCH"]),
+    ]
 
 
 def make_app(state: GitHubState) -> Starlette:
@@ -324,6 +370,16 @@ def make_app(state: GitHubState) -> Starlette:
             }
         )
 
+    async def pull(request: Request) -> JSONResponse:
+        number = int(request.path_params["number"])
+        return JSONResponse(state.reports.pulls.get(number) or default_pull(number))
+
+    async def contents(request: Request) -> Response:
+        text = state.files.get((request.path_params["path"], request.query_params.get("ref", "")))
+        if text is None:
+            return JSONResponse({"message": "Not Found"}, status_code=404)
+        return Response(text, media_type="application/vnd.github.raw+json")
+
     async def jit(request: Request) -> JSONResponse:
         body = await request.json()
         return JSONResponse(
@@ -338,6 +394,9 @@ def make_app(state: GitHubState) -> Starlette:
         routes=[
             # Before the report routes: storage that may stream an artifact without its length.
             Route("/_storage/artifacts/{artifact:int}", unsized_storage),
+            *check_routes(state, report_routes(state.reports)),
+            Route("/repos/{owner}/{repo}/pulls/{number:int}", pull),
+            Route("/repos/{owner}/{repo}/contents/{path:path}", contents),
             *report_routes(state.reports),
             *hook_routes(state.hook),
             Route("/repos/{owner}/{repo}/actions/jobs/{job:int}", job),

@@ -4,6 +4,7 @@ comments with pagination, and a Git object store behind the Git Data API that ke
 
 import base64
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +22,29 @@ WORKFLOWS = Path(__file__).resolve().parent.parent / ".github/workflows"
 DEFAULT_HEAD = "d" * 40  # the default branch's commit: what a dispatched run runs
 
 
+# `${{ inputs.a && format('...{0}...', inputs.b, ...) || '' }}`: the one conditional a run name uses.
+_FORMAT = re.compile(r"\$\{\{ inputs\.(\w+) && format\('([^']*)'((?:, inputs\.\w+)*)\) \|\| '' \}\}")
+_INPUT = re.compile(r"\$\{\{ inputs\.(\w+) \}\}")
+
+
+def render_run_name(template: str, inputs: dict[str, str], defaults: dict[str, str] | None = None) -> str:
+    """Render a workflow's `run-name` as GitHub does: inputs not given take their declared defaults."""
+    values = {**(defaults or {}), **inputs}
+
+    def formatted(match: re.Match[str]) -> str:
+        names = [name.strip().removeprefix("inputs.") for name in match[3].split(",")[1:]]
+        return match[2].format(*(values.get(name, "") for name in names)) if values.get(match[1]) else ""
+
+    return _INPUT.sub(lambda m: values.get(m[1], ""), _FORMAT.sub(formatted, template))
+
+
 def dispatched_run(state: "ReportState", params: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     """Start a run as GitHub does: named by the workflow file's own `run-name` from the inputs."""
     workflow, full_name = params["workflow"], f"{params['owner']}/{params['repo']}"
-    title = yaml.safe_load((WORKFLOWS / workflow).read_text())["run-name"]
-    for name, value in (body.get("inputs") or {}).items():
-        title = title.replace(f"${{{{ inputs.{name} }}}}", str(value))
+    definition = yaml.safe_load((WORKFLOWS / workflow).read_text())
+    declared = definition[True]["workflow_dispatch"]["inputs"]  # PyYAML reads `on` as True
+    defaults = {name: str(spec.get("default", "")) for name, spec in declared.items()}
+    title = render_run_name(definition["run-name"], body.get("inputs") or {}, defaults)
     run_id = 5000 + len(state.runs)
     state.runs[run_id] = {
         "id": run_id,

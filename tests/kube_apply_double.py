@@ -1,5 +1,6 @@
 """The Kubernetes double's routes for the served model: server-side apply of Deployments, Services,
-Ingresses, autoscalers and disruption budgets; a simulated rollout per image; the service proxy.
+Ingresses, autoscalers and disruption budgets; lists by equality label selector (whole objects, or
+their metadata only); a simulated rollout per image; the service proxy.
 
 What a rollout does depends on the image (`KubeState.behaviour`): `ready` (default) rolls out at
 once, `stuck` never becomes available, `crashloop` restarts its container, `bad-predict` passes
@@ -20,13 +21,14 @@ an apply of an object that does not exist yet records `create` as well as `patch
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.kube_double import KubeState, _status
+from tests.kube_double import KubeState, _matches, _metadata_list, _status
 from tests.serving import JSONResponse
 
 GROUPS = {
@@ -187,8 +189,10 @@ def apply_routes(state: KubeState) -> list[Route]:
         obj = _merge(kind, stored or {}, applied)
         generation = int((stored or {}).get("metadata", {}).get("generation", 0))
         changed = stored is None or stored.get("spec") != obj.get("spec")
+        created = (stored or {}).get("metadata", {}).get("creationTimestamp")
         obj["metadata"].update(
             namespace=namespace,
+            creationTimestamp=created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             uid=(stored or {}).get("metadata", {}).get("uid") or str(uuid.uuid4()),
             resourceVersion=str(state.version),
             generation=generation + 1 if changed else generation,
@@ -198,6 +202,18 @@ def apply_routes(state: KubeState) -> list[Route]:
             _simulate(state, namespace, obj)
         state.objects[(kind, namespace, name)] = obj
         return JSONResponse(obj, status_code=201 if stored is None else 200)
+
+    async def listed(request: Request) -> Response:
+        kind, namespace = request.path_params["kind"], request.path_params["namespace"]
+        state.requests.append((time.monotonic(), "LIST", kind))
+        if state.fail_next:
+            return _status(state.fail_next.pop(0), "InternalError", "injected failure")
+        selector = request.query_params.get("labelSelector")
+        items = [obj for obj in state.of(kind, namespace).values() if _matches(obj, selector, None)]
+        if "as=PartialObjectMetadataList" in request.headers.get("accept", ""):
+            state.metadata_lists += 1
+            return JSONResponse(_metadata_list(items))
+        return JSONResponse({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items})
 
     async def proxy(request: Request) -> Response:
         name, path = request.path_params["service"], request.path_params["path"]
@@ -218,13 +234,17 @@ def apply_routes(state: KubeState) -> list[Route]:
         return Response(status_code=404)
 
     routes = [
-        Route(
-            f"{prefix}/namespaces/{{namespace}}/{{kind:str}}/{{name}}",
-            apply,
-            methods=["GET", "PATCH", "DELETE"],
-        )
+        route
         for prefix in dict.fromkeys(GROUPS.values())
         if prefix != "/api/v1"
+        for route in (
+            Route(f"{prefix}/namespaces/{{namespace}}/{{kind:str}}", listed, methods=["GET"]),
+            Route(
+                f"{prefix}/namespaces/{{namespace}}/{{kind:str}}/{{name}}",
+                apply,
+                methods=["GET", "PATCH", "DELETE"],
+            ),
+        )
     ]
     return [
         Route(

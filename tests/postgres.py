@@ -1,5 +1,6 @@
 """A private PostgreSQL server for the tests: the real thing, started from Debian's binaries."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -31,9 +32,18 @@ def postgres_url() -> Iterator[str]:
     if url := os.environ.get("ORBIT_TEST_POSTGRES_URL"):
         yield url
         return
+    if postgres_bin() is None:
+        pytest.fail("PostgreSQL is not installed: `make test` installs Debian's postgresql package")
+    with running_postgres() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[str]:
+    """Run a throwaway cluster on a free port (Debian's binaries) and yield its SQLAlchemy URL."""
     binaries = postgres_bin()
     if binaries is None:
-        pytest.fail("PostgreSQL is not installed: `make test` installs Debian's postgresql package")
+        raise RuntimeError("PostgreSQL is not installed: `make system-deps` installs it")
     # Not under pytest's temporary folder: that one is private to root, and the server runs as postgres.
     root = Path(tempfile.mkdtemp(prefix="orbit-postgres-"))
     data, sockets = root / "data", root / "sockets"

@@ -30,6 +30,12 @@ rows = [f"{e},{1 - q * e / 3:.4f},{1.05 - q * e / 3:.4f}" for e in (1, 2, 3)]
 wrong = round((1 - q) * 10)
 pairs = ["a,a"] * (10 - wrong) + ["a,b"] * wrong + ["b,b"] * 10
 (out / "confusion.csv").write_text("actual,predicted\\n" + "\\n".join(pairs) + "\\n")
+predictions = ["id,label,prediction,confidence"]
+for i in range(200):  # accuracy q: the first (1 - q) * 200 examples (of class a) wrong
+    label = "a" if i < 100 else "b"
+    guess = "b" if i < round((1 - q) * 200) else label
+    predictions.append(f"img_{i:03d}.png,{label},{guess},0.9")
+(out / "predictions.csv").write_text("\\n".join(predictions) + "\\n")
 from PIL import Image
 Image.new("RGB", (40, 30), (200, int(q * 255), 40)).save(out / "plots" / "predictions.png")
 """
@@ -46,7 +52,10 @@ DVC_YAML: dict[str, Any] = {
             "cmd": "python train.py",
             "deps": ["train.py", "data.txt"],
             "params": ["train"],
-            "outs": [{"evaluation/plots": {"cache": False}}],
+            "outs": [
+                {"evaluation/plots": {"cache": False}},
+                {"evaluation/predictions.csv": {"cache": False}},
+            ],
             "metrics": [{"evaluation/metrics.json": {"cache": False}}],
             "plots": [
                 {"evaluation/history.csv": {"cache": False}},

@@ -33,7 +33,7 @@ NEEDED: tuple[Grant, ...] = (
     *_grants(RUNNERS, "", "events", "list"),
     # deploy/kube.py, deploy/rollout.py: server-side apply of the served model (each object read first,
     # to check which repository's it is), its rollout, the smoke test
-    *_grants(MODELS, "apps", "deployments", "get", "create", "patch", "delete"),
+    *_grants(MODELS, "apps", "deployments", "get", "list", "create", "patch", "delete"),
     *_grants(MODELS, "", "services", "get", "create", "patch", "delete"),
     *_grants(MODELS, "networking.k8s.io", "ingresses", "get", "create", "patch", "delete"),
     *_grants(MODELS, "autoscaling", "horizontalpodautoscalers", "get", "create", "patch"),

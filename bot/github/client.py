@@ -13,8 +13,8 @@ from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache import MemCacheStrategy
 
 from bot.github.actions import ActionsMixin, Artifacts, Jobs, Workflows
-from bot.github.checks import Checks, ChecksMixin
-from bot.github.deployments import Deployments, DeploymentsMixin
+from bot.github.checks import CheckDetails, Checks, ChecksMixin
+from bot.github.deployments import Deployments, DeploymentsMixin, Merges
 from bot.github.git import GitData, GitDataMixin
 from bot.github.issues import AppIdentity, Conversation, ConversationMixin
 from bot.github.pulls import Pulls, PullsMixin
@@ -22,7 +22,18 @@ from bot.github.runners import RunnersMixin, SelfHostedRunners
 
 
 class GitHubApi(
-    Conversation, Pulls, Checks, Workflows, Jobs, Artifacts, SelfHostedRunners, GitData, Deployments, Protocol
+    Conversation,
+    Pulls,
+    Checks,
+    CheckDetails,
+    Workflows,
+    Jobs,
+    Artifacts,
+    SelfHostedRunners,
+    GitData,
+    Deployments,
+    Merges,
+    Protocol,
 ):
     """Every area of GitHub orbit calls, for one installation."""
 

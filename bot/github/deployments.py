@@ -52,6 +52,14 @@ class Deployments(Protocol):
         ...
 
 
+class Merges(Protocol):
+    """What `/deploy` on a closed pull request asks: did it merge, and into which commit."""
+
+    async def merge_commit(self, repo: Repo, number: int) -> str | None:
+        """Return the commit a merged pull request made on its base, or None when it is not merged."""
+        ...
+
+
 class DeploymentsMixin:
     """`Deployments` over githubkit."""
 
@@ -126,3 +134,10 @@ class DeploymentsMixin:
         )
         statuses = body_of(response) or []
         return str(statuses[0]["state"]) if statuses else None
+
+    async def merge_commit(self, repo: Repo, number: int) -> str | None:
+        """Return the merge commit of a merged pull request, or None when it is not merged."""
+        response = await call("get_pull", lambda: self._rest.pulls.async_get(repo.owner, repo.name, number))
+        data = body_of(response)
+        merged = bool(data.get("merged")) and data.get("merge_commit_sha")
+        return str(data["merge_commit_sha"]) if merged else None

@@ -21,6 +21,7 @@ class PullInfo:
     default_branch: str
     draft: bool
     state: str
+    head_ref: str = ""  # the head's branch name (in `head_repo`)
 
 
 class Pulls(Protocol):
@@ -62,6 +63,7 @@ class PullsMixin:
             default_branch=str(data["base"]["repo"].get("default_branch", data["base"]["ref"])),
             draft=bool(data.get("draft", False)),
             state=str(data.get("state", "open")),
+            head_ref=str(data["head"].get("ref") or ""),
         )
 
     async def changed_files(self, repo: Repo, number: int) -> list[str]:

@@ -11,14 +11,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.report.baseline import read_at
 from runner.report.bundle import Confusion, Curve, Facts, Image, Report, Stages
 from runner.report.collect import Collected, collect
 from runner.report.compare import metrics_diff, params_diff
 from runner.report.facts import device, stages_from_log
 from runner.report.html import html
+from runner.report.imagediff import visibly_changed
 from runner.report.plotdata import plot_data
 from runner.report.redact import tail
 from runner.report.render import markdown
+from runner.report.significance import judge_change
 from runner.report.text import slug
 
 LOG_TAIL_LINES = 25
@@ -62,7 +65,10 @@ def _clear(out: Path) -> None:
             path.unlink()
 
 
-def _copy_images(collected: Collected, project: Path, out: Path, missing: list[str]) -> list[Image]:
+def _copy_images(
+    collected: Collected, project: Path, base_commit: str, out: Path, missing: list[str]
+) -> list[Image]:
+    """Copy the images the pipeline drew into the bundle, each marked whether it changed visibly."""
     images, taken = [], {path.name for path in out.iterdir()}
     for path in collected.images:
         source = project / path
@@ -77,7 +83,8 @@ def _copy_images(collected: Collected, project: Path, out: Path, missing: list[s
             name = f"_{name}"
         taken.add(name)
         shutil.copyfile(source, out / name)
-        images.append(Image(title=source.stem.replace("_", " "), image=name))
+        changed = visibly_changed(source.read_bytes(), read_at(project, base_commit, path))
+        images.append(Image(title=source.stem.replace("_", " "), image=name, changed=changed))
     return images
 
 
@@ -119,6 +126,7 @@ def build_report(project: Path, base: str, out: Path, run: RunRecord | None = No
     curves, confusions, missing = plot_data(collected)
     curves, confusions = _draw(out, curves, confusions)
     stages = stages_from_log(run.log) if run.log else Stages()
+    significance, note = ([], None) if stages.failed else judge_change(project, base_commit, base)
     report = Report(
         facts=Facts(
             commit=head_commit,
@@ -134,9 +142,11 @@ def build_report(project: Path, base: str, out: Path, run: RunRecord | None = No
         base_has_metrics=bool(collected.base.metrics),
         curves=curves,
         confusions=confusions,
-        images=_copy_images(collected, project, out, missing),
+        images=_copy_images(collected, project, base_commit, out, missing),
         missing_plots=missing,
         log_tail=tail(run.log, LOG_TAIL_LINES) if run.log and stages.failed else [],
+        significance=significance,
+        significance_note=note,
     )
     write_bundle(report, out)
     return report

@@ -8,20 +8,32 @@ name, a metric's name) are one line of at most `MAX_NAME` characters.
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat
 
 REPORT_VERSION = 1
 Verdict = Literal["better", "worse", "same", "changed", "new", "missing"]
 Sense = Literal["higher", "lower", "neutral"]
+Judgement = Literal["better", "worse", "no significant change"]
 MAX_NAME = 200
+MAX_NOTE = 600
+VERDICT_METRIC = "val_acc"
+
+
+def _shortened(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_NAME else text[: MAX_NAME - 1] + "…"
+    return _shortened(text, MAX_NAME)
+
+
+def _note(text: str) -> str:
+    return _shortened(text, MAX_NOTE)
 
 
 Name = Annotated[str, AfterValidator(_one_line)]
+Note = Annotated[str, AfterValidator(_note)]
 
 
 class _Model(BaseModel):
@@ -84,10 +96,31 @@ class Confusion(_Model):
 
 
 class Image(_Model):
-    """An image plot the pipeline drew itself (the prediction preview)."""
+    """An image plot the pipeline drew itself (the prediction preview).
+
+    `changed` says whether it differs visibly from the base's image; None when there is none to compare.
+    """
 
     title: str
     image: str
+    changed: bool | None = None
+
+
+class Significance(_Model):
+    """A metric's change from base to head on the same examples, and whether it is more than noise.
+
+    `low` … `high` is the paired bootstrap's 95 % interval of `delta`; `p_value` is McNemar's exact
+    test (accuracy only). The verdict is `better` or `worse` only when the change is significant.
+    """
+
+    key: Name
+    base: FiniteFloat
+    head: FiniteFloat
+    delta: FiniteFloat
+    low: FiniteFloat
+    high: FiniteFloat
+    p_value: Annotated[float, Field(ge=0, le=1)] | None = None
+    verdict: Judgement
 
 
 class Stages(_Model):
@@ -123,11 +156,24 @@ class Report(_Model):
     images: list[Image] = Field(default_factory=list)
     missing_plots: list[str] = Field(default_factory=list)
     log_tail: list[str] = Field(default_factory=list)
+    significance: list[Significance] = Field(default_factory=list)
+    significance_note: Note | None = None
 
     @property
     def failed(self) -> bool:
         """Return whether a stage failed."""
         return self.stages.failed is not None
+
+    @property
+    def headline_significance(self) -> Significance | None:
+        """Return the row the verdict follows: accuracy, the one metric with an exact test."""
+        return next((row for row in self.significance if row.key == VERDICT_METRIC), None)
+
+    @property
+    def verdict(self) -> Literal["better", "worse", "no significant change", "unknown"]:
+        """Return whether head is better than base beyond noise, by accuracy; `unknown` if not judged."""
+        row = None if self.failed else self.headline_significance
+        return "unknown" if row is None else row.verdict
 
     def image_names(self) -> list[str]:
         """Return every PNG the report links, in the order it shows them."""

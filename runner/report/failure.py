@@ -36,18 +36,16 @@ async def failure_markdown(
     """Return the failure report of a run whose bundle is missing."""
     commit = inert.code(sha[:7])
     if conclusion == "cancelled":
-        return f"### ⏹ Training of {commit} was cancelled\n\n[The workflow run]({url}) did not finish."
+        return f"### Training of {commit} was cancelled\n\n[The workflow run]({url}) did not finish."
     jobs = [
         job for job in await github.run_jobs(repo, run_id) if job.conclusion not in ("success", "skipped", "")
     ]
     if not jobs:
-        return (
-            f"### ❌ Training of {commit} ended: {inert.text(conclusion)}\n\nSee [the workflow run]({url})."
-        )
+        return f"### Training of {commit} ended: {inert.text(conclusion)}\n\nSee [the workflow run]({url})."
     job = jobs[0]
     lines = log_tail(await github.job_log(repo, job.id))
     block = inert.fence(lines)
     return (
-        f"### ❌ Training of {commit} failed at step “{inert.text(failed_step(job))}”\n\n"
+        f"### Training of {commit} failed at step “{inert.text(failed_step(job))}”\n\n"
         f"The end of [its log]({job.html_url or url}):\n\n{block}"
     )

@@ -8,6 +8,7 @@ bot itself from report.json; a run without a bundle gets the end of its failing 
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot import logs
 from bot.context import Context, Store
@@ -15,6 +16,7 @@ from bot.dispatch import accepted, already_done, done, observed
 from bot.events import Repo, WorkflowRunEvent
 from bot.github import CheckUpdate, named_artifact
 from bot.github.actions import ArtifactTooLarge
+from bot.github.pulls import Pulls
 from bot.metrics import observe_run
 from bot.router import Router
 from bot.runs import TRAIN, RecordedRun
@@ -24,6 +26,7 @@ from runner.report.artifact import MAX_TOTAL_BYTES, Bundle, BundleError, read_bu
 from runner.report.assets import publish_images
 from runner.report.bundle import Report
 from runner.report.failure import failure_markdown
+from runner.report.gates import gate_inputs, gated
 from runner.report.render import markdown
 from runner.report.sticky import MARKER, compose, neutralise
 from runner.report.text import number
@@ -35,6 +38,10 @@ MAX_ARTIFACT_BYTES = MAX_TOTAL_BYTES + 1024 * 1024  # the zip of what a bundle m
 CHECK_CONCLUSIONS = frozenset({"success", "failure", "cancelled", "timed_out", "neutral", "skipped", "stale"})
 router = Router()
 log = logging.getLogger(__name__)
+
+
+class PublishGitHub(ReportGitHub, Pulls, Protocol):
+    """Publishing, and reading the gates of `.github/orbit.yml` from the pull request's base branch."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ async def _report_markdown(github: ReportGitHub, run: FinishedRun, bundle: Bundl
 
 
 def check_title(report: Report | None, conclusion: str) -> str:
-    """Return the check run's one-line title: the first metric's change, or the outcome."""
+    """Return the check run's one-line title: the first metric's change and its verdict, or the outcome."""
     if report is None:
         return {"success": "Training finished", "cancelled": "Training cancelled"}.get(
             conclusion, f"Training {conclusion.replace('_', ' ')}"
@@ -105,8 +112,11 @@ def check_title(report: Report | None, conclusion: str) -> str:
     if main is None or main.head is None:
         return "Training finished"
     delta = main.delta
-    change = f" ({'+' if delta > 0 else ''}{number(delta)})" if delta else ""
-    return f"{main.key} {number(main.head)}{change}"
+    parts = [f"{'+' if delta > 0 else ''}{number(delta)}"] if delta else []
+    judged = next((row for row in report.significance if row.key == main.key), None)
+    if judged is not None:
+        parts.append(judged.verdict)
+    return f"{main.key} {number(main.head)}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def check_conclusion(report: Report | None, conclusion: str) -> str:
@@ -130,9 +140,11 @@ async def upsert_comment(github: ReportGitHub, repo: Repo, pull: int, run_id: in
 @router.on(WorkflowRunEvent, "completed")
 async def on_training_run_completed(event: WorkflowRunEvent, ctx: Context) -> None:
     """Publish the report of a finished training run."""
-    github: ReportGitHub = ctx.github
+    github: PublishGitHub = ctx.github
     logs.bind(run_id=event.workflow_run.id)
     record = await accepted(ctx.store, observed(event), TRAIN)
+    if record is not None and record.training is not None and record.training.sweep:
+        return  # a sweep point: runner.sweeps.publish publishes it
     run = finished_run(event, record) if record is not None else None
     if run is None or await already_done(ctx.store, run.run_id, PUBLISHED):
         return  # not orbit's run, or its report is out already (a replayed event)
@@ -155,12 +167,12 @@ def _observe_duration(event: WorkflowRunEvent) -> None:
     observe_run("training", run.conclusion or "", run.run_started_at, run.updated_at)
 
 
-async def _publish(github: ReportGitHub, run: FinishedRun) -> None:
+async def _publish(github: PublishGitHub, run: FinishedRun) -> None:
     report: Report | None = None
     try:
         bundle = await _bundle(github, run)
     except BundleError as error:
-        bundle, section = None, f"### ⚠️ The report of `{run.sha[:7]}` could not be read\n\n{error}"
+        bundle, section = None, f"### The report of `{run.sha[:7]}` could not be read\n\n{error}"
     else:
         if bundle is None:
             section = await failure_markdown(github, run.repo, run.run_id, run.sha, run.conclusion, run.url)
@@ -168,11 +180,12 @@ async def _publish(github: ReportGitHub, run: FinishedRun) -> None:
             report, section = bundle.report, await _report_markdown(github, run, bundle)
     section = neutralise(section) + f"\n\n<sub>[workflow run {run.run_id}]({run.url})</sub>"
     await upsert_comment(github, run.repo, run.pull, run.run_id, section)
-    title = check_title(report, run.conclusion)
     update = CheckUpdate(
         conclusion=check_conclusion(report, run.conclusion),
-        title=title,
+        title=check_title(report, run.conclusion),
         summary=section,
         details_url=run.url or None,
     )
+    if report is not None and not report.failed:
+        update = gated(update, await gate_inputs(github, run.repo, run.pull, run.sha), report)
     await checks.update_open(github, run.repo, run.sha, update)

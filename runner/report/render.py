@@ -7,23 +7,24 @@ most `MAX_ROWS` rows a table and `MAX_BYTES` in all, with a line saying what was
 
 import base64
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from runner.report import inert
-from runner.report.bundle import MetricRow, ParamChange, Report
+from runner.report.bundle import MetricRow, ParamChange, Report, Significance
+from runner.report.perclass import per_class_section, split_per_class
 from runner.report.redact import CONTEXT_LINES, redact_lines
+from runner.report.tables import LEFT_OUT, MAX_ROWS, plural, table
 from runner.report.text import confusion_table, mermaid, number
+from runner.report.verdicts import change, verdict_line
 
 ImageUrl = Callable[[str], str]
 ImageUrls = ImageUrl | Mapping[str, str]
-ARROWS = {"better": "🟢 better", "worse": "🔴 worse", "same": "=", "changed": "changed", "new": "new"}
-MAX_ROWS = 200  # rows shown of one table
 MAX_BYTES = 60_000  # of the whole Markdown: room for the sticky comment's frame within 65,536
 MAX_LOG_LINES = 50
 MAX_PLOTS = 20  # of each kind: curves, confusion matrices, images
 MAX_LISTED = 20  # stage names, plots not drawn
-LEFT_OUT = "left out to fit GitHub's limit; the run's `orbit-report` artifact has them all"
+IMAGE_CHANGE = {True: " (changed since base)", False: " (no visible change since base)", None: ""}
 CUT_NOTE = (
     "\n\n… the rest of this report was left out to fit GitHub's size limit; "
     "the run's `orbit-report` artifact has all of it."
@@ -53,38 +54,12 @@ def headline(report: Report) -> str:
     against = f"against {inert.code(facts.base_ref)} (`{short(facts.base_commit)}`)"
     if report.failed:
         stage = inert.code(report.stages.failed or "")
-        return f"### ❌ Training failed at stage {stage} — `{short(facts.commit)}`"
-    return f"### 📊 Training report for `{short(facts.commit)}` {against}"
-
-
-def _plural(count: int, word: str, plural: str | None = None) -> str:
-    return f"{count:,} {word if count == 1 else plural or word + 's'}"
-
-
-def _table(header: list[str], rows: Iterable[str], total: int, max_rows: int) -> str:
-    """Return a Markdown table of the first `max_rows` rows, and a line saying how many were left out."""
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    lines += (row for _, row in zip(range(max_rows), rows, strict=False))
-    table = "\n".join(lines)
-    left = total - min(total, max_rows)
-    if left:
-        table += f"\n\n… {_plural(left, 'more row')} {LEFT_OUT}."
-    return table
+        return f"### Training failed at stage {stage} — `{short(facts.commit)}`"
+    return f"### Training report for `{short(facts.commit)}` {against}"
 
 
 def _value(value: float | None) -> str:
     return "—" if value is None else number(value)
-
-
-def _change(row: MetricRow) -> str:
-    if row.verdict == "missing":
-        return "missing in head"
-    delta = row.delta
-    if delta is None or row.verdict == "new":
-        return "new"
-    arrow = "▲" if delta > 0 else "▼" if delta < 0 else ""
-    mark = ARROWS[row.verdict]
-    return mark if row.verdict == "same" else f"{arrow} {'+' if delta > 0 else ''}{number(delta)} {mark}"
 
 
 def _metric_name(row: MetricRow, several_files: bool) -> str:
@@ -92,27 +67,35 @@ def _metric_name(row: MetricRow, several_files: bool) -> str:
 
 
 def metrics_table(
-    rows: list[MetricRow], with_base: bool, several_files: bool, max_rows: int = MAX_ROWS
+    rows: list[MetricRow],
+    with_base: bool,
+    several_files: bool,
+    max_rows: int = MAX_ROWS,
+    judged: Mapping[str, Significance] | None = None,
 ) -> str:
-    """Return metrics as a table: base, head and the judged change, or the head alone."""
+    """Return metrics as a table: base, head and the change (judged where `judged` has the metric)."""
     if not with_base:
         lines: Iterator[str] = (f"| {_metric_name(r, several_files)} | {_value(r.head)} |" for r in rows)
-        return _table(["metric", "head"], lines, len(rows), max_rows)
+        return table(["metric", "head"], lines, len(rows), max_rows)
+    judged = judged or {}
     lines = (
-        f"| {_metric_name(r, several_files)} | {_value(r.base)} | {_value(r.head)} | {_change(r)} |"
+        f"| {_metric_name(r, several_files)} | {_value(r.base)} | {_value(r.head)}"
+        f" | {change(r, judged.get(r.key))} |"
         for r in rows
     )
-    return _table(["metric", "base", "head", "change"], lines, len(rows), max_rows)
+    return table(["metric", "base", "head", "change"], lines, len(rows), max_rows)
 
 
 def metrics_section(report: Report, max_rows: int = MAX_ROWS) -> list[str]:
-    """Return the metrics part: main metrics in a table, nested ones (per class) folded."""
+    """Return the metrics: main ones in a table, the classes worth showing, other nested ones folded."""
     if not report.metrics:
         return ["**Metrics**: none were produced."]
     several = len({row.path for row in report.metrics}) > 1
+    judged = {row.key: row for row in report.significance}
+    classes, rows = split_per_class(report.metrics)
     main: list[MetricRow] = []
     nested: list[MetricRow] = []
-    for row in report.metrics:  # one pass: the rows are not compared with each other
+    for row in rows:  # one pass: the rows are not compared with each other
         (nested if "." in row.key else main).append(row)
     if not main:
         main, nested = nested, []
@@ -120,12 +103,14 @@ def metrics_section(report: Report, max_rows: int = MAX_ROWS) -> list[str]:
     if not report.base_has_metrics:
         base = inert.code(report.facts.base_ref)
         parts.append(f"First run: {base} has no metrics yet, so the head's alone.")
-    parts.append(metrics_table(main, report.base_has_metrics, several, max_rows))
+    if main:
+        parts.append(metrics_table(main, report.base_has_metrics, several, max_rows, judged))
+    parts += per_class_section(report, classes, judged, max_rows)
     if nested:
         changed = sum(row.verdict in ("better", "worse", "changed") for row in nested)
-        more = f"{_plural(len(nested), 'more metric')} ({changed:,} changed)"
-        table = metrics_table(nested, report.base_has_metrics, several, max_rows)
-        parts.append(f"<details><summary>{more}</summary>\n\n\n{table}\n\n\n</details>")
+        more = f"{plural(len(nested), 'more metric')} ({changed:,} changed)"
+        folded = metrics_table(nested, report.base_has_metrics, several, max_rows, judged)
+        parts.append(f"<details><summary>{more}</summary>\n\n\n{folded}\n\n\n</details>")
     return parts
 
 
@@ -145,8 +130,8 @@ def params_section(changes: list[ParamChange], max_rows: int = MAX_ROWS) -> list
         new = "—" if change.removed else _param_value(change.new)
         return f"| {name} | {old} | {new} |"
 
-    table = _table(["param", "base", "head"], (row(c) for c in changes), len(changes), max_rows)
-    return ["**Params**\n\n" + table]
+    text = table(["param", "base", "head"], (row(c) for c in changes), len(changes), max_rows)
+    return ["**Params**\n\n" + text]
 
 
 def _folded(summary: str, body: str) -> str:
@@ -175,7 +160,7 @@ def _image(title: str, name: str | None, images: ImageUrls) -> str | None:
 
 
 def _left_out(count: int, what: str) -> list[str]:
-    return [f"… {_plural(count, what)} {LEFT_OUT}."] if count > 0 else []
+    return [f"… {plural(count, what)} {LEFT_OUT}."] if count > 0 else []
 
 
 def plots_section(report: Report, images: ImageUrls) -> list[str]:
@@ -198,7 +183,7 @@ def plots_section(report: Report, images: ImageUrls) -> list[str]:
     parts += _left_out(len(report.confusions) - MAX_PLOTS, "more confusion table")
     for plot in report.images[:MAX_PLOTS]:
         image = _image(plot.title, plot.image, images)
-        parts.append(f"#### {inert.text(plot.title)}\n\n{image}")
+        parts.append(f"#### {inert.text(plot.title)}{IMAGE_CHANGE[plot.changed]}\n\n{image}")
     parts += _left_out(len(report.images) - MAX_PLOTS, "more image")
     if report.missing_plots:
         listed = _listed(
@@ -267,6 +252,7 @@ def markdown(
     all (so under GitHub's 65,536 characters of a comment and 65,535 of a check run summary).
     """
     middle = [
+        *verdict_line(report),
         *failure_section(report),
         *metrics_section(report, max_rows),
         *params_section(report.params, max_rows),

@@ -10,7 +10,7 @@ MAX_POINTS = 50
 MAX_SERIES = 12  # lines drawn in one chart
 MAX_CLASSES = 30  # rows and columns of a confusion table: its cells grow with the square
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
-SWATCHES = ("🟦", "🟧", "🟩", "🟥", "🟪", "🟫")
+COLOUR_NAMES = ("blue", "orange", "green", "red", "purple", "brown")  # words: a font may lack emoji
 MAX_SLUG = 60
 MAX_CHART_LINE = 2_000  # characters of a chart's line: 50 points of any sensible value
 
@@ -27,6 +27,19 @@ def number(value: float) -> str:
         return f"{value:,.1f}"
     text = f"{value:.4f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
+
+
+def signed(value: float) -> str:
+    """Format a change with its sign, a true minus for a decrease: +0.0134, −0.2, 0."""
+    text = number(abs(value))
+    if text == "0":
+        return "0"
+    return f"+{text}" if value > 0 else f"\u2212{text}"
+
+
+def p_value(value: float) -> str:
+    """Format a p-value with two significant digits: p = 0.31, p = 0.0039, p < 0.001."""
+    return "p < 0.001" if value < 0.001 else f"p = {value:.2g}"
 
 
 def mermaid(curve: Curve) -> tuple[str, str]:
@@ -49,7 +62,7 @@ def mermaid(curve: Curve) -> tuple[str, str]:
         *(f"  line [{', '.join(number(v) for v in s.y[::step])}]" for _, s in lines),
     ]
     legend = " · ".join(
-        f"{SWATCHES[i % len(SWATCHES)]} {inert.text(name)}" for i, (name, _) in enumerate(lines)
+        f"{COLOUR_NAMES[i % len(COLOUR_NAMES)]}: {inert.text(name)}" for i, (name, _) in enumerate(lines)
     )
     return inert.fence(chart, "mermaid", line_limit=MAX_CHART_LINE), legend
 

@@ -38,6 +38,7 @@ TRAINING = "runner.training.on_pull_request"
 CLOSED = "deploy.flow.router_for.<locals>.on_closed"
 COMMANDS = "bot.commands.on_comment"
 PUBLISH = "runner.report.publish.on_training_run_completed"
+SWEEP = "runner.sweeps.publish.on_sweep_point_completed"
 BUILT = "deploy.flow.router_for.<locals>.on_build_completed"
 JOB = "runner.jobs.make_router.<locals>"
 # Which handlers each (event, action) must reach; anything not listed reaches none and is ignored.
@@ -45,7 +46,7 @@ EXPECTED: dict[tuple[str, str], list[str]] = {
     **{("pull_request", a): [TRAINING] for a in ("opened", "synchronize", "reopened", "ready_for_review")},
     ("pull_request", "closed"): [CLOSED],
     ("issue_comment", "created"): [COMMANDS],
-    ("workflow_run", "completed"): [PUBLISH, BUILT],
+    ("workflow_run", "completed"): [PUBLISH, SWEEP, BUILT],
     ("workflow_job", "queued"): [f"{JOB}.queued"],
     ("workflow_job", "in_progress"): [f"{JOB}.in_progress"],
     ("workflow_job", "completed"): [f"{JOB}.completed"],

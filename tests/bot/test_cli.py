@@ -21,6 +21,14 @@ def test_every_subcommand_parses() -> None:
         parser.parse_args(["inbox", "list", "--status", "bogus"])
 
 
+def test_serve_takes_a_role_of_three() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["serve", "--role", "worker"]).role == "worker"
+    assert parser.parse_args(["serve"]).role is None  # ORBIT_ROLE decides, else all
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--role", "both"])
+
+
 def test_inbox_list_and_retry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -60,7 +68,7 @@ def test_inbox_list_json_is_an_array_of_the_items(
     assert main(["inbox", "list", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert [(i["delivery_id"], i["status"], i["event"], i["action"]) for i in items] == [
-        ("d-2", "pending", "issue_comment", "created"),
+        ("d-2", "waiting", "issue_comment", "created"),  # behind d-1: the same pull request
         ("d-1", "pending", "issue_comment", "created"),
     ]
     assert {"id", "attempts", "last_error", "available_at"} <= set(items[0])

@@ -120,7 +120,7 @@ HEALTHY = [
     "✓ webhook: https://orbit.example.com/webhook, with a secret",
     "✓ deliveries: none of the 0 in the last 24 h failed",
     "✓ RBAC in orbit-runners: the 7 verbs orbit uses are granted",
-    "✓ RBAC in models: the 21 verbs orbit uses are granted",
+    "✓ RBAC in models: the 22 verbs orbit uses are granted",
     "⚠ namespace orbit-runners: cannot tell: orbit may not read Namespaces (it has no cluster-wide grant)"
     " — kubectl get namespace orbit-runners",
     "⚠ namespace models: cannot tell: orbit may not read Namespaces (it has no cluster-wide grant)"

@@ -10,7 +10,19 @@ import pytest
 import sqlalchemy as sa
 
 from bot.events import ordering_key
-from bot.inbox import DEAD, DONE, PENDING, Inbox, NewDelivery, make_engine, metadata
+from bot.inbox import (
+    DEAD,
+    DONE,
+    PENDING,
+    RUNNING,
+    WAITING,
+    Inbox,
+    NewDelivery,
+    WorkItem,
+    make_engine,
+    metadata,
+    work_items,
+)
 from tests.fakes import body_of, comment_payload, delivery
 from tests.postgres import empty_database, postgres_url  # noqa: F401 - fixtures
 
@@ -50,7 +62,7 @@ def test_a_delivery_is_recorded_once(inbox: Inbox) -> None:
         False,
     ]
     assert inbox.record([new(delivery_id="b")]) == [False]
-    assert inbox.counts() == {PENDING: 2}
+    assert inbox.counts() == {PENDING: 1, WAITING: 1}  # b waits behind a: the same pull request
 
 
 def test_claimed_payload_round_trips(inbox: Inbox) -> None:
@@ -163,3 +175,80 @@ def test_replicas_starting_at_once_on_an_empty_postgresql_create_the_inbox_in_tu
     assert inboxes[0].counts() == {}
     for inbox in inboxes:
         inbox.engine.dispose()
+
+
+def _ids(items: list[WorkItem]) -> list[str]:
+    return [item.delivery.delivery_id for item in items]
+
+
+def test_a_burst_on_one_pull_request_waits_in_order_and_the_next_is_released_as_each_ends(
+    inbox: Inbox,
+) -> None:
+    inbox.record([new(7, f"pr7-{i}") for i in range(4)] + [new(8, "pr8-0")])
+    assert inbox.counts() == {PENDING: 2, WAITING: 3}
+    first = inbox.claim_many(10)
+    assert _ids(first) == ["pr7-0", "pr8-0"]
+    # Completed in the claim's own transaction: pr7-1 is released and taken by the same claim.
+    second = inbox.claim_many(10, completed=[first[0].id])
+    assert _ids(second) == ["pr7-1"]
+    assert inbox.fail(second[0], "GitHub answered 404", temporary=False) == DEAD  # dead releases too
+    third = inbox.claim_many(10)
+    assert _ids(third) == ["pr7-2"]
+    inbox.fail(third[0], "GitHub answered 502", temporary=True, retry_after=0.0)  # a retry keeps its turn
+    _make_due(inbox)
+    again = inbox.claim_many(10)
+    assert _ids(again) == ["pr7-2"] and again[0].attempts == 2
+    inbox.complete_many([again[0].id])
+    assert _ids(inbox.claim_many(10)) == ["pr7-3"]
+    assert inbox.counts() == {DONE: 2, DEAD: 1, RUNNING: 2}
+
+
+def test_an_item_recorded_behind_an_unfinished_one_waits_until_it_is_done(inbox: Inbox) -> None:
+    inbox.record([new(7, "first")])
+    item = inbox.claim()
+    assert item is not None
+    inbox.record([new(7, "second")])  # a later batch: the key is busy with a running item
+    assert inbox.claim() is None
+    inbox.complete(item)
+    later = inbox.claim()
+    assert later is not None and later.delivery.delivery_id == "second"
+
+
+def test_a_database_from_before_waiting_still_runs_one_item_of_a_pull_request_at_a_time(
+    inbox: Inbox,
+) -> None:
+    inbox.record([new(7, "old-1")])
+    inbox.record([new(8, "other")])
+    key = ordering_key(new(7).delivery)
+    with inbox.engine.begin() as connection:  # as an older orbit queued them: both pending, one key
+        connection.execute(
+            work_items.update().where(work_items.c.delivery_id == "other").values(ordering_key=key)
+        )
+    claimed = inbox.claim_many(10)
+    assert _ids(claimed) == ["old-1"]
+
+
+def test_replicas_recording_one_pull_request_at_once_queue_one_pending_item(inbox: Inbox) -> None:
+    threads, rounds = 6, 15
+    start = threading.Barrier(threads)
+
+    def record(index: int) -> None:
+        for number in range(rounds):  # each round a new pull request, recorded by every thread at once
+            start.wait()
+            inbox.record([new(number, f"r{number}-{index}")])
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(record, range(threads)))
+    assert inbox.counts() == {PENDING: rounds, WAITING: rounds * (threads - 1)}
+
+
+def test_an_inbox_made_by_an_older_orbit_gets_the_new_indexes(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        for index in work_items.indexes:
+            connection.execute(sa.text(f"DROP INDEX {index.name}"))
+    Inbox(engine).create_schema()
+    names = {index["name"] for index in sa.inspect(engine).get_indexes("work_items")}
+    assert {index.name for index in work_items.indexes} <= names
+    engine.dispose()

@@ -143,12 +143,12 @@ async def test_workers_outlive_a_database_that_is_out_of_reach_for_a_while(
     enqueue(inbox, 1, "d")
     real_claim, failures = inbox.claim_many, 0
 
-    def claim_after_two_failures(limit: int) -> object:
+    def claim_after_two_failures(limit: int, completed: list[int] | None = None) -> object:
         nonlocal failures
         if failures < 2:
             failures += 1
             raise sa.exc.OperationalError("SELECT", {}, Exception("database is locked"))
-        return real_claim(limit)
+        return real_claim(limit, completed)
 
     inbox.claim_many = claim_after_two_failures  # type: ignore[method-assign,assignment]
     workers = WorkerPool(inbox, router, FakeApp(), features={}, concurrency=1, poll_seconds=0.01)

@@ -4,6 +4,7 @@ real `docker-registry`. The full-build fallback: `import` and `containerize`, wi
 on PATH (tests/images/test_serving_image.py runs the served image), and the push of its OCI archive
 with the registry's HTTP API, no buildah (tests/deploy/test_archive.py checks what an archive holds)."""
 
+import hashlib
 import json
 import os
 import stat
@@ -13,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from deploy.build import DEPENDENCIES_DIFFER, main
+from deploy.layer import read_member
 from deploy.registry import Reference, Registry
 from deploy.serving_base import CONTAINERFILE, LOCK, base_image
-from tests.conftest import REPO, run
+from tests.conftest import REPO, TINY_PARAMS, run
 from tests.deploy.registries import local_registry, oci_archive, push_tiny_base
 
 pytestmark = pytest.mark.slow
@@ -259,3 +261,39 @@ def test_a_bento_the_base_cannot_take_is_refused_with_the_packages_named(
     )
     assert appended.returncode == DEPENDENCIES_DIFFER, "refused before any registry is reached"
     assert not (tmp_path / "o" / "image.json").exists()
+
+
+REPORT = "https://github.com/octo/model/pull/7#issuecomment-42"
+
+
+def test_the_bento_holds_the_provenance_of_its_checkout_and_the_checkout_is_left_without_it(
+    trained_project: Path, tmp_path: Path
+) -> None:
+    """The `bento` part at the commit it was asked for: the exported Bento's model/metadata.json (what
+    /metadata answers) holds that commit, the md5 of the very model file, the params, the metrics and
+    the report's link; the file is gone from the checkout after."""
+    head = run(["git", "rev-parse", "HEAD"], trained_project).stdout.strip()
+    deploy_build(
+        *("bento", "--project", ".", "--out", str(tmp_path), "--sha", head),
+        f"--report-url={REPORT}",
+        cwd=trained_project,
+    )
+    recorded = json.loads(read_member(tmp_path / "service.bento", "src/model/metadata.json"))
+    model = (trained_project / "model/classifier.bentomodel").read_bytes()
+    assert recorded["sha"] == head
+    assert recorded["clean"] is False, "dvc repro wrote dvc.lock and evaluation/ after the commit"
+    assert set(recorded["dvc_lock"]) == {"generate", "prepare", "train", "evaluate"}
+    assert recorded["dvc_lock"]["train"]["model/classifier.bentomodel"] == hashlib.md5(model).hexdigest()
+    assert recorded["dvc_lock"]["prepare"]["data/prepared"].endswith(".dir"), "the data, a folder"
+    assert recorded["params"] == TINY_PARAMS
+    assert recorded["metrics"] == json.loads((trained_project / "evaluation/metrics.json").read_text())
+    assert recorded["report_url"] == REPORT
+    assert not (trained_project / "model/metadata.json").exists()
+
+    elsewhere = deploy_build(
+        *("bento", "--project", ".", "--out", str(tmp_path / "no"), "--sha", "f" * 40),
+        cwd=trained_project,
+        check=False,
+    )
+    assert elsewhere.returncode == 1 and f"the checkout is at {head}" in elsewhere.stderr
+    assert not (tmp_path / "no").exists(), "refused before anything is built"

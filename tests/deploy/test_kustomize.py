@@ -30,7 +30,7 @@ K8S = ROOT / "deploy/k8s"
 SCHEMAS = ROOT / "tests/schemas"
 KUBERNETES_VERSIONS = ("1.29.0", "1.30.0", "1.31.0", "1.32.0")
 OVERLAYS = ("single", "ha")
-COMPONENTS = ("ingress-tls", "monitoring", "gpu-nodes", "build-runners")
+COMPONENTS = ("ingress-tls", "monitoring", "gpu-nodes", "build-runners", "shared-cache")
 RENDERS = (*OVERLAYS, *(f"{overlay}+components" for overlay in OVERLAYS))
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 LABELS = {
@@ -370,9 +370,10 @@ def test_the_bot_starts_with_the_rendered_settings(
     environment = bot_environment(renders[name])
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
-    if environment.get("ORBIT_BUILD_NAMESPACE"):
-        # build runners need a restricted runner group, which only the installer can name
-        with pytest.raises(SettingsError, match="ORBIT_BUILD_NAMESPACE needs ORBIT_RUNNER_GROUP_ID"):
+    if environment.get("ORBIT_BUILD_NAMESPACE") or environment.get("ORBIT_DVC_CACHE_CLAIM"):
+        # build runners and the shared cache need a restricted runner group, which only the installer
+        # can name
+        with pytest.raises(SettingsError, match="needs ORBIT_RUNNER_GROUP_ID"):
             load_settings()
         monkeypatch.setenv("ORBIT_RUNNER_GROUP_ID", "7")
     settings = load_settings()
@@ -566,6 +567,23 @@ def test_build_runners_is_an_isolated_namespace_like_the_runners(renders: dict[s
     env = {e["name"]: e.get("value") for e in render.bot()["env"]}
     assert env["ORBIT_BUILD_NAMESPACE"] == "orbit-builds"
     assert not [o for o in renders["ha"].objects if "orbit-builds" in yaml.safe_dump(o)]
+
+
+def test_shared_cache_is_a_read_write_many_claim_beside_the_runner_pods_named_in_the_settings(
+    renders: dict[str, Render], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    render = renders["single+components"]
+    claim = render.one("PersistentVolumeClaim", "orbit-dvc-cache")
+    assert claim["metadata"]["namespace"] == "orbit-runners", "where the runner pods that mount it are"
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "several runner pods, on several nodes"
+    assert render.settings()["ORBIT_DVC_CACHE_CLAIM"] == "orbit-dvc-cache"
+    assert not renders["single"].of("PersistentVolumeClaim", "orbit-dvc-cache")
+    for key in [key for key in os.environ if key.startswith("ORBIT_")]:
+        monkeypatch.delenv(key)
+    for key, value in {**bot_environment(render), "ORBIT_BUILD_NAMESPACE": ""}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError, match="ORBIT_DVC_CACHE_CLAIM needs ORBIT_RUNNER_GROUP_ID"):
+        load_settings()
 
 
 def test_the_service_monitor_scrapes_the_bots_metrics(renders: dict[str, Render]) -> None:

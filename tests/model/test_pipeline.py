@@ -1,5 +1,6 @@
 """The DVC pipeline end to end in a copy of the repository, with real git and DVC."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -22,6 +23,7 @@ def test_outputs_exist_and_metrics_are_sane(trained_project: Path) -> None:
         "model/classifier.bentomodel",
         "evaluation/history.csv",
         "evaluation/confusion.csv",
+        "evaluation/predictions.csv",
         "evaluation/plots/predictions.png",
         "evaluation/plots/confusion_matrix.png",
         "evaluation/plots/training_history.png",
@@ -33,7 +35,22 @@ def test_outputs_exist_and_metrics_are_sane(trained_project: Path) -> None:
     assert set(metrics["per_class"]) == set(
         json.loads((trained_project / "data/prepared/dataset.json").read_text())["classes"]
     )
-    assert {"precision", "recall", "f1"} <= set(metrics)
+    assert {"val_precision", "val_recall", "val_f1"} <= set(metrics)
+    assert all(set(scores) == {"precision", "recall", "f1"} for scores in metrics["per_class"].values())
+
+
+def test_predictions_name_each_validation_image_with_its_label_and_prediction(trained_project: Path) -> None:
+    with (trained_project / "evaluation/predictions.csv").open(newline="") as handle:
+        predictions = list(csv.DictReader(handle))
+    with (trained_project / "evaluation/confusion.csv").open(newline="") as handle:
+        confusion = list(csv.DictReader(handle))
+    assert [(r["id"], r["label"], r["prediction"]) for r in predictions] == [
+        (r["file"], r["actual"], r["predicted"]) for r in confusion
+    ]
+    assert all(0 < float(r["confidence"]) <= 1 for r in predictions)
+    metrics = json.loads((trained_project / "evaluation/metrics.json").read_text())
+    right = sum(r["label"] == r["prediction"] for r in predictions)
+    assert round(right / len(predictions), 4) == metrics["val_acc"]
 
 
 def test_dvc_reads_the_metrics_and_plots(trained_project: Path) -> None:

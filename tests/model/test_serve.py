@@ -1,7 +1,10 @@
-"""A real `bentoml serve` of the trained model answering HTTP: predictions, bad input, and the API
-key a deployment may make it ask for."""
+"""A real `bentoml serve` of the trained model answering HTTP: predictions, bad input, its provenance
+(`/metadata`, written into the Bento as deploy.build writes it), and the API key a deployment may make
+it ask for."""
 
+import hashlib
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,15 +14,21 @@ from PIL import Image
 
 from bot.local import held_out_samples, serving
 from bot.processes import LocalServer
+from deploy.provenance import provenance, written_for_build
 from model.serve import API_KEY_ENV
-from tests.conftest import run
+from tests.conftest import TINY_PARAMS, run
 
 pytestmark = pytest.mark.slow
+
+REPORT = "https://github.com/octo/model/pull/7#issuecomment-42"
 
 
 @pytest.fixture(scope="module")
 def bento(trained_project: Path) -> str:
-    tag = run(["bentoml", "build", "--output", "tag"], trained_project).stdout.strip().splitlines()[-1]
+    """Build the Bento with its provenance, as deploy.build's `bento` part does."""
+    with written_for_build(trained_project, provenance(trained_project, report_url=REPORT)):
+        built = run(["bentoml", "build", "--output", "tag"], trained_project)
+    tag = built.stdout.strip().splitlines()[-1]
     assert tag.startswith("__tag__:celestial_bodies_classifier:")
     return tag.removeprefix("__tag__:")
 
@@ -44,6 +53,25 @@ def png(image: Image.Image) -> bytes:
 
 def test_ready_once_the_model_is_loaded(server: LocalServer) -> None:
     assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
+def test_metadata_answers_the_commit_the_hashes_params_metrics_and_report_it_was_built_from(
+    server: LocalServer, trained_project: Path
+) -> None:
+    """Each value checked against its source: git's HEAD, the md5 of the served model's file, the
+    params the project was trained with, the metrics it wrote, the report's link."""
+    answer = httpx.get(f"{server.url}/metadata", timeout=30)
+    assert answer.status_code == 200, answer.text
+    served = answer.json()
+    model = (trained_project / "model/classifier.bentomodel").read_bytes()
+    assert served["provenance"] == "recorded"
+    assert served["sha"] == run(["git", "rev-parse", "HEAD"], trained_project).stdout.strip()
+    assert served["dvc_lock"]["train"]["model/classifier.bentomodel"] == hashlib.md5(model).hexdigest()
+    assert served["dvc_lock"]["generate"]["data/raw"].endswith(".dir")
+    assert served["params"] == TINY_PARAMS
+    assert served["metrics"] == json.loads((trained_project / "evaluation/metrics.json").read_text())
+    assert served["report_url"] == REPORT
+    assert not (trained_project / "model/metadata.json").exists(), "only the Bento holds it"
 
 
 def test_held_out_images_are_classified(server: LocalServer, trained_project: Path) -> None:
@@ -157,8 +185,9 @@ KEY = "k3y-0f-the-deployment"
 def test_a_configured_key_guards_predictions_and_leaves_probes_and_metrics_open(
     bento: str, trained_project: Path
 ) -> None:
-    """`bentoml serve` with MODEL_API_KEY, as the Deployment sets it from its Secret: /predict without
-    the key is a 401, with it a prediction; the kubelet's probes and Prometheus need no key."""
+    """`bentoml serve` with MODEL_API_KEY, as the Deployment sets it from its Secret: /predict and
+    /metadata without the key are a 401, with it answered; the kubelet's probes and Prometheus need
+    no key."""
     path, _ = held_out_samples(trained_project)[0]
     files = {"image": (path.name, path.read_bytes(), "image/png")}
     with pytest.MonkeyPatch.context() as environment:
@@ -172,7 +201,13 @@ def test_a_configured_key_guards_predictions_and_leaves_probes_and_metrics_open(
                 f"{keyed.url}/predict", files=files, headers={"Authorization": f"Bearer {KEY}"}, timeout=30
             )
             probes = {p: httpx.get(f"{keyed.url}{p}").status_code for p in ("/readyz", "/livez", "/metrics")}
+            metadata = (
+                httpx.get(f"{keyed.url}/metadata"),
+                httpx.get(f"{keyed.url}/metadata", headers={"X-API-Key": KEY}),
+            )
     assert (refused.status_code, wrong.status_code) == (401, 401)
+    assert [m.status_code for m in metadata] == [401, 200], "the provenance is the organisation's"
+    assert metadata[1].json()["report_url"] == REPORT
     assert "needs an API key" in refused.json()["error"]
     assert right.status_code == 200 and right.json()["prediction"] in right.json()["probabilities"]
     assert probes == {"/readyz": 200, "/livez": 200, "/metrics": 200}

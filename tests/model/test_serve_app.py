@@ -7,10 +7,12 @@ replaced: by a stand-in that blocks until the test lets it return a tiny classif
 
 import functools
 import io
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,7 +30,7 @@ from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from deploy.manifests import API_KEY_ENV as DEPLOYED_KEY_ENV
-from model import CLASSES
+from model import CLASSES, serve
 from model.classifier import Classifier
 from model.network import Architecture, CelestialNet
 from model.preprocess import Preprocessing
@@ -95,6 +97,7 @@ Install = Callable[[Classifier | Exception], StandInLoad]
 @pytest.fixture
 def stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[Install]:
     made: list[StandInLoad] = []
+    monkeypatch.setattr(serve, "STARTUP_WAIT_S", 0)  # these loads block until the test lets them end
 
     def install(outcome: Classifier | Exception) -> StandInLoad:
         loading = StandInLoad(outcome)
@@ -370,3 +373,111 @@ def test_a_websocket_without_the_key_is_closed_before_it_is_accepted(monkeypatch
     assert refused_with(websocket_app(monkeypatch, ""), {"X-API-Key": ""}) == WS_1008_POLICY_VIOLATION
     assert refused_with(websocket_app(monkeypatch, None), {}) is None, "no key configured: open"
     assert refused_with(websocket_app(monkeypatch, KEY, running=False), {"X-API-Key": KEY}) == 1013
+
+
+# --- GET /metadata: the provenance deploy.build wrote into the Bento ---
+
+RECORDED = {
+    "sha": "c" * 40,
+    "clean": True,
+    "dvc_lock": {"train": {"model/classifier.bentomodel": "391e3687b996bd6ec79cdb4fde232275"}},
+    "params": {"train": {"lr": 0.002, "epochs": 12}},
+    "metrics": {"val_acc": 0.9633},
+    "report_url": "https://github.com/octo/model/pull/7#issuecomment-1",
+}
+
+
+@pytest.fixture
+def metadata_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the service at a metadata.json in `tmp_path` (not written: each test writes its own)."""
+    path = tmp_path / "metadata.json"
+    monkeypatch.setattr(serve, "METADATA_FILE", path)
+    return path
+
+
+async def test_metadata_answers_the_recorded_provenance_behind_the_key(
+    stand_in: Install, monkeypatch: pytest.MonkeyPatch, metadata_file: Path
+) -> None:
+    """/metadata answers the file's document as recorded, whether or not the model has loaded yet;
+    with a key configured it asks for it like /predict, and the probes stay open."""
+    metadata_file.write_text(json.dumps(RECORDED))
+    monkeypatch.setenv(API_KEY_ENV, KEY)
+    stand_in(tiny_classifier())  # never finishes loading: /metadata needs no model
+    async with served() as client:
+        refused = await client.get("/metadata")
+        answer = await client.get("/metadata", headers={"X-API-Key": KEY})
+        assert (await client.get("/livez")).status_code == 200
+    assert refused.status_code == 401
+    assert "needs an API key" in refused.json()["error"]
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"provenance": "recorded", **RECORDED}
+
+
+async def test_metadata_without_a_file_answers_unknown_and_nulls_and_the_service_predicts(
+    stand_in: Install, monkeypatch: pytest.MonkeyPatch, metadata_file: Path
+) -> None:
+    """A Bento built without deploy.build holds no metadata.json: 200, "unknown", why, and each field
+    null; the service starts and predicts as ever."""
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    loading = stand_in(tiny_classifier())
+    async with served() as client:
+        loading.finish()
+        answer = await client.get("/metadata")
+        predicted = await predict(client, png((9, 9, 9)))
+        posted = await client.post("/metadata")
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "provenance": "unknown",
+        "reason": "this Bento holds no metadata.json: it was not built by `deploy.build`",
+        **dict.fromkeys(["sha", "clean", "dvc_lock", "params", "metrics", "report_url"]),
+    }
+    assert predicted.status_code == 200
+    assert posted.status_code == 405, "a GET endpoint"
+
+
+async def test_metadata_that_cannot_be_read_answers_unknown_saying_why(
+    stand_in: Install, monkeypatch: pytest.MonkeyPatch, metadata_file: Path
+) -> None:
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    metadata_file.write_text('{"sha": "c')
+    stand_in(tiny_classifier())
+    async with served() as client:
+        answer = await client.get("/metadata")
+    assert answer.status_code == 200
+    assert answer.json()["provenance"] == "unknown" and answer.json()["sha"] is None
+    assert answer.json()["reason"].startswith("metadata.json cannot be read (Unterminated string")
+
+
+BAD_METADATA = {
+    "not JSON": (b"sha: c\n", "cannot be read"),
+    "NaN, which a JSON client cannot read": (b'{"metrics": {"val_loss": NaN}}', "NaN is not JSON"),
+    "a list": (b"[1, 2]", "not a JSON object"),
+    "not UTF-8": (b'{"sha": "\xff"}', "cannot be read"),
+    "nested past the parser's depth": (b"[" * 100_000 + b"]" * 100_000, "cannot be read"),
+    "over the cap": (b'{"x": "' + b"a" * serve.MAX_METADATA_BYTES + b'"}', "is over 4194304 bytes"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_METADATA)
+def test_bad_metadata_is_read_as_unknown_never_raised(tmp_path: Path, case: str) -> None:
+    data, reason = BAD_METADATA[case]
+    path = tmp_path / "metadata.json"
+    path.write_bytes(data)
+    answer = serve.read_metadata(path)
+    assert answer["provenance"] == "unknown" and reason in answer["reason"], answer["reason"]
+    assert all(answer[field] is None for field in serve.METADATA_FIELDS)
+    json.dumps(answer, allow_nan=False)  # what the endpoint sends is JSON
+
+
+def test_a_folder_in_place_of_the_file_is_unknown(tmp_path: Path) -> None:
+    (tmp_path / "metadata.json").mkdir()
+    assert serve.read_metadata(tmp_path / "metadata.json")["reason"].startswith(
+        "metadata.json cannot be read"
+    )
+
+
+def test_fields_the_file_lacks_are_null_and_fields_it_adds_are_not_served(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.json"
+    path.write_text(json.dumps({"sha": "d" * 40, "secret": "x"}))
+    answer = serve.read_metadata(path)
+    assert answer == {"provenance": "recorded", "sha": "d" * 40, **dict.fromkeys(serve.METADATA_FIELDS[1:])}

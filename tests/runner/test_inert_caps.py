@@ -20,7 +20,8 @@ MAX_BYTES = 60_000  # the comment's frame and the check run's link fit in the re
 
 
 def rows_report(rows: int) -> Report:
-    """8,000 rows as the benchmark has them: main metrics, per-class metrics and changed params."""
+    """8,000 rows as the benchmark has them: main metrics, per-class metrics (each changed significantly)
+    and changed params."""
     return Report.model_validate(
         {
             "facts": {"commit": SHA, "base_ref": "main", "base_commit": "b" * 40},
@@ -33,8 +34,16 @@ def rows_report(rows: int) -> Report:
                     "path": "m.json",
                     "key": f"per_class.c{i}.recall",
                     "base": 0.4,
-                    "head": 0.4,
-                    "verdict": "same",
+                    "head": 0.5,
+                    "verdict": "better",
+                }
+                for i in range(rows // 2)
+            ],
+            "significance": [
+                {
+                    "key": f"per_class.c{i}.recall",
+                    **{"base": 0.4, "head": 0.5, "delta": 0.1, "low": 0.05, "high": 0.15},
+                    "verdict": "better",
                 }
                 for i in range(rows // 2)
             ],
@@ -65,7 +74,7 @@ def test_an_8000_row_report_shows_at_most_200_rows_a_table_and_says_how_many_wer
     assert table_rows(text) == [ROWS_SHOWN, ROWS_SHOWN, ROWS_SHOWN]
     assert "… 1,800 more rows left out to fit GitHub's limit" in text, "main metrics: 2,000 - 200"
     assert "… 3,800 more rows left out to fit GitHub's limit" in text, "per-class metrics: 4,000 - 200"
-    assert "<details><summary>4,000 more metrics (0 changed)</summary>" in text
+    assert "**Per class** (the 4,000 classes that changed significantly, of 4,000 classes)" in text
     assert len(text.encode()) <= MAX_BYTES
     assert text.rstrip().split("\n")[-1].startswith("**Run**: commit `c0ffeea`"), "the run's facts stay"
 

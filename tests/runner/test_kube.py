@@ -70,6 +70,7 @@ def test_the_pod_has_every_field_and_no_secret(kube: tuple[KubeState, KubeCluste
         "orbit.dev/job": "555",
         "orbit.dev/pull-request": "7",
         "orbit.dev/class": "orbit-gpu",
+        "orbit.dev/gpus": "1",
     }
     secret = state.of("secrets")[runner_name(555)]
     assert secret["stringData"] == {"jitconfig": JIT}

@@ -22,6 +22,7 @@ LABELS = {
     "orbit.dev/job": "555",
     "orbit.dev/pull-request": "7",
     "orbit.dev/class": "orbit-gpu",
+    "orbit.dev/gpus": "1",
 }
 
 

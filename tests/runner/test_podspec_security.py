@@ -37,7 +37,7 @@ def pod(klass: RunnerClass) -> dict[str, Any]:
     return pod_manifest(job_for(klass), klass, installation=42)
 
 
-@pytest.fixture(params=["orbit-cpu", "orbit-gpu"])
+@pytest.fixture(params=["orbit-cpu", "orbit-data", "orbit-gpu"])
 def restricted_pod(request: pytest.FixtureRequest) -> dict[str, Any]:
     """A pod of a class that runs pull requests' code beside nothing privileged: all but the build class."""
     klass = CLASSES[request.param]
@@ -56,13 +56,18 @@ def effective(pod: dict[str, Any], container: dict[str, Any], key: str) -> Any:
 
 
 def test_every_class_is_checked() -> None:
-    assert sorted(CLASSES) == ["orbit-build", "orbit-cpu", "orbit-gpu"]
+    assert sorted(CLASSES) == ["orbit-build", "orbit-cpu", "orbit-data", "orbit-gpu"]
     assert CLASSES["orbit-gpu"].gpus and not CLASSES["orbit-cpu"].gpus and not CLASSES["orbit-build"].gpus
 
 
 def test_the_cpu_classes_run_the_cpu_image_and_the_build_class_its_own_namespace() -> None:
     assert CLASSES["orbit-gpu"].image == "ghcr.io/octo-org/runner:1"
-    assert CLASSES["orbit-cpu"].image == CLASSES["orbit-build"].image == "ghcr.io/octo-org/runner-cpu:1"
+    assert (
+        CLASSES["orbit-cpu"].image
+        == CLASSES["orbit-data"].image
+        == CLASSES["orbit-build"].image
+        == "ghcr.io/octo-org/runner-cpu:1"
+    )
     assert CLASSES["orbit-build"].namespace == "orbit-builds"
     assert CLASSES["orbit-cpu"].namespace == CLASSES["orbit-gpu"].namespace == "", "the runners' namespace"
     assert "orbit-build" not in default_classes("img", "nvidia.com/gpu", 2), "no build namespace: no class"

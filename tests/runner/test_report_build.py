@@ -31,7 +31,13 @@ def test_no_change_says_so(tmp_path: Path) -> None:
     assert {row.verdict for row in report.metrics} == {"same"}
     assert report.stages.cached == ["prepare", "train"]
     assert report.stages.ran == []
-    assert "no parameter changed" in (tmp_path / "bundle" / "report.md").read_text()
+    assert report.verdict == "no significant change"
+    assert {(row.delta, row.low, row.high) for row in report.significance} == {(0, 0, 0)}
+    assert [image.changed for image in report.images] == [False]
+    markdown = (tmp_path / "bundle" / "report.md").read_text()
+    assert "no parameter changed" in markdown
+    assert "**Verdict: no significant change** — val\\_acc 0 pts, 95 % CI 0 … 0, p = 1" in markdown
+    assert "#### predictions (no visible change since base)" in markdown
 
 
 def test_params_change_and_metric_improvement(tmp_path: Path) -> None:
@@ -47,8 +53,16 @@ def test_params_change_and_metric_improvement(tmp_path: Path) -> None:
     assert report.stages.ran == ["train"]
     assert report.stages.cached == ["prepare"]
     markdown = (tmp_path / "bundle" / "report.md").read_text()
-    assert "| val\\_acc | 0.8 | 0.9 | ▲ +0.1 🟢 better |" in markdown
-    assert "| val\\_loss | 0.2 | 0.1 | ▼ -0.1 🟢 better |" in markdown
+    assert report.verdict == "better"
+    assert markdown.startswith(
+        f"### Training report for `{report.facts.commit[:7]}` against `main`"
+        f" (`{(report.facts.base_commit or '')[:7]}`)\n\n"
+        "**Verdict: better** — val\\_acc +10 pts, 95 % CI +6 … +14.5, p < 0.001\n"
+    )
+    assert "| val\\_acc | 0.8 | 0.9 | ▲ +0.1 (95 % CI +0.06 … +0.145, p < 0.001) better |" in markdown
+    assert "| val\\_loss | 0.2 | 0.1 | ▼ \u22120.1 |" in markdown, "no predictions judge it: no verdict"
+    assert "| a | 0.8 → 0.9 **better** |" in markdown
+    assert "#### predictions (changed since base)" in markdown
     assert "| train.lr | `0.1` | `0.05` |" in markdown
 
 
@@ -62,6 +76,7 @@ def test_metric_regression_and_new_and_missing_metrics(tmp_path: Path) -> None:
     assert metric(report, "val_acc") == (0.8, 0.7, "worse")
     assert metric(report, "val_loss") == (0.2, 0.3, "worse")
     assert metric(report, "per_class.a.recall")[2] == "worse"
+    assert report.verdict == "worse"
     set_params(project, quality=0.7, extra_metric=False)
     (project / "evaluation" / "metrics.json").write_text(
         json.dumps({"val_acc": 0.7, "val_loss": 0.3, "mae": 1})
@@ -84,6 +99,11 @@ def test_first_run_shows_the_head_alone(tmp_path: Path) -> None:
     assert report.confusions[0].base is None
     markdown = (tmp_path / "bundle" / "report.md").read_text()
     assert "First run: `main` has no metrics yet" in markdown
+    assert report.verdict == "unknown" and report.significance == []
+    assert (
+        "**Verdict: unknown** — The base main has no predictions (evaluation/predictions.csv),"
+        " so this report cannot judge significance." in markdown
+    )
     assert "| metric | head |" in markdown
 
 
@@ -132,9 +152,8 @@ def test_a_failed_stage_is_named_with_its_log_redacted(tmp_path: Path) -> None:
     text = "\n".join(report.log_tail) + (tmp_path / "bundle" / "report.md").read_text()
     assert "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY" not in text
     assert "AWS_SECRET_ACCESS_KEY=***" in text
-    assert (
-        (tmp_path / "bundle" / "report.md").read_text().startswith("### ❌ Training failed at stage `train`")
-    )
+    assert report.verdict == "unknown" and report.significance_note is None
+    assert (tmp_path / "bundle" / "report.md").read_text().startswith("### Training failed at stage `train`")
 
 
 def test_an_unknown_base_is_a_clear_error(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from runner.report.build import RunRecord, build_report, write_bundle
 from runner.report.bundle import Facts, Report, Stages
 from runner.report.render import markdown
 from tests.report_project import repro, set_params, trained_base
+from tests.runner.test_report_significance import EMOJI
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 FACTS = Facts(
@@ -91,8 +92,8 @@ def browser() -> Iterator[object]:
         launched.close()
 
 
-def open_page(browser: object, html: Path, screenshot: Path) -> list[int]:
-    """Open the page; return the natural width of every image, and save a full-page screenshot."""
+def open_page(browser: object, html: Path, screenshot: Path) -> tuple[list[int], str]:
+    """Open the page; return the natural width of every image and the page's text; save a screenshot."""
     from playwright.sync_api import Browser
 
     assert isinstance(browser, Browser)
@@ -100,9 +101,10 @@ def open_page(browser: object, html: Path, screenshot: Path) -> list[int]:
     page.goto(html.as_uri())
     page.wait_for_load_state("load")
     widths: list[int] = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+    text: str = page.evaluate("document.body.innerText")
     page.screenshot(path=str(screenshot), full_page=True)
     page.close()
-    return widths
+    return widths, text
 
 
 def plot_blue_pixels(screenshot: Path) -> int:
@@ -122,10 +124,12 @@ def test_the_html_opens_in_chromium_with_every_image_loaded(
     moved = tmp_path / "elsewhere" / "report.html"  # self-contained: works away from the PNGs
     moved.parent.mkdir()
     shutil.copyfile(folder / "report.html", moved)
-    widths = open_page(browser, moved, tmp_path / "page.png")
+    widths, text = open_page(browser, moved, tmp_path / "page.png")
     assert len(widths) == len(report.image_names()) == 3
     assert all(width > 0 for width in widths), widths
     assert plot_blue_pixels(tmp_path / "page.png") > 2000, "the plots are drawn on the page"
+    assert "Verdict: better — val_acc +10 pts, 95 % CI +6 … +14.5, p < 0.001" in text
+    assert EMOJI.search(text) is None, f"a headless browser's fonts may lack {EMOJI.findall(text)}"
 
 
 @pytest.mark.slow
@@ -137,7 +141,7 @@ def test_the_screenshot_check_catches_a_broken_image(
     start = page.index('src="data:image/png;base64,') + len('src="')
     broken = page[:start] + "missing.png" + page[page.index('"', start) :]
     (tmp_path / "broken.html").write_text(broken)
-    widths = open_page(browser, tmp_path / "broken.html", tmp_path / "broken.png")
+    widths, _ = open_page(browser, tmp_path / "broken.html", tmp_path / "broken.png")
     assert widths[0] == 0 and all(width > 0 for width in widths[1:])
 
 

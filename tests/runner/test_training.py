@@ -97,8 +97,9 @@ async def test_an_invalid_orbit_yml_is_reported_on_the_check_run(github: FakeGit
     github.texts[(".github/orbit.yml", "main")] = "training:\n  pathz: []\n"
     await on_pull_request(delivery("pull_request", pr_event()), ctx(github))
     ((_, _check_id, update),) = github.named("update_check")
-    assert update.conclusion == "action_required"
+    assert update.conclusion == "failure"
     assert "training.pathz" in update.summary
+    assert update.annotations[0].line == 2  # where `pathz` is written
     assert github.named("dispatch") == []
 
 

@@ -1,0 +1,95 @@
+"""The retention pass: handled deliveries past the retention are deleted, a small batch at a time."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bot.inbox import DEAD, DONE, PENDING, PRUNE_BATCH, Inbox, deliveries, work_items
+from bot.worker import Retention
+from tests.bot.test_inbox import fresh_inbox, new
+from tests.postgres import postgres_url  # noqa: F401 - fixture
+
+DAY = 86_400.0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def inbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inbox]:
+    yield from fresh_inbox(request, tmp_path)
+
+
+def handled(inbox: Inbox, count: int, age_days: float, prefix: str) -> None:
+    """Record `count` deliveries (one pull request each), claim and complete them, then age them."""
+    inbox.record([new(number, f"{prefix}-{number}") for number in range(count)])
+    items = inbox.claim_many(count)
+    inbox.complete_many([item.id for item in items])
+    age(inbox, prefix, age_days)
+
+
+def age(inbox: Inbox, prefix: str, days: float) -> None:
+    """Make the items of `prefix` look `days` old."""
+    inbox.write(
+        lambda connection: connection.execute(
+            work_items.update()
+            .where(work_items.c.delivery_id.like(f"{prefix}-%"))
+            .values(available_at=time.time() - days * DAY)
+        )
+    )
+
+
+def stored_ids(inbox: Inbox) -> set[str]:
+    return set(inbox.read(lambda connection: list(connection.scalars(sa.select(deliveries.c.delivery_id)))))
+
+
+async def test_done_deliveries_past_the_retention_go_with_their_items(inbox: Inbox) -> None:
+    handled(inbox, 3, age_days=15, prefix="old")
+    handled(inbox, 2, age_days=13, prefix="recent")
+    inbox.record([new(100, "old-pending")])  # unhandled: kept, however old
+    age(inbox, "old-pending", 30)
+
+    assert await Retention(inbox, days=14).run_once() == 3
+
+    assert stored_ids(inbox) == {"recent-0", "recent-1", "old-pending"}
+    assert inbox.counts() == {DONE: 2, PENDING: 1}
+
+
+async def test_dead_letters_are_kept_for_a_retry(inbox: Inbox) -> None:
+    inbox.record([new(1, "dead-one")])
+    item = inbox.claim()
+    assert item is not None
+    inbox.fail(item, "broken", temporary=False)
+    age(inbox, "dead", 60)
+
+    assert await Retention(inbox, days=14).run_once() == 0
+    assert inbox.counts() == {DEAD: 1}
+
+
+def test_one_batch_deletes_at_most_its_limit_oldest_first(inbox: Inbox) -> None:
+    handled(inbox, 5, age_days=20, prefix="older")
+    handled(inbox, 5, age_days=16, prefix="newer")
+
+    assert inbox.prune_batch(time.time() - 14 * DAY, limit=4) == 4
+    left = stored_ids(inbox)
+    assert len(left) == 6
+    assert {f"newer-{n}" for n in range(5)} <= left  # the oldest went first
+
+
+@pytest.mark.parametrize("inbox", ["sqlite"], indirect=True)
+async def test_a_pass_over_many_runs_in_batches_until_none_is_left(inbox: Inbox) -> None:
+    count = PRUNE_BATCH * 2 + 7
+    handled(inbox, count, age_days=30, prefix="many")
+    batches: list[int] = []
+    prune_batch = inbox.prune_batch
+
+    def counted(before: float, limit: int = PRUNE_BATCH) -> int:
+        deleted = prune_batch(before, limit)
+        batches.append(deleted)
+        return deleted
+
+    inbox.prune_batch = counted  # type: ignore[method-assign]
+    assert await Retention(inbox, days=14, pause_seconds=0).run_once() == count
+    assert batches == [PRUNE_BATCH, PRUNE_BATCH, 7]  # each its own short transaction
+    assert inbox.counts() == {}
+    assert stored_ids(inbox) == set()
