@@ -29,6 +29,8 @@ from pydantic import (
 from bot.config_lines import Problem, problems_of, yaml_problem
 
 CONFIG_PATH = ".github/orbit.yml"
+MAX_BYTES = 64 * 1024  # of the file: a configuration is a few hundred bytes
+MAX_TTL_HOURS = 24 * 365
 DEFAULT_PATHS = ("dvc.yaml", "params.yaml", "model/**", "data/**.dvc")
 SCHEMA_ID = "https://github.com/orbit-mlops/orbit/blob/main/bot/schemas/orbit.schema.json"
 METRIC = r"[A-Za-z_][A-Za-z0-9_./-]*"  # "val_acc", "per_class.star.f1"
@@ -120,7 +122,7 @@ class DeployConfig(_Section):
     """The `deploy` section: when production ships, how long previews live."""
 
     production: Literal["on_merge", "on_command"] = "on_merge"
-    preview_ttl_hours: Positive = 72
+    preview_ttl_hours: Annotated[int, Field(ge=1, le=MAX_TTL_HOURS), BeforeValidator(_no_boolean)] = 72
 
 
 def _workflow_keys(schema: dict[str, Any]) -> None:
@@ -172,9 +174,11 @@ def parse_config(text: str | None) -> RepoConfig:
     """
     if text is None or not text.strip():
         return RepoConfig()
+    if len(text.encode()) > MAX_BYTES:
+        raise RepoConfigError([Problem(0, 0, "", f"over {MAX_BYTES // 1024} KiB: not a configuration file")])
     try:
-        document = yaml.safe_load(text)
-        nodes = yaml.compose(text, Loader=yaml.SafeLoader)
+        nodes = yaml.compose(text, Loader=_PlainLoader)
+        document = yaml.load(text, Loader=_PlainLoader)  # noqa: S506 - a SafeLoader without aliases
     except yaml.YAMLError as error:
         raise RepoConfigError([yaml_problem(error)]) from None
     found = problems_of(shipped_schema(), document if document is not None else {}, nodes)
@@ -184,6 +188,22 @@ def parse_config(text: str | None) -> RepoConfig:
         return RepoConfig.model_validate(document or {})
     except ValidationError as error:
         raise RepoConfigError([_model_problem(e) for e in error.errors()]) from None
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """YAML without aliases.
+
+    A few hundred bytes of nested aliases expand exponentially wherever the document is walked
+    (a schema error's message prints the value whole), so they are refused where they appear.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in orbit's configuration", event.start_mark
+            )
+        return super().compose_node(parent, index)
 
 
 def _model_problem(error: Any) -> Problem:

@@ -31,6 +31,7 @@ from deploy.policy import (
     UnknownFlag,
     flags_of,
     forced_note,
+    has_gates,
     invalid_config,
     refused_by_gates,
     repo_config,
@@ -157,7 +158,7 @@ async def ship_merge(
         return
     if config.deploy.production != "on_merge":
         return  # production ships on `/deploy` on the merged PR
-    check = await training_check(github, repo, head)
+    check = await training_check(github, repo, head, gated=has_gates(config))
     if check.failed:
         await say_once(github, repo, pull, trigger, refused_by_gates(check, pull))
         return
@@ -381,7 +382,11 @@ async def _production(ctx: Context, call: CommandCall, pull: PullInfo, force: bo
     if merged is None or pull.base_ref != pull.default_branch:
         into = f"merged into `{pull.default_branch}`"
         return f"PR #{call.pull} is {pull.state} and not {into}; `/deploy` ships open PRs to a preview."
-    check = await training_check(github, call.repo, pull.head_sha)
+    try:
+        config = await repo_config(github, call.repo, pull.default_branch)
+    except RepoConfigError as error:
+        return invalid_config(error)
+    check = await training_check(github, call.repo, pull.head_sha, gated=has_gates(config))
     if check.failed and not force:
         return refused_by_gates(check, call.pull)
     note = forced_note(check, call.sender) if check.failed else ""

@@ -1,7 +1,8 @@
 """When production may ship: the deploy policy of `.github/orbit.yml` and the gates of the training check.
 
 A merge into the default branch ships production only with `deploy.production: on_merge` (read from
-the default branch) and only when the merged head's `orbit/train` check run did not fail a gate. An
+the default branch) and, where the repository has gates, only when the merged head's `orbit/train`
+check run passed them: no check, a failed or cancelled run, an unreadable report all refuse. An
 admin's `/deploy --force` on the merged PR ships it anyway, and the deployment says so. The check run
 is read through `bot.gate_contract`: deploying never imports the training flow.
 """
@@ -39,13 +40,26 @@ def flags_of(args: str) -> tuple[set[str], str]:
     return flags, " ".join(word for word in words if not word.startswith("-"))
 
 
-async def training_check(github: DeployGitHub, repo: Repo, sha: str) -> TrainingCheck:
-    """Return the gates the commit's latest `orbit/train` check run (orbit's own) failed, and its URL."""
+async def training_check(github: DeployGitHub, repo: Repo, sha: str, gated: bool = False) -> TrainingCheck:
+    """Return the gates the commit's latest `orbit/train` check run (orbit's own) failed, and its URL.
+
+    `gated`: the repository has gates, so only a check that passed lets production ship: no check at
+    the commit, or one that failed, was cancelled or could not read its report, counts as a failed gate
+    (fail closed), never as none failed.
+    """
     own = (await github.own_login()).removesuffix("[bot]")
     check = latest_own_check(await github.check_run_details(repo, sha, TRAIN_CHECK), own)
     if check is None:
-        return TrainingCheck([])
-    return TrainingCheck(failed_gates(check.title), check.html_url)
+        return TrainingCheck([f"no {TRAIN_CHECK} check at `{sha[:7]}`"] if gated else [])
+    failed = failed_gates(check.title)
+    if gated and not failed and check.conclusion != "success":
+        failed = [f"{TRAIN_CHECK} {check.conclusion or 'unfinished'} at `{sha[:7]}`"]
+    return TrainingCheck(failed, check.html_url)
+
+
+def has_gates(config: RepoConfig) -> bool:
+    """Return whether the repository gates what ships."""
+    return bool(config.gates.thresholds or config.gates.no_significant_regression)
 
 
 async def repo_config(github: DeployGitHub, repo: Repo, branch: str) -> RepoConfig:
@@ -57,7 +71,7 @@ def refused_by_gates(check: TrainingCheck, pull: int) -> str:
     """Return the reason a production deploy was refused, naming the failed gates and the override."""
     gates = "; ".join(f"`{gate}`" for gate in check.failed)
     return (
-        f"Production was not deployed: PR #{pull}'s training failed the gate {gates}. "
+        f"Production was not deployed: PR #{pull}'s training did not pass its gates: {gates}. "
         f"An admin can comment `/deploy --force` on this pull request to deploy it anyway."
     )
 

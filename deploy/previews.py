@@ -147,6 +147,9 @@ class PreviewExpiry:
             except (TemporaryError, PermanentError) as error:
                 log.warning("expiring preview %s: %s", preview.name, error)
                 outcome.failed.append(preview.name)
+            except Exception:  # one repository's surprise must not stop the others' previews expiring
+                log.exception("expiring preview %s failed", preview.name)
+                outcome.failed.append(preview.name)
         return outcome
 
     async def _check(

@@ -4,9 +4,12 @@ A commit may carry several of them over time (a retrain, a superseded run); only
 (not completed) are ever changed, so a late or repeated event cannot reopen a finished check.
 """
 
+from typing import Protocol
+
 from bot.events import Repo
-from bot.gate_contract import TRAIN_CHECK
-from bot.github.checks import Annotation, Checks, CheckUpdate
+from bot.gate_contract import TRAIN_CHECK, latest_own_check
+from bot.github.checks import Annotation, CheckDetails, Checks, CheckUpdate
+from bot.github.issues import Conversation
 from bot.repo_config import CONFIG_PATH, RepoConfigError
 
 CHECK_NAME = TRAIN_CHECK
@@ -78,3 +81,29 @@ async def report_invalid_config(github: Checks, repo: Repo, sha: str, error: Rep
     return await conclude_now(
         github, repo, sha, "failure", INVALID_CONFIG, summary, config_annotations(error)
     )
+
+
+class CarryGitHub(Checks, CheckDetails, Conversation, Protocol):
+    """Reading a commit's check runs with their App, and creating one."""
+
+
+async def carry_over(github: CarryGitHub, repo: Repo, before: str, head: str) -> int | None:
+    """Give a push that only records dvc.lock the verdict of the commit it was pushed on.
+
+    Without it such a head has no check, and a repository with gates could not ship it (deploying
+    fails closed). Only orbit's own completed check of `before` is carried, its conclusion and title
+    as they are (a failed gate stays failed); a head that already has a check keeps its own.
+    Returns the new check run's id, or None when there was nothing to carry or it was carried already.
+    """
+    own = (await github.own_login()).removesuffix("[bot]")
+    if await github.check_runs(repo, head, CHECK_NAME):
+        return None
+    previous = latest_own_check(await github.check_run_details(repo, before, CHECK_NAME), own)
+    if previous is None or previous.conclusion is None:
+        return None
+    title = previous.title or f"Training {previous.conclusion}"
+    summary = (
+        f"This push only records the training's outputs (`dvc.lock`), so it carries the verdict of "
+        f"`{before[:7]}`: [its check run]({previous.html_url})."
+    )
+    return await conclude_now(github, repo, head, previous.conclusion, title, summary)

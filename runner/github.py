@@ -3,14 +3,14 @@
 from typing import Protocol
 
 from bot.github.actions import Artifacts, Jobs, Workflows
-from bot.github.checks import Checks
+from bot.github.checks import CheckDetails, Checks
 from bot.github.git import GitData
 from bot.github.issues import Conversation
 from bot.github.pulls import Pulls
 from bot.github.runners import SelfHostedRunners
 
 
-class TrainingGitHub(Pulls, Checks, Workflows, Protocol):
+class TrainingGitHub(Pulls, Checks, CheckDetails, Conversation, Workflows, Protocol):
     """Deciding to train and dispatching train.yml: the PR, its check run, the workflow's runs."""
 
 

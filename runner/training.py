@@ -71,6 +71,7 @@ async def on_pull_request(event: PullRequestEvent, ctx: Context) -> None:
         else []
     )
     if records_outputs_only(pushed):
+        await checks.carry_over(github, repo, event.before or "", pull.head_sha)
         return
     if await checks.is_training(github, repo, pull.head_sha):
         return  # a redelivery, or a second event for the same commit

@@ -79,6 +79,7 @@ class FakeGitHub:
     compared: list[str] = field(default_factory=list)
     check_run_status: dict[int, str] = field(default_factory=dict)
     check_run_sha: dict[int, str] = field(default_factory=dict)
+    check_details: dict[str, list[CheckRunInfo]] = field(default_factory=dict)  # by commit
     runs: list[RunInfo] = field(default_factory=list)
     jobs: dict[int, JobInfo] = field(default_factory=dict)
     runners: dict[str, int] = field(default_factory=dict)
@@ -110,7 +111,7 @@ class FakeGitHub:
             self.check_run_status[check_run_id] = update.status
 
     async def check_run_details(self, repo: Repo, ref: str, name: str) -> list[CheckRunInfo]:
-        return []
+        return [check for check in self.check_details.get(ref, []) if check.name == name]
 
     async def merge_commit(self, repo: Repo, number: int) -> str | None:
         return None

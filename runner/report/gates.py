@@ -116,7 +116,8 @@ class GateVerdict:
             f"- {'passed' if o.passed else '**FAILED**'} {inert.code(o.gate)}: {inert.text(o.detail)}"
             for o in self.outcomes
         ]
-        return "\n".join([head, "", *rows, "", f"<sub>Gates from `{CONFIG_PATH}` on the base branch.</sub>"])
+        source = f"<sub>Gates from `{CONFIG_PATH}` on the default branch.</sub>"
+        return "\n".join([head, "", *rows, "", source])
 
     def annotations(self, config_text: str) -> tuple[Annotation, ...]:
         """Return a failure annotation on `.github/orbit.yml` at each failed gate's line."""
@@ -141,7 +142,7 @@ class GateInputs:
 def gated(update: CheckUpdate, inputs: GateInputs, report: Report) -> CheckUpdate:
     """Return a finished report's check update with the gates' conclusion, title, summary and annotations."""
     if inputs.base_error is not None:
-        top = config_summary(inputs.base_error, "on the base branch")
+        top = config_summary(inputs.base_error, "on the default branch")
         update = _failing(update, INVALID_CONFIG, top, config_annotations(inputs.base_error))
     else:
         verdict = GateVerdict(evaluate(inputs.config.gates, report))
@@ -170,12 +171,13 @@ def _failing(
 
 
 async def gate_inputs(github: Pulls, repo: Repo, pull: int, sha: str) -> GateInputs:
-    """Read the gates from the PR's base branch, and check the PR's own `.github/orbit.yml` if it differs.
+    """Read the gates from the default branch, and check the PR's own `.github/orbit.yml` if it differs.
 
-    A pull request cannot loosen its own gates: they come from the base branch's file.
+    A pull request cannot loosen its own gates: they come from the default branch's file, what guards
+    production, never from its base, which its author may have made (and may change after training).
     """
-    base_ref = (await github.pull_request(repo, pull)).base_ref
-    base_text = await github.file_text(repo, CONFIG_PATH, base_ref)
+    default = (await github.pull_request(repo, pull)).default_branch
+    base_text = await github.file_text(repo, CONFIG_PATH, default)
     config, base_error = RepoConfig(), None
     try:
         config = parse_config(base_text)

@@ -89,6 +89,12 @@ class Apply:
         try:
             if current_values(text, point.settings):
                 return f"{PARAMS} at `{pull.head_sha[:7]}` already has {shown}; nothing was committed."
+            if point.sha != pull.head_sha:
+                return (
+                    f"`{point.experiment}` was trained on `{point.sha[:7]}` and the head is now "
+                    f"`{pull.head_sha[:7]}`: its values were never trained with this code. Sweep the new "
+                    "head; nothing was committed."
+                )
             edited = set_values(text, point.settings)
             commit = await commit_file(
                 github, call.repo, pull, PARAMS, edited.encode(), _message(point, call.sender)

@@ -74,6 +74,11 @@ INVALID = {  # each file's first problem: line, key path, reason
         "deploy:\n  preview_ttl_hours: 0\n",
         ".github/orbit.yml line 2: deploy.preview_ttl_hours: 0 is less than the minimum of 1",
     ),
+    "ttl over a year": (
+        "deploy:\n  preview_ttl_hours: 1000000000000\n",
+        ".github/orbit.yml line 2: deploy.preview_ttl_hours: 1000000000000 "
+        "is greater than the maximum of 8760",
+    ),
     "fractional ttl": (
         "deploy:\n  preview_ttl_hours: 1.5\n",
         ".github/orbit.yml line 2: deploy.preview_ttl_hours: 1.5 is not of type 'integer'",
@@ -146,7 +151,7 @@ def test_this_repositorys_own_example_is_valid() -> None:
 
 KEYWORDS = {
     "$schema", "$id", "$defs", "$ref", "title", "description", "default", "type", "properties",
-    "additionalProperties", "propertyNames", "items", "anyOf", "enum", "pattern", "minimum",
+    "additionalProperties", "propertyNames", "items", "anyOf", "enum", "pattern", "minimum", "maximum",
     "minItems", "minLength",
 }  # fmt: skip
 
@@ -167,3 +172,26 @@ def test_the_schema_uses_only_json_schema_keywords_an_editor_knows() -> None:
     schema = json.loads((ROOT / "bot/schemas/orbit.schema.json").read_text())
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert {k for k in keywords(schema) if not k.startswith("x-")} <= KEYWORDS
+
+
+def alias_bomb(levels: int) -> str:
+    """Return a few hundred bytes of nested aliases that expand to 2**levels values when walked."""
+    lines = ["training:", "  paths:", "  - &a0 [x, x]"]
+    lines += [f"  - &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_at_its_first_alias_in_milliseconds() -> None:
+    text = alias_bomb(40)  # walked whole: 2**40 values, more memory than any machine has
+    assert len(text) < 1_000
+    with pytest.raises(RepoConfigError) as caught:
+        parse_config(text)
+    assert str(caught.value) == (
+        ".github/orbit.yml line 4: not valid YAML: aliases (*name) are not allowed in orbit's configuration"
+    )
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed() -> None:
+    with pytest.raises(RepoConfigError) as caught:
+        parse_config("training:\n  paths: [" + "'a', " * 20_000 + "'b']\n")
+    assert "over 64 KiB: not a configuration file" in str(caught.value)

@@ -46,9 +46,10 @@ def trained(state: GitHubState, title: str, conclusion: str = "success", app: st
     }
 
 
-def merged(state: GitHubState, policy: str = "on_merge") -> None:
+def merged(state: GitHubState, policy: str = "on_merge", gates: bool = False) -> None:
     state.reports.pulls[7] |= {"state": "closed", "merged": True, "merge_commit_sha": MERGED}
-    state.files[(".github/orbit.yml", "main")] = f"deploy:\n  production: {policy}\n"
+    gate = "gates:\n  thresholds: ['val_acc >= 0.95']\n" if gates else ""
+    state.files[(".github/orbit.yml", "main")] = f"{gate}deploy:\n  production: {policy}\n"
 
 
 def comment(body: str, comment_id: int) -> dict[str, Any]:
@@ -80,7 +81,7 @@ async def test_a_merge_that_failed_a_gate_is_not_deployed_and_the_pr_is_told_onc
         await handle(setup, "pull_request", closed())
     assert gated.reports.deployments == [] and gated.reports.dispatches == []
     [told] = [body for body in replies(gated) if "Production was not deployed" in body]
-    assert "failed the gate `val_acc >= 0.95 (val_acc is 0.9)`" in told
+    assert "did not pass its gates: `val_acc >= 0.95 (val_acc is 0.9)`" in told
     assert "An admin can comment `/deploy --force`" in told
 
 
@@ -152,7 +153,7 @@ async def test_deploy_on_a_gated_merged_pr_without_force_is_refused(
     gated: GitHubState,
 ) -> None:
     await handle(setup, "issue_comment", comment("/deploy", 3003))
-    assert "failed the gate `val_acc >= 0.95 (val_acc is 0.9)`" in replies(gated)[-1]
+    assert "did not pass its gates: `val_acc >= 0.95 (val_acc is 0.9)`" in replies(gated)[-1]
     assert gated.reports.deployments == []
 
 
@@ -198,3 +199,39 @@ async def test_a_preview_links_the_heads_report(
     [deployment] = github.reports.deployments
     assert deployment["environment"] == "pr-7"
     assert github.reports.dispatches[0]["inputs"]["report_url"] == REPORT
+
+
+@pytest.mark.parametrize(
+    ("checks", "reason"),
+    [
+        ([], "no orbit/train check at `fffffff`"),  # e.g. a head that only records dvc.lock
+        ([("Stage train failed", "failure")], "orbit/train failure at `fffffff`"),
+        ([("Training cancelled", "cancelled")], "orbit/train cancelled at `fffffff`"),
+        ([(FAILED, "failure"), ("Superseded", "cancelled")], "orbit/train cancelled at `fffffff`"),
+    ],
+    ids=["no check", "training failed", "cancelled", "a gate failure then a cancelled run"],
+)
+async def test_a_gated_repository_ships_only_a_head_whose_check_passed(
+    setup: Setup,  # noqa: F811 - the fixture
+    github: GitHubState,  # noqa: F811 - the fixture
+    checks: list[tuple[str, str]],
+    reason: str,
+) -> None:
+    """The attack: get a never-gated model merged by leaving the head without a passing check."""
+    github.reports.pulls[7]["head"]["sha"] = HEAD
+    merged(github, gates=True)
+    for title, conclusion in checks:
+        trained(github, title, conclusion)
+    await handle(setup, "pull_request", closed())
+    assert github.reports.deployments == [] and github.reports.dispatches == []
+    [told] = [body for body in replies(github) if "Production was not deployed" in body]
+    assert reason in told
+
+
+async def test_a_repository_without_gates_ships_a_merge_without_a_training_check(
+    setup: Setup,  # noqa: F811 - the fixture
+    github: GitHubState,  # noqa: F811 - the fixture
+) -> None:
+    merged(github)  # a PR that never touched the pipeline: nothing to gate
+    await handle(setup, "pull_request", closed())
+    assert len(github.reports.deployments) == 1

@@ -26,7 +26,7 @@ train:
   image_size: [64, 64]
 """
 APPLIED = PARAMS.replace("lr: 0.002  #", "lr: 0.01  #").replace("epochs: 12", "epochs: 20")
-POINT = SweepPoint(1001, 3, 7, "a" * 40, "sweep-1001-3", ("train.lr=0.01", "train.epochs=20"))
+POINT = SweepPoint(1001, 3, 7, "c" * 40, "sweep-1001-3", ("train.lr=0.01", "train.epochs=20"))
 
 
 def seed_branch(state: GitHubState, text: str) -> str:
@@ -170,3 +170,16 @@ def test_an_edit_that_would_not_read_back_as_exactly_the_values_is_refused() -> 
         set_values(twice, (("train.lr", "0.3"),))
     with pytest.raises(ParamsEditError, match="not valid YAML"):
         set_values("train: [\n", (("train.lr", "1"),))
+
+
+async def test_a_point_swept_on_an_older_head_is_not_applied_to_a_newer_one(
+    context: Context, state: GitHubState
+) -> None:
+    newer = "d" * 40  # the author pushed after the sweep: its values were never trained on this code
+    state.reports.git.commits[newer] = state.reports.git.commits["c" * 40]
+    state.reports.git.refs["heads/tune"] = newer
+    state.files[("params.yaml", newer)] = PARAMS
+    state.reports.pulls[7] = pull(newer)
+    await on_comment(delivery("issue_comment", comment_payload("/apply sweep-1001-3")), context)
+    assert state.reports.git.refs["heads/tune"] == newer, "nothing committed"
+    assert "was trained on `ccccccc` and the head is now `ddddddd`" in replies(state)[0]

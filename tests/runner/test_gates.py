@@ -110,16 +110,17 @@ def test_the_verdict_names_the_failed_gates_in_its_title_and_annotates_their_lin
 # Through GitHub's double, with the real client: the check run of a finished training run.
 
 
-def with_pull(github: GitHubState, base_text: str | None, head_text: str | None = None) -> None:
+def with_pull(github: GitHubState, default_text: str | None, head_text: str | None = None) -> None:
+    """A PR into `release` (not the default branch, `main`); the gates come from `main`."""
     github.reports.pulls[7] = {
         "number": 7,
         "state": "open",
         "head": {"sha": SHA, "repo": {"full_name": "octo-org/model"}},
         "base": {"ref": "release", "repo": {"full_name": "octo-org/model", "default_branch": "main"}},
     }
-    if base_text is not None:
-        github.files[(".github/orbit.yml", "release")] = base_text
-    github.files[(".github/orbit.yml", SHA)] = head_text if head_text is not None else (base_text or "")
+    if default_text is not None:
+        github.files[(".github/orbit.yml", "main")] = default_text
+    github.files[(".github/orbit.yml", SHA)] = head_text if head_text is not None else (default_text or "")
 
 
 async def test_a_failing_gate_fails_the_check_with_an_annotation_on_its_line(
@@ -173,7 +174,21 @@ async def test_a_pull_request_cannot_loosen_its_own_gates(
     assert check["output"]["title"].startswith("Gate failed: val_acc >= 0.95")
 
 
-async def test_an_invalid_base_config_fails_the_check_with_the_line_and_reason(
+async def test_a_base_branch_the_author_made_does_not_choose_the_gates(
+    context: Context,  # noqa: F811 - the fixture
+    state: GitHubState,  # noqa: F811 - the fixture
+) -> None:
+    """The attack: open the PR against a branch without gates, pass, then retarget it at main."""
+    with_pull(state, GATES)
+    state.files[(".github/orbit.yml", "release")] = "deploy:\n  production: on_merge\n"  # no gates
+    give_artifact(state, 100, bundle_zip())
+    await finish(context, state, 100)
+    check = state.reports.check_runs[7000]
+    assert check["conclusion"] == "failure"
+    assert check["output"]["title"].startswith("Gate failed: val_acc >= 0.95")
+
+
+async def test_an_invalid_default_branch_config_fails_the_check_with_the_line_and_reason(
     context: Context,  # noqa: F811 - the fixture
     state: GitHubState,  # noqa: F811 - the fixture
 ) -> None:

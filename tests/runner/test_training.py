@@ -8,6 +8,7 @@ from bot.commands import on_comment
 from bot.context import Context
 from bot.events import Repo
 from bot.github import PullInfo, RunInfo
+from bot.github.checks import CheckRunInfo
 from bot.inbox import Inbox
 from bot.runs import TrainingRun
 from runner.config import RepoConfigError, parse_config, records_outputs_only, touches_pipeline
@@ -84,6 +85,41 @@ async def test_a_push_of_dvc_lock_alone_does_not_retrain(github: FakeGitHub) -> 
     github.compared = ["dvc.lock"]
     await on_pull_request(delivery("pull_request", pr_event()), ctx(github))
     assert github.named("dispatch") == []
+
+
+def own_check(conclusion: str, title: str, app: str = "orbit", check_id: int = 90) -> CheckRunInfo:
+    url = f"https://github.com/octo-org/model/runs/{check_id}"
+    return CheckRunInfo(check_id, "orbit/train", "completed", conclusion, title, url, app)
+
+
+@pytest.mark.parametrize(
+    ("before", "carried"),
+    [
+        ([own_check("success", "val_acc 0.96")], ("success", "val_acc 0.96")),
+        (
+            [own_check("failure", "Gate failed: val_acc >= 0.95 (0.9)")],
+            ("failure", "Gate failed: val_acc >= 0.95 (0.9)"),
+        ),
+        ([own_check("success", "val_acc 0.99", app="mallory-ci")], None),  # not orbit's: carries nothing
+        ([], None),
+    ],
+    ids=["passed", "gate failed", "another app's", "no check"],
+)
+async def test_a_push_of_dvc_lock_alone_carries_the_verdict_of_the_commit_before(
+    github: FakeGitHub, before: list[CheckRunInfo], carried: tuple[str, str] | None
+) -> None:
+    github.compared = ["dvc.lock"]
+    github.check_details[OLD] = before
+    for _ in range(2):  # a redelivery carries nothing twice
+        await on_pull_request(delivery("pull_request", pr_event()), ctx(github))
+    updates = [update for _, _, update in github.named("update_check")]
+    if carried is None:
+        assert github.named("create_check") == [] and updates == []
+        return
+    assert [sha for _, sha, *_ in github.named("create_check")] == [SHA]
+    [update] = updates
+    assert (update.conclusion, update.title) == carried
+    assert f"carries the verdict of `{OLD[:7]}`" in update.summary
 
 
 async def test_repository_paths_come_from_orbit_yml(github: FakeGitHub) -> None:
