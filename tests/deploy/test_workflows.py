@@ -1336,3 +1336,22 @@ def test_no_job_uses_the_run_cache_and_only_jobs_that_run_no_pr_code_may_write_t
         ["dvc", "remote", "add", "--local", "--force", "orbit-shared", "$ORBIT_CACHE/dvc"],
         ["dvc", "push", "--remote", "orbit-shared"],
     ], "objects only, those this job hashed"
+
+
+def test_the_pull_job_refuses_imports_fetches_into_its_own_cache_and_shares_only_checked_objects() -> None:
+    workflow = load("train.yml")
+    pull = workflow["jobs"]["pull"]
+    run = [" ".join(words) for s in steps(pull) for words in commands(str(s.get("run", "")))]
+    assert not [c for c in run if "cache.dir" in c and "ORBIT_CACHE" in c], (
+        "dvc fetch files what it gets under the claimed hash, unchecked: never into the shared cache"
+    )
+    sequence = [
+        "python -I -m runner.cache_verify imports pr",
+        "dvc fetch --remote orbit-shared",
+        "dvc fetch",
+        "python -I -m runner.cache_verify share $RUNNER_TEMP/orbit-data/cache $ORBIT_CACHE/dvc",
+    ]
+    assert [run.index(c) for c in sequence] == sorted(run.index(c) for c in sequence)
+    assert [c for c in run if c.startswith("dvc fetch")] == sequence[1:3], "each fetch after the check"
+    shares = step(workflow, "pull", "Add what was fetched to the shared cache")
+    assert "env" not in shares, "no key"

@@ -6,6 +6,7 @@ job copies what its dvc.lock names out of it, so a retrain that changes only `tr
 generate and prepare and runs only train and evaluate.
 """
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,9 +16,17 @@ import pytest
 import yaml
 from kubernetes_validate import validate
 
+from runner.cache_verify import imports, main, share
 from runner.classes import default_classes
 from runner.podspec import RunnerJob, cache_folder, pod_manifest
-from tests.deploy.test_workflows import content_addressed, load, outputs_as_uploaded, run_step, workspace
+from tests.deploy.test_workflows import (
+    content_addressed,
+    load,
+    objects,
+    outputs_as_uploaded,
+    run_step,
+    workspace,
+)
 
 __all__ = ["workspace"]  # the fixture, used by name
 
@@ -100,12 +109,199 @@ def test_the_pull_job_fetches_into_the_shared_cache_and_hands_on_no_data(
         ["git", "-C", str(pr), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     pull_env = {**env, "SHA": sha, "ORBIT_CACHE": str(shared)}
-    for name in ("Check out the exact commit", "Use the default branch's DVC config", "Pull data"):
-        result = run_step(workflow, "pull", name, work, pull_env)
-        assert result.returncode == 0, result.stdout + result.stderr
+    result = pull(work, pull_env, PULL_STEPS)  # defined below, with the attacks on this job
+    assert result.returncode == 0, result.stdout + result.stderr
     assert content_addressed(shared / "dvc") == content_addressed(remote), "all of it, from the remote"
     assert list((temp / "orbit-data/cache").iterdir()) == [], "the train job reads the shared cache instead"
     assert (temp / "orbit-data/commit").read_text().strip() == sha
+
+
+# --- what the pull job lets into the shared cache: objects named by their md5, and no import -------
+
+HONEST, EVIL = b"the base's honest model\n", b"EVIL model bytes, filed under the honest model's hash\n"
+H = hashlib.md5(HONEST).hexdigest()
+
+
+def put(store: Path, name: str, data: bytes) -> Path:
+    """File bytes in a DVC 3 cache or local remote under a name (`.dir` kept), whatever their md5."""
+    path = store / "files/md5" / name[:2] / name[2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_share_moves_objects_named_by_their_md5_and_their_dir_listings(tmp_path: Path) -> None:
+    fetched, shared = tmp_path / "fetched", tmp_path / "shared"
+    listing = b'[{"md5": "' + H.encode() + b'", "relpath": "model.bin"}]'
+    put(fetched, H, HONEST)
+    put(fetched, hashlib.md5(listing).hexdigest() + ".dir", listing)  # DVC 3: the md5 of these bytes
+    result = share(fetched, shared)
+    assert (len(result.added), result.present, result.refused, result.kept) == (2, [], [], [])
+    assert content_addressed(shared) == {H: HONEST, hashlib.md5(listing).hexdigest(): listing}
+    assert list(fetched.iterdir()) == [], "what the shared cache holds is not handed on as well"
+
+
+def test_share_refuses_an_object_whose_bytes_are_not_its_name(tmp_path: Path) -> None:
+    fetched, shared = tmp_path / "fetched", tmp_path / "shared"
+    put(fetched, H, EVIL)
+    put(fetched, "0" * 32 + ".dir", b"[]")
+    result = share(fetched, shared)
+    assert sorted(result.refused) == sorted(
+        [f"files/md5/{H[:2]}/{H[2:]}", "files/md5/00/" + "0" * 30 + ".dir"]
+    )
+    assert result.added == [] and objects(shared) == {}
+    assert main(["share", str(fetched), str(shared)]) == 1, "the pull job fails"
+
+
+def test_share_never_overwrites_an_object_the_shared_cache_holds(tmp_path: Path) -> None:
+    fetched, shared = tmp_path / "fetched", tmp_path / "shared"
+    put(shared, H, HONEST)
+    put(fetched, H, HONEST)
+    assert share(fetched, shared).present == [f"{H[:2]}/{H[2:]}"]
+    assert objects(shared) == {H: HONEST} and objects(fetched) == {}
+
+
+def test_share_hands_dvc_2_objects_on_to_this_run_only(tmp_path: Path) -> None:
+    fetched, shared = tmp_path / "fetched", tmp_path / "shared"
+    legacy = fetched / H[:2] / H[2:]  # DVC 2's layout, whose md5 is of text with its line ends changed
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(HONEST)
+    result = share(fetched, shared)
+    assert (result.kept, result.refused, result.added) == ([f"{H[:2]}/{H[2:]}"], [], [])
+    assert legacy.read_bytes() == HONEST and not shared.exists()
+
+
+def import_of(url: Path, rev: str, out: str = "stolen.bin") -> str:
+    """The `.dvc` file `dvc import` writes: an output whose bytes come from another repository."""
+    return (
+        f"md5: 0123\nfrozen: true\ndeps:\n- path: model.bin\n  repo:\n    url: {url}\n"
+        f"    rev_lock: {rev}\nouts:\n- md5: {H}\n  size: {len(HONEST)}\n  hash: md5\n  path: {out}\n"
+    )
+
+
+def test_imports_names_each_dependency_on_another_repository(tmp_path: Path) -> None:
+    project = tmp_path / "pr"
+    (project / "data/deeper").mkdir(parents=True)
+    (project / "data/deeper/x.dvc").write_text(import_of(tmp_path / "attacker", "a" * 40))
+    (project / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  train:\n    cmd: python train.py\n    deps:\n"
+        f"    - path: model.bin\n      repo: {{url: {tmp_path}, rev_lock: {'b' * 40}}}\n"
+    )
+    (project / "honest.dvc").write_text(f"outs:\n- md5: {H}\n  hash: md5\n  path: honest.bin\n")
+    (project / "not.dvc").write_text("outs: [unclosed\n")
+    assert imports(project) == [
+        "'dvc.lock': imports 'model.bin' from another repository",
+        "'not.dvc': not YAML that this check can read (ParserError)",
+        "'data/deeper/x.dvc': imports 'model.bin' from another repository",
+    ]
+    (project / "data/deeper/x.dvc").unlink()
+    (project / "dvc.lock").unlink()
+    (project / "not.dvc").unlink()
+    assert imports(project) == [] and main(["imports", str(project)]) == 0
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def committed_repo(folder: Path, files: dict[str, str], env: dict[str, str]) -> str:
+    """Make a git repository of these files and return its commit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    git("init", "-q", "-b", "main", cwd=folder)
+    subprocess.run(["git", "add", "-A"], cwd=folder, check=True, env=env)
+    author = ["-c", "user.name=x", "-c", "user.email=x@localhost"]
+    subprocess.run(["git", *author, "commit", "-qm", "c"], cwd=folder, check=True, env=env)
+    return git("rev-parse", "HEAD", cwd=folder)
+
+
+def attacker_repo(tmp_path: Path, env: dict[str, str]) -> tuple[Path, str]:
+    """An attacker's DVC repository whose own remote files EVIL under the md5 of HONEST."""
+    repo, remote = tmp_path / "attacker", tmp_path / "attacker-remote"
+    put(remote, H, EVIL)
+    rev = committed_repo(
+        repo,
+        {
+            ".dvc/config": f"[core]\n    remote = r\n['remote \"r\"']\n    url = {remote}\n",
+            "model.bin.dvc": f"outs:\n- md5: {H}\n  size: {len(HONEST)}\n  hash: md5\n  path: model.bin\n",
+        },
+        env,
+    )
+    return repo, rev
+
+
+PULL_STEPS = (
+    "Check out the exact commit",
+    "Use the default branch's DVC config",
+    "Refuse DVC imports",
+    "Pull data",
+    "Add what was fetched to the shared cache",
+)
+
+
+def pull(work: Path, env: dict[str, str], steps: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    """Run the pull job's steps in order, stopping at the first that fails, as the runner does."""
+    workflow = load("train.yml")
+    for name in steps:
+        result = run_step(workflow, "pull", name, work, env)
+        if result.returncode != 0:
+            return result
+    return result
+
+
+@pytest.mark.slow
+def test_a_prs_dvc_import_never_files_its_bytes_in_the_shared_cache(
+    tmp_path: Path, workspace: tuple[Path, dict[str, str]]
+) -> None:
+    work, env = workspace
+    shared = tmp_path / "shared"
+    attacker, rev = attacker_repo(tmp_path, env)
+    sha = committed_repo(work / "pr", {"stolen.bin.dvc": import_of(attacker, rev)}, env)
+    pull_env = {**env, "SHA": sha, "ORBIT_CACHE": str(shared)}
+
+    result = pull(work, pull_env, PULL_STEPS)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "::error::'stolen.bin.dvc': imports 'model.bin' from another repository" in result.stdout
+    assert H not in objects(shared / "dvc")
+
+    # Past the guard (an import it missed), the bytes still never reach the shared cache.
+    result = pull(work, pull_env, tuple(s for s in PULL_STEPS if s != "Refuse DVC imports"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "is not named by the md5 of its bytes: kept out of the shared cache" in result.stdout
+    assert objects(Path(env["RUNNER_TEMP"]) / "orbit-data/cache") == {H: EVIL}, "DVC fetched the import"
+    assert H not in objects(shared / "dvc")
+
+    # Today's pull job fetched straight into the shared cache: the attack is real.
+    cache = tmp_path / "todays-shared"
+    subprocess.run(
+        ["dvc", "config", "--local", "cache.dir", str(cache)], cwd=work / "pr", env=env, check=True
+    )
+    subprocess.run(["dvc", "fetch"], cwd=work / "pr", env=env, check=True, capture_output=True)
+    assert objects(cache) == {H: EVIL}, "the import's bytes under the honest hash, unchecked"
+
+
+@pytest.mark.slow
+def test_honest_objects_land_in_the_shared_cache_once_and_are_copied_from_it_after(
+    tmp_path: Path, workspace: tuple[Path, dict[str, str]]
+) -> None:
+    work, env = workspace
+    shared, remote = tmp_path / "shared", tmp_path / "remote"
+    put(remote, H, HONEST)  # pushed by an earlier run's push job
+    honest = f"outs:\n- md5: {H}\n  size: {len(HONEST)}\n  hash: md5\n  path: model.bin\n"
+    sha = committed_repo(work / "pr", {"model.bin.dvc": honest}, env)
+    pull_env = {**env, "SHA": sha, "ORBIT_CACHE": str(shared)}
+    result = pull(work, pull_env, PULL_STEPS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "shared cache: 1 added, 0 already there" in result.stdout
+    assert content_addressed(shared / "dvc") == {H: HONEST}
+    assert list((Path(env["RUNNER_TEMP"]) / "orbit-data/cache").iterdir()) == []
+
+    shutil.rmtree(remote)  # the next run finds it in the shared cache: nothing is downloaded
+    result = pull(work, pull_env, PULL_STEPS[1:])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "shared cache: 0 added, 1 already there" in result.stdout
 
 
 # --- the pods: who mounts the shared cache, and how ----------------------------------------------
