@@ -54,7 +54,7 @@ test-fast: venv
 bench: venv system-deps
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python bench/runner.py
-	$(BIN)/python bench/serve.py
+	$(BIN)/python -m bench.serve
 	$(BIN)/python -m bench.report
 	$(BIN)/python -m bench.report_render
 	$(BIN)/python -m bench.deploy

@@ -19,7 +19,7 @@ import torch
 
 from model.classifier import Classifier, load
 
-CORES = os.cpu_count() or 1
+CORES = len(os.sched_getaffinity(0))  # the cores this process (and the servers it starts) may use
 SERVED, EAGER = "served", "eager"
 _loaded: dict[str, Classifier] = {}  # in each pool process, once its initializer has run
 _uploads: list[bytes] = []

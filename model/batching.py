@@ -2,7 +2,8 @@
 
 While a batch runs, newly arrived items queue; the next call takes all of them (up to a limit).
 A lone request therefore waits for nothing, and a burst is served in few calls. The service
-batches forward passes with it; the bot batches inbox writes into one transaction.
+batches decoding and forward passes with it (`bot/batching.py` is the App's own copy, for inbox
+writes: the model stands alone, without the App).
 """
 
 import asyncio
@@ -18,23 +19,35 @@ class MicroBatcher(Generic[In, Out]):
 
     `run` goes to a worker thread unless `in_thread` is False: a call of a millisecond or two
     (a local SQLite commit) costs less on the event loop than the two thread wake-ups around it.
+    Up to `parallel` calls run at once (each in its own thread): while one runs, the next takes what
+    has queued, so a process can keep as many cores busy with `run` as it has calls in flight.
     """
 
     def __init__(
-        self, run: Callable[[list[In]], Sequence[Out]], max_batch: int = 32, in_thread: bool = True
+        self,
+        run: Callable[[list[In]], Sequence[Out]],
+        max_batch: int = 32,
+        in_thread: bool = True,
+        parallel: int = 1,
     ) -> None:
+        if parallel < 1 or (parallel > 1 and not in_thread):
+            raise ValueError("parallel calls need threads: parallel must be 1, or in_thread True")
         self._run = run
         self._max_batch = max_batch
         self._in_thread = in_thread
+        self._parallel = parallel
         self._pending: list[tuple[In, asyncio.Future[Out]]] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._drainers: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: In) -> Out:
         """Return the result of `run` for this one item."""
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
+        # a finished drainer leaves the set only in a callback, later: count those still running
+        if sum(not drainer.done() for drainer in self._drainers) < self._parallel:
+            drainer = asyncio.create_task(self._drain())
+            self._drainers.add(drainer)
+            drainer.add_done_callback(self._drainers.discard)
         return await future
 
     async def _drain(self) -> None:

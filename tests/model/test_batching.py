@@ -55,3 +55,36 @@ async def test_a_batcher_can_run_its_passes_on_the_event_loop_itself() -> None:
     in_thread: MicroBatcher[int, int] = MicroBatcher(run)
     await in_thread.submit(1)
     assert len(threads) == 2
+
+
+async def test_parallel_calls_run_at_once_each_taking_what_has_queued() -> None:
+    """With `parallel=2`, a second call starts while the first runs: both meet at a barrier that a
+    single call at a time would never pass; every item still gets its own result."""
+    meeting = threading.Barrier(2, timeout=5)
+    batch_sizes: list[int] = []
+
+    def run(items: list[int]) -> list[int]:
+        batch_sizes.append(len(items))
+        if len(batch_sizes) <= 2:
+            meeting.wait()
+        return [item + 100 for item in items]
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(run, max_batch=4, parallel=2)
+    first = asyncio.ensure_future(batcher.submit(0))
+    await asyncio.sleep(0.05)  # the first call is running, alone, and waits at the barrier
+    rest = await asyncio.gather(*(batcher.submit(i) for i in range(1, 9)))
+    assert [await first, *rest] == [i + 100 for i in range(9)]
+    assert batch_sizes[0] == 1 and sum(batch_sizes) == 9 and max(batch_sizes) <= 4
+
+
+async def test_a_lone_item_after_a_call_ended_is_not_left_waiting() -> None:
+    batcher: MicroBatcher[int, int] = MicroBatcher(lambda items: items, parallel=2)
+    for item in range(20):
+        assert await asyncio.wait_for(batcher.submit(item), timeout=1) == item
+
+
+def test_parallel_calls_need_threads() -> None:
+    with pytest.raises(ValueError, match="parallel must be 1, or in_thread True"):
+        MicroBatcher(lambda items: items, in_thread=False, parallel=2)
+    with pytest.raises(ValueError, match="parallel must be 1"):
+        MicroBatcher(lambda items: items, parallel=0)
