@@ -59,6 +59,8 @@ bench: venv system-deps
 	$(BIN)/python -m bench.report_render
 	$(BIN)/python -m bench.deploy
 	$(BIN)/python -m bench.drain
+	$(BIN)/python -m bench.soak
+	$(BIN)/python -m bench.ingest_profile
 	$(BIN)/python -m bench.retrain
 
 clean:

@@ -102,6 +102,19 @@ async def drain(inbox: Inbox, items: int, double: str | None = None) -> float:
     return rate
 
 
+async def calls_alone(double: str, calls: int = SAMPLE, concurrency: int = 16) -> float:
+    """Return the rate of the same GET with no inbox and no worker pool: the baseline of a calling drain."""
+    async with httpx.AsyncClient(base_url=double) as client:
+
+        async def caller(count: int) -> None:
+            for _ in range(count):
+                (await client.get(CALLED)).raise_for_status()
+
+        began = time.perf_counter()
+        await asyncio.gather(*(caller(calls // concurrency) for _ in range(concurrency)))
+        return calls // concurrency * concurrency / (time.perf_counter() - began)
+
+
 def measure(url: str, backlog: int, double: str | None = None) -> float:
     """Return the drain rate of a fresh inbox holding `backlog` pending items."""
     engine = make_engine(url)
@@ -129,11 +142,15 @@ def main() -> None:
     os.sched_setaffinity(0, {cpus[0]})  # the workers and their database on one core, as the goal says
     print(f"drain: {SAMPLE:,} items a measurement, {PULLS:,} pull requests, one core, goal {GOAL:,.0f}/s")
     try:
+        alone = asyncio.run(calls_alone(github.url))
         with sqlite_url() as url:
             calling = measure(url, 10_000, github.url)
     finally:
         stop(github.process)
-    print(f"  SQLite      10,000 pending, one GitHub call each (a local double): {calling:8,.0f}/s")
+    print(
+        f"  SQLite      10,000 pending, one GitHub call each (a local double): {calling:8,.0f}/s"
+        f"  ({calling / alone:.2f}× of the same calls alone, {alone:,.0f}/s: httpx and the double)"
+    )
     for name, database in (("SQLite", sqlite_url), ("PostgreSQL", postgres_url)):
         with database() as url:
             rates = {}

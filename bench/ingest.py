@@ -1,10 +1,12 @@
 """Benchmark webhook ingest against Probot: signed ~29 KB pull_request deliveries on localhost, one core.
 
-Each server runs pinned to one core; the load (wrk, and the Python pacer) runs on another.
-1. Throughput at concurrency 32, driven by wrk (unique delivery ids from a Lua counter): 3 s to warm
+Each server runs pinned to one core; the load (wrk, and the Python pacer) runs on another. Probot
+and orbit take turns, twice, so that a machine busy with other work slows both alike.
+1. Acknowledgement latency of a freshly started server at a fixed 200 deliveries/s for 10 s (p50,
+   p99), paced from Python.
+2. Throughput at concurrency 32, driven by wrk (unique delivery ids from a Lua counter): 3 s to warm
    up, then 10 s. Orbit stores every delivery durably (SQLite, WAL) before its 202; Probot (npm's
    `probot`, a handler that only acknowledges, see bench/ingest_probot.py) stores nothing.
-2. Acknowledgement latency at a fixed 200 deliveries/s for 10 s (p50, p99), paced from Python.
 3. The same latency while workers drain a backlog of 25,000 on the same core: ingest and workers
    as two processes (`orbit serve --role ingest` and `--role worker`, the worker at a lower CPU
    priority), and as one process (`--role all`).
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"benchmark secret"
 TARGET_BYTES = 29 * 1024
 BACKLOG = 25_000
+ROUNDS = 2
 CPUS = sorted(os.sched_getaffinity(0))
 SERVER_CPU, LOAD_CPU = CPUS[-1], CPUS[0]  # the same one when there is one core
 
@@ -167,11 +170,16 @@ class Run:
 
 
 def load(server: LocalServer, body: bytes, folder: Path, ok: bytes) -> Run:
-    """Warm the server up, measure its throughput, then its latency at 200/s."""
+    """Measure a fresh server's latency at 200/s, then warm it up and measure its throughput.
+
+    Latency first: right after a burst of tens of thousands the bot is still copying its write-ahead
+    log into the database, which is what a burst costs, not what a steady 200/s does.
+    """
+    p50, p99 = latency(server.url, body, ok)
     script = wrk_script(folder, body)
     throughput(f"{server.url}/webhook", script, seconds=3)
     rate, errors = throughput(f"{server.url}/webhook", script)
-    return Run(rate, errors, *latency(server.url, body, ok))
+    return Run(rate, errors, p50, p99)
 
 
 def fill(database: Path, body: bytes, count: int) -> None:
@@ -215,10 +223,8 @@ def draining(body: bytes, roles: tuple[str, ...]) -> tuple[float, float, int]:
     return p50, p99, began + 2_000 - left  # 2,000 sent during the measurement
 
 
-def main() -> None:
-    """Print orbit's and Probot's figures, measured now, and their ratios."""
-    body = payload()
-    print(f"payload {len(body):,} bytes; {len(CPUS)} cores: servers on core {SERVER_CPU}, load on {LOAD_CPU}")
+def quiet(body: bytes) -> tuple[Run, Run, int]:
+    """Return Probot's run, orbit's (ingest only) and how many deliveries orbit stored."""
     with tempfile.TemporaryDirectory() as scratch:
         probot = start_probot(SECRET, str(SERVER_CPU))
         try:
@@ -231,22 +237,37 @@ def main() -> None:
         finally:
             stop(orbit.process)
         stored = sum(Inbox(make_engine(f"sqlite:///{Path(scratch) / 'orbit.db'}")).counts().values())
+    return base, ours, stored
+
+
+def main() -> None:
+    """Print orbit's and Probot's figures, measured now, and their ratios."""
+    body = payload()
+    print(f"payload {len(body):,} bytes; {len(CPUS)} cores: servers on core {SERVER_CPU}, load on {LOAD_CPU}")
     verdict = {True: "met", False: "NOT met"}
-    for name, run in (
-        ("Probot (stores nothing)", base),
-        (f"orbit ingest (durable, {stored:,} stored)", ours),
-    ):
-        print(f"{name}: {run.rate:,.0f}/s at c=32 {run.errors}")
-        print(f"  at 200/s: p50 {run.p50:.2f} ms, p99 {run.p99:.2f} ms")
-    met = verdict[ours.rate >= 1.2 * base.rate]
-    print(f"  throughput {ours.rate / base.rate:.2f}x Probot's (goal >= 1.2x: {met})")
-    print(f"  p99 {ours.p99 / base.p99:.2f}x Probot's (goal <= 0.5x: {verdict[ours.p99 <= 0.5 * base.p99]})")
+    probot_p99 = []
+    for round_number in range(1, ROUNDS + 1):  # the servers take turns: a busy machine slows both alike
+        base, ours, stored = quiet(body)
+        probot_p99.append(base.p99)
+        print(f"round {round_number}:")
+        for name, run in (
+            ("Probot (stores nothing)", base),
+            (f"orbit ingest (durable, {stored:,} stored)", ours),
+        ):
+            print(f"  {name}: {run.rate:,.0f}/s at c=32 {run.errors}")
+            print(f"    at 200/s: p50 {run.p50:.2f} ms, p99 {run.p99:.2f} ms")
+        met = verdict[ours.rate >= 1.2 * base.rate]
+        print(f"  throughput {ours.rate / base.rate:.2f}x Probot's (goal >= 1.2x: {met})")
+        print(
+            f"  p99 {ours.p99 / base.p99:.2f}x Probot's (goal <= 0.5x: {verdict[ours.p99 <= 0.5 * base.p99]})"
+        )
+    base_p99 = sorted(probot_p99)[0]  # the lower of Probot's: the harder baseline
     for name, roles in (("--role worker + --role ingest", ("worker", "ingest")), ("--role all", ("all",))):
         p50, p99, drained = draining(body, roles)
         print(f"while workers drain {BACKLOG:,} on the same core ({name}; {drained:,} drained in 10 s):")
         print(
-            f"  ack at 200/s p50 {p50:.2f} ms, p99 {p99:.2f} ms: {p99 / base.p99:.2f}x Probot's p99"
-            f" (goal <= 0.5x: {verdict[p99 <= 0.5 * base.p99]})"
+            f"  ack at 200/s p50 {p50:.2f} ms, p99 {p99:.2f} ms: {p99 / base_p99:.2f}x Probot's p99"
+            f" (goal <= 0.5x: {verdict[p99 <= 0.5 * base_p99]})"
         )
 
 

@@ -543,11 +543,11 @@ def _work_row(item: NewDelivery, now: float, status: str) -> dict[str, Any]:
 def _lock_keys(connection: Connection, keys: Iterable[str]) -> None:
     """On PostgreSQL, hold each key's advisory lock until commit, so replicas queue a key in turn.
 
-    Sorted, so that two transactions taking the same keys cannot deadlock. SQLite has one writer.
+    Sorted, so that two transactions taking the same keys cannot deadlock; one executemany, which
+    psycopg sends as one pipeline. SQLite has one writer.
     """
-    if connection.dialect.name == "postgresql":
-        for key in sorted(keys):
-            connection.execute(LOCK_KEY, {"key": key})
+    if connection.dialect.name == "postgresql" and (ordered := sorted(set(keys))):
+        connection.execute(LOCK_KEY, [{"key": key} for key in ordered])
 
 
 def _busy_keys(connection: Connection, keys: set[str]) -> set[str]:
@@ -570,6 +570,11 @@ def _bury(connection: Connection, rows: list[tuple[Any, str]]) -> None:
 
 
 def _release_next(connection: Connection, keys: Iterable[str]) -> None:
-    """Make the oldest waiting item of each key pending, once its key has nothing pending or running."""
+    """Make the oldest waiting item of each key pending, once its key has nothing pending or running.
+
+    Under the keys' advisory locks, as `record` decides whether a new item waits: else a delivery
+    recorded while its key's last item finishes would wait behind it, uncommitted, and never be released.
+    """
     if released := [{"key": key} for key in sorted(set(keys))]:
+        _lock_keys(connection, (key["key"] for key in released))
         connection.execute(RELEASE_NEXT, released)

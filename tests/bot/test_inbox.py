@@ -19,10 +19,12 @@ from bot.inbox import (
     Inbox,
     NewDelivery,
     WorkItem,
+    deliveries,
     make_engine,
     metadata,
     work_items,
 )
+from bot.payload_codec import pack
 from tests.fakes import body_of, comment_payload, delivery
 from tests.postgres import empty_database, postgres_url  # noqa: F401 - fixtures
 
@@ -252,3 +254,32 @@ def test_an_inbox_made_by_an_older_orbit_gets_the_new_indexes(tmp_path: Path) ->
     names = {index["name"] for index in sa.inspect(engine).get_indexes("work_items")}
     assert {index.name for index in work_items.indexes} <= names
     engine.dispose()
+
+
+def test_a_delivery_recorded_while_its_keys_last_item_finishes_is_released(
+    empty_database: str,  # noqa: F811 - the fixture
+) -> None:
+    """PostgreSQL, two replicas: one records a second item of a pull request (it waits, not committed
+    yet) while the other finishes the first. The finish waits for the key's lock, then releases it."""
+    box = Inbox(make_engine(empty_database))
+    box.create_schema()
+    first, second = new(9, "first"), new(9, "second")
+    box.record([first])
+    claimed = box.claim()
+    assert claimed is not None
+    recording = box.engine.connect()
+    transaction = recording.begin()  # the other replica's `record`, midway: lock taken, row written
+    recording.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": second.ordering_key})
+    stored = {"event": "issue_comment", "action": "created", "payload": pack(second.body)}
+    recording.execute(deliveries.insert().values(delivery_id="second", received_at=time.time(), **stored))
+    waiting = {"ordering_key": second.ordering_key, "status": WAITING, "attempts": 0}
+    recording.execute(work_items.insert().values(delivery_id="second", available_at=time.time(), **waiting))
+    with ThreadPoolExecutor(1) as pool:
+        finishing = pool.submit(box.complete_many, [claimed.id])
+        time.sleep(0.3)
+        assert not finishing.done()  # it waits for the key's lock
+        transaction.commit()
+        finishing.result(timeout=10)
+    recording.close()
+    assert box.counts() == {DONE: 1, PENDING: 1}  # not left waiting behind a finished item
+    box.engine.dispose()
