@@ -368,6 +368,7 @@ def test_without_a_claim_no_pod_mounts_anything_but_scratch_space() -> None:
         ("octo-org/..", 42, None),
         ("octo-org/.hidden", 42, None),
         ("octo/org/model", 42, None),
+        ("octo-org/model", 1, "1/octo-org/model"),  # the first installation is one like the others
         ("octo-org/model", 0, None),  # no installation: no folder to tell tenants apart
     ],
 )
