@@ -62,6 +62,12 @@ class GpuNodes:
     runtime_class: str = ""
 
 
+def gpu_tolerations(gpu_resource: str, others: tuple[dict[str, str], ...]) -> tuple[dict[str, str], ...]:
+    """Return the toleration of the GPU resource's taint first, then the nodes' own, without a repeat."""
+    resource = {"key": gpu_resource, "operator": "Exists", "effect": "NoSchedule"}
+    return (resource, *(t for t in others if t != resource))
+
+
 def default_classes(
     image: str,
     gpu_resource: str,
@@ -80,8 +86,7 @@ def default_classes(
     `max_gpu_runners` caps the GPUs the GPU class's pods hold at once (a pod with two counts twice).
     """
     nodes = gpu_nodes or GpuNodes()
-    gpu_toleration = {"key": gpu_resource, "operator": "Exists", "effect": "NoSchedule"}
-    tolerations = (gpu_toleration, *(t for t in nodes.tolerations if t != gpu_toleration))
+    tolerations = gpu_tolerations(gpu_resource, nodes.tolerations)
     cpu = cpu_image or image
     classes = {
         "orbit-gpu": RunnerClass(
@@ -234,9 +239,8 @@ def _gpus(klass: RunnerClass, spec: RunnerSpec, limits: RepoLimits, notes: list[
                 " the default GPU nodes are used"
             )
         else:
-            resource = {"key": klass.gpu_resource, "operator": "Exists", "effect": "NoSchedule"}
             changes["node_selector"] = dict(gpu_type.node_selector)
-            changes["tolerations"] = (resource, *(t for t in gpu_type.tolerations if t != resource))
+            changes["tolerations"] = gpu_tolerations(klass.gpu_resource, gpu_type.tolerations)
     return changes
 
 
