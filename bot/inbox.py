@@ -10,8 +10,9 @@ cost does not grow with the backlog; completions are written in the claim's tran
 
 import contextlib
 import random
+import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from sqlalchemy.pool import StaticPool
 
 from bot import metrics
 from bot.delivery import Delivery
+from bot.inbox_writes import CoreStatements, CoreWrites, RecordingWrites, driver_transaction
 from bot.payload_codec import UNREADABLE, pack, read_payload
 from bot.sqlite_lock import WriterLock
 
@@ -29,6 +31,8 @@ T = TypeVar("T")
 
 PENDING, RUNNING, DONE, DEAD, WAITING = "pending", "running", "done", "dead", "waiting"
 UNFINISHED = (PENDING, RUNNING, WAITING)
+# What a database that refuses a write raises: through SQLAlchemy, or through SQLite's own driver.
+STORE_ERRORS = (sa.exc.DBAPIError, sqlite3.Error)
 WAL_LIMIT_FRAMES = 16_384  # 64 MiB of 4 KiB pages
 
 metadata = sa.MetaData()
@@ -80,11 +84,11 @@ START_ITEMS = (
 )
 SET_ITEM = work_items.update().where(work_items.c.id == sa.bindparam("item_id"))  # SET: the other params
 LOCK_KEY = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
-BUSY_KEYS = (
-    sa.select(work_items.c.ordering_key)
-    .where(work_items.c.ordering_key.in_(sa.bindparam("keys", expanding=True)))
-    .where(work_items.c.status.in_(UNFINISHED))
-    .distinct()
+# One probe per key, stopping at its first unfinished item: a key with a long backlog costs no more.
+BUSY_KEY = (
+    sa.select(sa.literal(True))
+    .where(work_items.c.ordering_key == sa.bindparam("key"), work_items.c.status.in_(UNFINISHED))
+    .limit(1)
 )
 _active = work_items.alias("active")
 _NEXT_WAITING = (
@@ -188,7 +192,8 @@ class Inbox:
         self.max_attempts = max_attempts
         self._writer = WriterLock(engine.url.database) if self.writes_locally else contextlib.nullcontext()
         postgres = engine.dialect.name == "postgresql"
-        self._insert_new = _insert_new(postgresql if postgres else sqlite)
+        insert_new = _insert_new(postgresql if postgres else sqlite)
+        self._core_statements = CoreStatements(insert_new, BUSY_KEY, QUEUE_WORK, _lock_keys)
         self._expired, self._pending = _claim_queries(skip_locked=postgres)
         # Replicas pruning at once take different rows instead of waiting on each other's.
         self._prunable = PRUNABLE.with_for_update(skip_locked=True) if postgres else PRUNABLE
@@ -261,7 +266,7 @@ class Inbox:
         """
         try:
             return list(self._record_together(batch))
-        except sa.exc.DBAPIError:
+        except STORE_ERRORS:
             if len(batch) == 1:
                 raise
         return [self._record_alone(item) for item in batch]
@@ -269,7 +274,7 @@ class Inbox:
     def _record_alone(self, item: NewDelivery) -> bool | Exception:
         try:
             return self._record_together([item])[0]
-        except sa.exc.DBAPIError as error:
+        except STORE_ERRORS as error:
             return error
 
     def _record_together(self, batch: list[NewDelivery]) -> list[bool]:
@@ -278,21 +283,31 @@ class Inbox:
         for item in batch:
             first.setdefault(item.delivery.delivery_id, item)
         rows = [_delivery_row(item, now) for item in first.values()]
-        with self._writer, self.engine.begin() as connection:
-            inserted = set(connection.scalars(self._insert_new, rows) if rows else ())
+        with self._writer, self._recording() as writes:
+            inserted = writes.insert_new(rows)
             fresh = [item for delivery_id, item in first.items() if delivery_id in inserted]
             if fresh:
-                busy = _busy_keys(connection, {item.ordering_key for item in fresh})
+                busy = writes.busy_keys({item.ordering_key for item in fresh})
                 queued = []
                 for item in fresh:
                     queued.append(_work_row(item, now, WAITING if item.ordering_key in busy else PENDING))
                     busy.add(item.ordering_key)
-                connection.execute(QUEUE_WORK, queued)
+                writes.queue(queued)
         # Only the first copy of a new delivery is new; a repeat inside the batch is a duplicate too.
         return [
             item is first[item.delivery.delivery_id] and item.delivery.delivery_id in inserted
             for item in batch
         ]
+
+    @contextlib.contextmanager
+    def _recording(self) -> Iterator[RecordingWrites]:
+        """Yield the writes of one transaction: the SQLite driver's own, or SQLAlchemy Core's."""
+        if self.writes_locally:
+            with driver_transaction(self.engine, UNFINISHED) as writes:
+                yield writes
+        else:
+            with self.engine.begin() as connection:
+                yield CoreWrites(connection, self._core_statements)
 
     def claim(self) -> WorkItem | None:
         """Take the oldest runnable item (see `claim_many`)."""
@@ -548,16 +563,6 @@ def _lock_keys(connection: Connection, keys: Iterable[str]) -> None:
     """
     if connection.dialect.name == "postgresql" and (ordered := sorted(set(keys))):
         connection.execute(LOCK_KEY, [{"key": key} for key in ordered])
-
-
-def _busy_keys(connection: Connection, keys: set[str]) -> set[str]:
-    """Return those of `keys` that have an unfinished item: a new item of theirs must wait."""
-    _lock_keys(connection, keys)
-    found: set[str] = set()
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), 500):  # bound the statement's parameters
-        found.update(connection.scalars(BUSY_KEYS, {"keys": ordered[start : start + 500]}))
-    return found
 
 
 def _bury(connection: Connection, rows: list[tuple[Any, str]]) -> None:

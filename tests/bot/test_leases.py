@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import os
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -138,4 +139,24 @@ def test_a_postgresql_batch_with_one_bad_row_stores_the_others(postgres_url: str
     assert results[0] is True and results[2] is True
     assert isinstance(results[1], sa.exc.DBAPIError)
     assert sorted(row["delivery_id"] for row in inbox.list_items()) == ["good-1", "good-2"]
+    engine.dispose()
+
+
+def test_a_sqlite_batch_with_one_refused_row_stores_the_others(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'orbit.db'}")
+    inbox = Inbox(engine)
+    inbox.create_schema()
+    with engine.begin() as connection:  # SQLite refuses this one delivery, as a full disk would refuse all
+        connection.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON deliveries WHEN NEW.delivery_id = 'bad'"
+            " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    results = inbox.record([new(delivery_id="good-1"), new(delivery_id="bad"), new(delivery_id="good-2")])
+    assert results[0] is True and results[2] is True
+    assert isinstance(results[1], sqlite3.IntegrityError) and "refused" in str(results[1])
+    assert sorted(row["delivery_id"] for row in inbox.list_items()) == ["good-1", "good-2"]
+    with pytest.raises(sqlite3.IntegrityError):  # alone, its error reaches the caller (a 503)
+        inbox.record([new(delivery_id="bad")])
+    assert inbox.record([new(delivery_id="good-3")]) == [True], "the failed transaction was rolled back"
+    assert inbox.record([new(delivery_id="good-3")]) == [False]
     engine.dispose()

@@ -1,0 +1,126 @@
+"""The three writes that record deliveries, on SQLAlchemy Core (PostgreSQL) or the SQLite driver itself.
+
+Recording is the acknowledgement's one database write. On SQLite, SQLAlchemy's execution of these
+few small statements cost twice the database's own work (a one-delivery transaction: 0.32 ms
+through Core, 0.13 ms through the driver), so SQLite runs the same statements through `sqlite3`
+directly. `tests/bot/test_inbox.py` runs every recording case on both databases.
+"""
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, Protocol, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+Row = dict[str, Any]
+DELIVERY_COLUMNS = ("delivery_id", "event", "action", "received_at", "payload")
+WORK_COLUMNS = ("delivery_id", "ordering_key", "status", "attempts", "available_at")
+
+
+class RecordingWrites(Protocol):
+    """Inside one write transaction: store deliveries, probe keys, queue work items."""
+
+    def insert_new(self, rows: list[Row]) -> set[str]:
+        """Insert the delivery rows whose id is new; return those ids."""
+
+    def busy_keys(self, keys: set[str]) -> set[str]:
+        """Return those of `keys` that have an unfinished work item."""
+
+    def queue(self, rows: list[Row]) -> None:
+        """Insert work item rows."""
+
+
+class CoreStatements(NamedTuple):
+    """The statements `CoreWrites` runs, and what it does before probing keys (take their locks)."""
+
+    insert_new: sa.Executable
+    busy_key: sa.Executable
+    queue: sa.Executable
+    lock_keys: Callable[[Connection, Iterable[str]], None]
+
+
+class CoreWrites:
+    """The writes through SQLAlchemy Core, on a connection inside a transaction."""
+
+    def __init__(self, connection: Connection, statements: CoreStatements) -> None:
+        self._connection = connection
+        self._statements = statements
+
+    def insert_new(self, rows: list[Row]) -> set[str]:
+        """Insert the delivery rows whose id is new, in one statement; return those ids."""
+        return set(self._connection.scalars(self._statements.insert_new, rows)) if rows else set()
+
+    def busy_keys(self, keys: set[str]) -> set[str]:
+        """Take the keys' locks, then probe each key for its first unfinished item.
+
+        The probe stops at the key's first unfinished item: a key with a long backlog costs no more.
+        """
+        self._statements.lock_keys(self._connection, keys)
+        probe = self._statements.busy_key
+        return {key for key in sorted(keys) if self._connection.scalar(probe, {"key": key})}
+
+    def queue(self, rows: list[Row]) -> None:
+        """Insert work item rows in one executemany."""
+        if rows:
+            self._connection.execute(self._statements.queue, rows)
+
+
+def _placeholders(columns: tuple[str, ...]) -> str:
+    return f"({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+class DriverWrites:
+    """The same writes as `CoreWrites`, through a `sqlite3` cursor inside a transaction."""
+
+    INSERT_NEW = (
+        f"INSERT INTO deliveries {_placeholders(DELIVERY_COLUMNS)}"
+        " ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"
+    )
+    BUSY_KEY = "SELECT 1 FROM work_items WHERE ordering_key = ? AND status IN ({}) LIMIT 1"
+    QUEUE = f"INSERT INTO work_items {_placeholders(WORK_COLUMNS)}"
+
+    def __init__(self, cursor: sqlite3.Cursor, unfinished: tuple[str, ...]) -> None:
+        self._cursor = cursor
+        self._unfinished = unfinished
+        self._busy_key = self.BUSY_KEY.format(", ".join("?" * len(unfinished)))
+
+    def insert_new(self, rows: list[Row]) -> set[str]:
+        """Insert the delivery rows whose id is new, one statement each; return those ids."""
+        new = set()
+        for row in rows:
+            inserted = self._cursor.execute(self.INSERT_NEW, [row[c] for c in DELIVERY_COLUMNS]).fetchone()
+            if inserted is not None:
+                new.add(inserted[0])
+        return new
+
+    def busy_keys(self, keys: set[str]) -> set[str]:
+        """Probe each key for its first unfinished item."""
+        probe = self._busy_key
+        return {
+            key
+            for key in sorted(keys)
+            if self._cursor.execute(probe, (key, *self._unfinished)).fetchone() is not None
+        }
+
+    def queue(self, rows: list[Row]) -> None:
+        """Insert work item rows in one executemany."""
+        self._cursor.executemany(self.QUEUE, ([row[c] for c in WORK_COLUMNS] for row in rows))
+
+
+@contextlib.contextmanager
+def driver_transaction(engine: Engine, unfinished: tuple[str, ...]) -> Iterator[DriverWrites]:
+    """Yield the writes of one immediate SQLite transaction: committed at the end, rolled back on error.
+
+    The connection comes from the engine's pool, so it has the engine's pragmas; the engine's
+    connections run in autocommit mode, where the transaction is this BEGIN's.
+    """
+    connection = engine.raw_connection()
+    try:
+        cursor = cast(sqlite3.Cursor, connection.cursor())
+        cursor.execute("BEGIN IMMEDIATE")
+        yield DriverWrites(cursor, unfinished)
+        cursor.execute("COMMIT")
+    finally:
+        connection.close()  # back to the pool, which rolls back a transaction left open by an error
