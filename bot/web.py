@@ -19,6 +19,8 @@ from bot.webhook_endpoint import WebhookFirst
 from bot.worker import WorkerPool
 
 log = logging.getLogger(__name__)
+CHECKPOINT_SECONDS = 0.2
+INGEST_ONLY_CHECKPOINT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,17 @@ async def _repeat(job: Periodic, stop: asyncio.Event) -> None:
             log.exception("%s failed", job.name)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), job.every)
+
+
+def checkpoint_job(inbox: Inbox, with_workers: bool) -> Periodic:
+    """Return the job copying SQLite's write-ahead log into the database, often where workers run.
+
+    The copy is background work, so it belongs to the workers, at their lower priority when they run
+    in a process of their own. An ingest process copies too, seldom, so that the log stays bounded
+    while no worker runs.
+    """
+    every = CHECKPOINT_SECONDS if with_workers else INGEST_ONLY_CHECKPOINT_SECONDS
+    return Periodic("checkpoint", lambda: asyncio.to_thread(inbox.checkpoint), every)
 
 
 def create_app(
@@ -63,7 +76,7 @@ def create_app(
         # and again (a full collection over the imported libraries takes tens of milliseconds).
         gc.freeze()
         stop = asyncio.Event()
-        checkpoint = Periodic("checkpoint", lambda: asyncio.to_thread(inbox.checkpoint), 0.2)
+        checkpoint = checkpoint_job(inbox, with_workers=workers is not None)
         tasks = [asyncio.create_task(_repeat(job, stop)) for job in (checkpoint, *periodic)]
         if workers:
             tasks.append(asyncio.create_task(workers.run(stop)))

@@ -10,7 +10,9 @@ import pytest
 from bot.app import build_app
 from bot.inbox import DONE, PENDING, Inbox, make_engine
 from bot.settings import Settings, SettingsError, load_settings
+from bot.web import checkpoint_job
 from tests.bot.test_bot_process import PEM
+from tests.bot.test_inbox import new
 from tests.fakes import SECRET, body_of, comment_payload, signed_headers
 from tests.github_double import GitHubState, serve_github
 from tests.serving import serve_in_thread
@@ -72,3 +74,19 @@ def test_the_role_is_one_of_three(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
     monkeypatch.setenv("ORBIT_ROLE", "worker")
     assert load_settings().role == "worker"
+
+
+async def test_the_log_copy_is_the_workers_work_and_an_ingest_alone_copies_seldom(tmp_path: Path) -> None:
+
+    inbox = Inbox(make_engine(f"sqlite:///{tmp_path / 'orbit.db'}"))
+    inbox.create_schema()
+    inbox.record([new(delivery_id=f"d-{n}") for n in range(50)])
+    database_bytes = (tmp_path / "orbit.db").stat().st_size  # the deliveries are in the log so far
+    ingest_alone, with_workers = checkpoint_job(inbox, False), checkpoint_job(inbox, True)
+    assert with_workers.every <= 0.2, "where workers run, the log is copied often, in small steps"
+    assert ingest_alone.every >= 5, "an ingest process spends its core on acknowledgements"
+    await ingest_alone.run()
+    assert (tmp_path / "orbit.db").stat().st_size > database_bytes, (
+        "it still copies, so the log stays bounded"
+    )
+    inbox.engine.dispose()
