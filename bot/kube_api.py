@@ -3,11 +3,15 @@
 The client's generated methods validate their arguments and build model objects both ways, which
 costs more than the request itself; orbit sends its own manifests and reads only the fields it needs.
 The ApiClient still brings the configuration (in-cluster or kubeconfig), authentication and TLS.
+JSON requests go straight to its connection pool, serialised with orjson: its request building
+(recursive sanitising of the body, `json.dumps`) cost a third of each request's CPU time.
 """
 
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
@@ -60,6 +64,7 @@ class KubeApi:
     ) -> None:
         self.api = api or client.ApiClient(load_configuration())
         self.timeout = timeout
+        self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         if self.api.configuration.retries is None:  # the caller's own choice stands
             pools = self.api.rest_client.pool_manager
             pools.connection_pool_kw["retries"] = RETRIES
@@ -87,11 +92,21 @@ class KubeApi:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         """Send a JSON request; return the status and the decoded answer (None when empty)."""
-        options: dict[str, Any] = {"header_params": {**JSON, **(headers or {})}, "query_params": query or []}
-        if body is not None:
-            options["body"] = body
-        status, data = self.request(method, path, action, **options)
-        return status, orjson.loads(data) if data else None
+        configuration = self.api.configuration
+        url = configuration.host + path + (f"?{urlencode(query)}" if query else "")
+        sent = {**self.api.default_headers, **JSON, **(headers or {}), **_authorization(configuration)}
+        try:
+            response = self.api.rest_client.pool_manager.request(
+                method,
+                url,
+                body=None if body is None else orjson.dumps(body),
+                headers=sent,
+                timeout=self._timeout,
+            )
+        except HTTPError as error:
+            raise TemporaryError(f"cannot reach Kubernetes: {type(error).__name__}") from error
+        data = response.data
+        return int(response.status), orjson.loads(data) if data else None
 
     def expect(self, method: str, path: str, action: str, *tolerated: int, **options: Any) -> Any:
         """Send a JSON request; return the answer, None for a `tolerated` status; raise for others."""
@@ -102,3 +117,9 @@ class KubeApi:
             return None
         reason = answer.get("message", "") if isinstance(answer, dict) else ""
         raise translate(ApiException(status=status, reason=str(reason)[:200]), action)
+
+
+def _authorization(configuration: client.Configuration) -> dict[str, str]:
+    """Return the bearer token header, refreshed as the configuration refreshes it (in-cluster: rotated)."""
+    bearer = configuration.auth_settings().get("BearerToken")
+    return {bearer["key"]: bearer["value"]} if bearer and bearer["value"] else {}

@@ -5,7 +5,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from bot import logs
 from bot.context import Context
@@ -21,11 +21,13 @@ from bot.runs import RecordedRun
 from runner import checks, metrics
 from runner.classes import RepoLimits, RunnerClass, Tailored, class_for, tailor
 from runner.github import RunnerGitHub
-from runner.kube import Cluster, RunnerPod
+from runner.kube import ClassPods, Cluster, Place, RunnerPod
 from runner.podspec import GPUS_LABEL, RunnerJob, pod_manifest, runner_name, secret_manifest
+from runner.podspec import labels as pod_labels
 from runner.report import inert
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CONFIG_TTL_S = 300.0
 
 
@@ -79,6 +81,7 @@ class Runners:
     namespaced: Mapping[str, Cluster] = field(default_factory=dict)  # a class's own namespace: its pods
     limits: RepoLimits = field(default_factory=RepoLimits)  # what a repository may ask of a class
     configs: RepoConfigs = field(default_factory=RepoConfigs)
+    pods: ClassPods = field(default_factory=ClassPods)  # each class's pods, for its cap
 
     def cluster_for(self, klass: RunnerClass) -> Cluster:
         """Return the cluster (namespace) the class's pods run in."""
@@ -104,26 +107,30 @@ class Runners:
         klass = class_for(job.labels, self.classes)
         if klass is None or job.status != "queued":
             return False
-        pods = await asyncio.to_thread(self.cluster_for(klass).class_pods, klass.label)
-        return await self._start_in_class(github, repo, job, run, klass, pods, installation)
+        since = self.pods.clock()
+        tailored = await self._tailored(github, repo, run, klass)
+        return await self._start_in_class(github, repo, job, run, klass, tailored, installation, since)
 
     async def start_if_queued(
         self, github: ConfiguredRunnerGitHub, repo: Repo, job: JobInfo, run: RecordedRun, installation: int
     ) -> bool:
         """Start a runner for a job an event names, once the API says it is still queued.
 
-        The event may be stale; the API's answer and the class's pods are asked for at once.
+        The event may be stale. Whether the job is still queued, the run's runner sizes and the
+        class's pods are asked for at once: none depends on another.
         """
         klass = class_for(job.labels, self.classes)
         if klass is None:
             return False
-        current, pods = await asyncio.gather(
+        since = self.pods.clock()
+        current, tailored, _ = await asyncio.gather(
             github.workflow_job(repo, job.id),
-            asyncio.to_thread(self.cluster_for(klass).class_pods, klass.label),
+            self._tailored(github, repo, run, klass),
+            self.pods.warm(self.cluster_for(klass), klass.label),
         )
         if current is None or current.status != "queued" or class_for(current.labels, self.classes) != klass:
             return False
-        return await self._start_in_class(github, repo, current, run, klass, pods, installation)
+        return await self._start_in_class(github, repo, current, run, klass, tailored, installation, since)
 
     async def _start_in_class(
         self,
@@ -132,20 +139,32 @@ class Runners:
         job: JobInfo,
         run: RecordedRun,
         klass: RunnerClass,
-        pods: list[dict[str, str]],
+        tailored: Tailored,
         installation: int,
+        since: float,
     ) -> bool:
-        if any(labels.get("orbit.dev/job") == str(job.id) for labels in pods):
-            return False  # a redelivery: the pod exists
-        tailored = await self._tailored(github, repo, run, klass)
-        if _at_cap(klass, tailored.klass, pods):
-            log.info("class %s is at its cap; job %s waits for the reconciler", klass.label, job.id)
-            return False
         target = RunnerJob(repo.full_name, job.id, job.run_id, run.pull, tuple(job.labels))
-        await self._create(github, repo, target, tailored.klass, installation)
-        if tailored.notes:
+        place = await self.pods.reserve(
+            self.cluster_for(klass),
+            klass.label,
+            job.id,
+            pod_labels(target, tailored.klass),
+            lambda pods: _at_cap(klass, tailored.klass, pods),
+            since,
+        )
+        if place is Place.FULL:
+            log.info("class %s is at its cap; job %s waits for the reconciler", klass.label, job.id)
+        if place is not Place.RESERVED:
+            return False  # at the cap, or a redelivery: the pod exists
+        try:
+            new = await self._create(github, repo, target, tailored.klass, installation)
+        except BaseException:
+            self.pods.release(klass.label, job.id)
+            raise
+        self.pods.created(klass.label, job.id)
+        if new and tailored.notes:
             await _show_notes(github, repo, run, klass, tailored.notes)
-        return True
+        return new
 
     async def _tailored(
         self, github: ConfiguredRunnerGitHub, repo: Repo, run: RecordedRun, klass: RunnerClass
@@ -162,31 +181,46 @@ class Runners:
         job: RunnerJob,
         klass: RunnerClass,
         installation: int,
-    ) -> None:
+    ) -> bool:
+        """Create the pod and register its runner at once, then the secret; return whether the pod is new.
+
+        The pod needs nothing of the registration (it reads the JIT config from the secret, which it
+        waits for), so the two go together; the secret needs both. Whatever a failure leaves is undone:
+        a registered runner with no pod would be an orphan, a pod with no runner would wait forever.
+        """
         name = runner_name(job.job_id)
-        runner_id, jit_config = await github.generate_jit_config(
-            repo, name, list(job.labels), self.runner_group_id
-        )
-        manifest = pod_manifest(job, klass, installation)
-
         cluster = self.cluster_for(klass)
-
-        def create_pod_and_secret() -> None:  # one trip to a thread for both calls
-            uid, _ = cluster.create_pod(manifest)
-            cluster.create_secret(secret_manifest(job, klass, jit_config, uid))
-
+        pod_outcome, runner_outcome = await asyncio.gather(
+            asyncio.to_thread(cluster.create_pod, pod_manifest(job, klass, installation)),
+            github.generate_jit_config(repo, name, list(job.labels), self.runner_group_id),
+            return_exceptions=True,
+        )
+        pod, runner = _settled(pod_outcome), _settled(runner_outcome)
+        if isinstance(pod, Exception) or not pod[1]:
+            # no pod, or another delivery's: this registration is not needed
+            if not isinstance(runner, Exception):
+                await github.delete_runner(repo, runner[0], self.in_organization)
+            if isinstance(pod, Exception):
+                await asyncio.to_thread(cluster.delete_runner, name)  # it may exist though the create failed
+                raise pod
+            return False
+        if isinstance(runner, Exception):
+            await asyncio.to_thread(cluster.delete_runner, name)
+            raise runner
+        runner_id, jit_config = runner
         try:
-            await asyncio.to_thread(create_pod_and_secret)
+            await asyncio.to_thread(cluster.create_secret, secret_manifest(job, klass, jit_config, pod[0]))
         except Exception:
-            # a registered runner with no pod would be an orphan
             await github.delete_runner(repo, runner_id, self.in_organization)
             await asyncio.to_thread(cluster.delete_runner, name)
             raise
+        return True
 
     async def stop(self, github: ConfiguredRunnerGitHub, repo: Repo, job_id: int) -> None:
         """Delete the job's pod and secret and unregister its runner if it is still registered."""
         name = runner_name(job_id)
         await asyncio.to_thread(self.delete_runner, name)
+        self.pods.forget(job_id)
         runner_id = await github.find_runner(repo, name, self.in_organization)
         if runner_id is not None:
             await github.delete_runner(repo, runner_id, self.in_organization)
@@ -195,6 +229,13 @@ class Runners:
     def in_organization(self) -> bool:
         """Return whether runners are registered in an organisation runner group."""
         return self.runner_group_id is not None
+
+
+def _settled(outcome: T | BaseException) -> T | Exception:
+    """Return a gathered call's result or error; re-raise a cancellation (the inbox runs it again)."""
+    if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def _at_cap(klass: RunnerClass, asked: RunnerClass, pods: list[dict[str, str]]) -> bool:

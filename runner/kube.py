@@ -1,6 +1,10 @@
 """The Kubernetes calls of the runner feature, behind a Protocol; the real one uses the official client."""
 
-from dataclasses import dataclass
+import asyncio
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -10,6 +14,8 @@ from bot.kube_api import METADATA_ONLY, KubeApi
 
 MANAGED = "app.kubernetes.io/managed-by=orbit"
 CLASS_LABEL = "orbit.dev/class"
+JOB_LABEL = "orbit.dev/job"
+LISTING_TTL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -126,3 +132,111 @@ def _runner_pod(pod: dict[str, Any]) -> RunnerPod:
         reason=status.get("reason"),
         namespace=str(metadata.get("namespace", "")),
     )
+
+
+class Place(enum.Enum):
+    """What `ClassPods.reserve` found for a job's pod."""
+
+    RESERVED = "reserved"  # a place within the cap is the job's: create its pod
+    EXISTS = "exists"  # the job has a pod already (a redelivery)
+    FULL = "full"  # another pod would pass the class's cap
+
+
+Labels = dict[str, str]
+
+
+@dataclass
+class _Known:
+    """One class's pods as this process knows them: the last listing, and what it created since."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    listed: dict[str, Labels] = field(default_factory=dict)  # by job id
+    listed_at: float | None = None  # when the listing was asked for
+    creating: dict[str, Labels] = field(default_factory=dict)  # reserved; the create has not answered
+    created: dict[str, tuple[float, Labels]] = field(default_factory=dict)  # answered at, since listed
+
+    def pods(self) -> dict[str, Labels]:
+        return {**self.listed, **{job: labels for job, (_, labels) in self.created.items()}, **self.creating}
+
+
+class ClassPods:
+    """Each runner class's pods, as one process decides the class's cap on them.
+
+    A place is reserved under the class's lock, so concurrent deliveries never pass the cap together.
+    The count is the class's last listing plus the pods this process asked for since (in flight or
+    created): never fewer than exist, so a listing may be reused for `ttl_s`; a listing is asked for
+    afresh before refusing a job (at the cap, or its pod found), so a refusal is as exact as a listing.
+    Pods this process deletes leave the count at once. Other replicas' pods are seen when listed.
+    """
+
+    def __init__(self, ttl_s: float = LISTING_TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._classes: dict[str, _Known] = {}
+
+    def _known(self, label: str) -> _Known:
+        return self._classes.setdefault(label, _Known())
+
+    async def warm(self, cluster: Cluster, label: str) -> None:
+        """List the class's pods unless a recent listing is known (one listing serves concurrent callers)."""
+        known = self._known(label)
+        async with known.lock:
+            await self._list(known, cluster, label, self.ttl_s)
+
+    async def reserve(
+        self,
+        cluster: Cluster,
+        label: str,
+        job_id: int,
+        labels: Labels,
+        full: Callable[[list[Labels]], bool],
+        since: float,
+    ) -> Place:
+        """Reserve a place for the job's pod unless it has one or `full` says the pods fill the class.
+
+        A refusal rests on a listing asked for at `since` or later (the caller's start, on `clock`).
+        """
+        known, job = self._known(label), str(job_id)
+        async with known.lock:
+            await self._list(known, cluster, label, self.ttl_s)
+            place = _place(known.pods(), job, full)
+            if place is not Place.RESERVED and (known.listed_at or 0.0) < since:
+                await self._list(known, cluster, label, 0.0)
+                place = _place(known.pods(), job, full)
+            if place is Place.RESERVED:
+                known.creating[job] = labels
+            return place
+
+    def created(self, label: str, job_id: int) -> None:
+        """Count the job's pod as created (its create request was answered)."""
+        known, job = self._known(label), str(job_id)
+        labels = known.creating.pop(job, None)
+        if labels is not None:
+            known.created[job] = (self.clock(), labels)
+
+    def release(self, label: str, job_id: int) -> None:
+        """Give back a reserved place whose pod was not created."""
+        self._known(label).creating.pop(str(job_id), None)
+
+    def forget(self, job_id: int) -> None:
+        """Stop counting the job's pod: it was deleted."""
+        for known in self._classes.values():
+            known.listed.pop(str(job_id), None)
+            known.created.pop(str(job_id), None)
+
+    async def _list(self, known: _Known, cluster: Cluster, label: str, max_age: float) -> None:
+        """List the class's pods when the last listing is older than `max_age` (0: always)."""
+        asked = self.clock()
+        if known.listed_at is not None and asked - known.listed_at < max_age:
+            return
+        pods = await asyncio.to_thread(cluster.class_pods, label)
+        known.listed = {labels.get(JOB_LABEL) or f"unlabelled-{i}": labels for i, labels in enumerate(pods)}
+        known.listed_at = asked
+        # A pod created before the listing was asked for is in it; a later one may not be: keep counting it.
+        known.created = {job: seen for job, seen in known.created.items() if seen[0] >= asked}
+
+
+def _place(pods: dict[str, Labels], job: str, full: Callable[[list[Labels]], bool]) -> Place:
+    if job in pods:
+        return Place.EXISTS
+    return Place.FULL if full(list(pods.values())) else Place.RESERVED

@@ -214,6 +214,7 @@ class GitHubState:
         }
     )
     files: dict[tuple[str, str], str] = field(default_factory=dict)  # (path, ref) -> text, for `contents`
+    job_reads: int = 0  # `GET .../actions/jobs/{id}` requests answered
     # Every annotation each check run was sent, by check id, in order: GitHub appends each request's.
     annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -342,6 +343,7 @@ def make_app(state: GitHubState) -> Starlette:
 
     async def job(request: Request) -> JSONResponse:
         job_id = int(request.path_params["job"])
+        state.job_reads += 1
         return JSONResponse(
             {
                 "id": job_id,
@@ -356,6 +358,9 @@ def make_app(state: GitHubState) -> Starlette:
 
     async def runs(request: Request) -> JSONResponse:
         return JSONResponse({"total_count": 0, "workflow_runs": []})
+
+    async def counts(_: Request) -> JSONResponse:  # for benchmarks in another process: what was asked
+        return JSONResponse({"tokens_minted": state.tokens_minted, "job_reads": state.job_reads})
 
     async def run(request: Request) -> JSONResponse:
         run_id = int(request.path_params["run"])
@@ -399,6 +404,7 @@ def make_app(state: GitHubState) -> Starlette:
             Route("/repos/{owner}/{repo}/contents/{path:path}", contents),
             *report_routes(state.reports),
             *hook_routes(state.hook),
+            Route("/_counts", counts),
             Route("/repos/{owner}/{repo}/actions/jobs/{job:int}", job),
             Route("/repos/{owner}/{repo}/actions/workflows/{workflow}/runs", runs),
             Route("/repos/{owner}/{repo}/actions/runs/{run:int}", run),

@@ -19,6 +19,7 @@ from bot.github.git import GitData, GitDataMixin
 from bot.github.issues import AppIdentity, Conversation, ConversationMixin
 from bot.github.pulls import Pulls, PullsMixin
 from bot.github.runners import RunnersMixin, SelfHostedRunners
+from bot.github.transport import AiohttpTransport
 
 
 class GitHubApi(
@@ -62,27 +63,18 @@ class InstallationClient(
 GITHUB_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=30.0)
 
 
-class SharedTransport(httpx.AsyncHTTPTransport):
-    """A transport that outlives the clients using it, and times out every request it sends.
+class SharedTransport(AiohttpTransport):
+    """The transport every GitHub client of the process shares: connections reused, timeouts on all.
 
-    githubkit opens an `httpx.AsyncClient` per request and closes it after; closing a client
-    closes its transport, which would drop the connections of every other request in flight.
-    A request built outside a client carries no timeout (githubkit's installation token request is
-    one): it gets `timeout`, as the client's requests do.
+    githubkit opens an `httpx.AsyncClient` per request and closes it after; closing a client closes
+    its transport, which would drop the connections of every other request in flight: this one stays
+    open. No retries here: they belong to the inbox, which knows the attempt count.
     """
 
     def __init__(self, timeout: httpx.Timeout = GITHUB_TIMEOUT, retries: int = 0) -> None:
-        super().__init__(retries=retries)
-        self._timeouts = timeout.as_dict()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send the request, with the default timeouts when it came without any."""
-        if "timeout" not in request.extensions:
-            request.extensions["timeout"] = self._timeouts
-        return await super().handle_async_request(request)
-
-    async def aclose(self) -> None:
-        """Keep the pool open: it lives as long as the process."""
+        if retries:
+            raise ValueError("GitHub calls are retried by the inbox, never by the transport")
+        super().__init__(timeout)
 
 
 class GitHubAppClient:

@@ -37,7 +37,7 @@ def token_body(installation: int) -> dict[str, object]:
 
 @pytest.fixture
 def github() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=API, assert_all_called=False) as router:
+    with respx.mock(base_url=API, assert_all_called=False, using="httpx") as router:
         for installation in (1, 2):
             router.post(f"/app/installations/{installation}/access_tokens").respond(
                 201, json=token_body(installation)
@@ -78,7 +78,7 @@ async def test_installation_token_is_minted_from_the_app_jwt_and_cached_per_inst
 
 async def test_enterprise_server_api_url_is_used() -> None:
     api = "https://ghe.example.com/api/v3"
-    with respx.mock(base_url=api) as router:
+    with respx.mock(base_url=api, using="httpx") as router:
         router.post("/app/installations/1/access_tokens").respond(201, json=token_body(1))
         comment = router.post("/repos/octo-org/model/issues/7/comments").respond(201, json={"id": 99})
         assert await client(api).for_installation(1).create_comment(REPO, 7, "hello") == 99
@@ -160,7 +160,7 @@ async def test_a_network_error_is_temporary(github: respx.MockRouter) -> None:
 
 
 async def test_a_failed_token_mint_is_classified_too() -> None:
-    with respx.mock(base_url=API) as router:
+    with respx.mock(base_url=API, using="httpx") as router:
         router.post("/app/installations/1/access_tokens").respond(500)
         with pytest.raises(TemporaryError):
             await client().for_installation(1).collaborator_permission(REPO, "octocat")
@@ -180,3 +180,16 @@ async def test_concurrent_calls_over_one_shared_pool_never_cut_each_other_off() 
         for burst in range(5):
             ids = range(burst * 20, (burst + 1) * 20)
             assert await asyncio.gather(*(one(i) for i in ids)) == list(ids)
+
+
+async def test_one_installation_token_serves_every_delivery_until_near_its_expiry() -> None:
+    state = GitHubState()
+    with serve_github(state) as url:
+        app, repo = client(url), Repo("octo-org", "model")
+        await app.for_installation(1).workflow_job(repo, 1)  # the first delivery mints it
+        for job_id in range(2, 22):  # each delivery gets its own installation client, as workers do
+            await app.for_installation(1).workflow_job(repo, job_id)
+        await asyncio.gather(*(app.for_installation(1).workflow_job(repo, i) for i in range(30, 50)))
+        assert state.tokens_minted == 1
+        await app.for_installation(2).workflow_job(repo, 1)
+        assert state.tokens_minted == 2, "a token per installation"

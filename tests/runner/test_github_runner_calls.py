@@ -16,7 +16,7 @@ BASE = "/repos/octo-org/model"
 
 @pytest.fixture
 def github() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=API, assert_all_called=True) as router:
+    with respx.mock(base_url=API, assert_all_called=True, using="httpx") as router:
         router.post("/app/installations/1/access_tokens").respond(201, json=token_body(1))
         yield router
 
