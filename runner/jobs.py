@@ -13,6 +13,7 @@ from bot.dispatch import accepted_job
 from bot.errors import PermanentError
 from bot.events import Repo, WorkflowJobEvent
 from bot.github import CheckUpdate, JobInfo
+from bot.github.calls import Conflict
 from bot.github.checks import Annotation
 from bot.github.pulls import Pulls
 from bot.repo_config import CONFIG_PATH, RepoConfig, RepoConfigError, RunnerSpec, parse_config
@@ -126,7 +127,7 @@ class Runners:
         current, tailored, _ = await asyncio.gather(
             github.workflow_job(repo, job.id),
             self._tailored(github, repo, run, klass),
-            self.pods.warm(self.cluster_for(klass), klass.label),
+            self.pods.warm(self.cluster_for(klass), klass.label, since),
         )
         if current is None or current.status != "queued" or class_for(current.labels, self.classes) != klass:
             return False
@@ -196,6 +197,8 @@ class Runners:
             return_exceptions=True,
         )
         pod, runner = _settled(pod_outcome), _settled(runner_outcome)
+        if isinstance(runner, Conflict) and not isinstance(pod, Exception) and pod[1]:
+            runner = await self._register_again(github, repo, job, name)
         if isinstance(pod, Exception) or not pod[1]:
             # no pod, or another delivery's: this registration is not needed
             if not isinstance(runner, Exception):
@@ -215,6 +218,24 @@ class Runners:
             await asyncio.to_thread(cluster.delete_runner, name)
             raise
         return True
+
+    async def _register_again(
+        self, github: ConfiguredRunnerGitHub, repo: Repo, job: RunnerJob, name: str
+    ) -> tuple[int, str] | Exception:
+        """Register the runner of a pod this process created, though its name was taken.
+
+        The pod's create decides whose the job is: the registration under its name is another
+        process's, which lost the pod and is removing it, or one whose answer was lost. It goes.
+        """
+        try:
+            taken = await github.find_runner(repo, name, self.in_organization)
+            if taken is not None:
+                await github.delete_runner(repo, taken, self.in_organization)
+            return await github.generate_jit_config(repo, name, list(job.labels), self.runner_group_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            return error
 
     async def stop(self, github: ConfiguredRunnerGitHub, repo: Repo, job_id: int) -> None:
         """Delete the job's pod and secret and unregister its runner if it is still registered."""

@@ -15,7 +15,6 @@ from bot.kube_api import METADATA_ONLY, KubeApi
 MANAGED = "app.kubernetes.io/managed-by=orbit"
 CLASS_LABEL = "orbit.dev/class"
 JOB_LABEL = "orbit.dev/job"
-LISTING_TTL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +153,7 @@ class _Known:
     listed_at: float | None = None  # when the listing was asked for
     creating: dict[str, Labels] = field(default_factory=dict)  # reserved; the create has not answered
     created: dict[str, tuple[float, Labels]] = field(default_factory=dict)  # answered at, since listed
+    failed: tuple[float, Exception] | None = None  # when the last listing was asked for, and its error
 
     def pods(self) -> dict[str, Labels]:
         return {**self.listed, **{job: labels for job, (_, labels) in self.created.items()}, **self.creating}
@@ -163,25 +163,25 @@ class ClassPods:
     """Each runner class's pods, as one process decides the class's cap on them.
 
     A place is reserved under the class's lock, so concurrent deliveries never pass the cap together.
-    The count is the class's last listing plus the pods this process asked for since (in flight or
-    created): never fewer than exist, so a listing may be reused for `ttl_s`; a listing is asked for
-    afresh before refusing a job (at the cap, or its pod found), so a refusal is as exact as a listing.
-    Pods this process deletes leave the count at once. Other replicas' pods are seen when listed.
+    The count is a listing asked for after the delivery began, plus the pods this process asked for
+    since (in flight or created): one listing serves every delivery that began before it, so a burst
+    lists once, and the pods other processes (replicas, `--workers`) created before a delivery began
+    are in its count, as when each delivery listed for itself. Pods this process deletes leave the
+    count at once.
     """
 
-    def __init__(self, ttl_s: float = LISTING_TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s = ttl_s
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._classes: dict[str, _Known] = {}
 
     def _known(self, label: str) -> _Known:
         return self._classes.setdefault(label, _Known())
 
-    async def warm(self, cluster: Cluster, label: str) -> None:
-        """List the class's pods unless a recent listing is known (one listing serves concurrent callers)."""
+    async def warm(self, cluster: Cluster, label: str, since: float) -> None:
+        """List the class's pods unless a listing asked for at `since` or later is known."""
         known = self._known(label)
         async with known.lock:
-            await self._list(known, cluster, label, self.ttl_s)
+            await self._list(known, cluster, label, since)
 
     async def reserve(
         self,
@@ -194,15 +194,12 @@ class ClassPods:
     ) -> Place:
         """Reserve a place for the job's pod unless it has one or `full` says the pods fill the class.
 
-        A refusal rests on a listing asked for at `since` or later (the caller's start, on `clock`).
+        The decision rests on a listing asked for at `since` or later (the caller's start, on `clock`).
         """
         known, job = self._known(label), str(job_id)
         async with known.lock:
-            await self._list(known, cluster, label, self.ttl_s)
+            await self._list(known, cluster, label, since)
             place = _place(known.pods(), job, full)
-            if place is not Place.RESERVED and (known.listed_at or 0.0) < since:
-                await self._list(known, cluster, label, 0.0)
-                place = _place(known.pods(), job, full)
             if place is Place.RESERVED:
                 known.creating[job] = labels
             return place
@@ -224,12 +221,19 @@ class ClassPods:
             known.listed.pop(str(job_id), None)
             known.created.pop(str(job_id), None)
 
-    async def _list(self, known: _Known, cluster: Cluster, label: str, max_age: float) -> None:
-        """List the class's pods when the last listing is older than `max_age` (0: always)."""
-        asked = self.clock()
-        if known.listed_at is not None and asked - known.listed_at < max_age:
+    async def _list(self, known: _Known, cluster: Cluster, label: str, since: float) -> None:
+        """List the class's pods unless the last listing was asked for at `since` or later."""
+        if known.listed_at is not None and known.listed_at >= since:
             return
-        pods = await asyncio.to_thread(cluster.class_pods, label)
+        if known.failed is not None and known.failed[0] >= since:
+            raise known.failed[1]  # the API server failed this caller's listing already: not again
+        asked = self.clock()
+        try:
+            pods = await asyncio.to_thread(cluster.class_pods, label)
+        except Exception as error:
+            known.failed = (asked, error)
+            raise
+        known.failed = None
         known.listed = {labels.get(JOB_LABEL) or f"unlabelled-{i}": labels for i, labels in enumerate(pods)}
         known.listed_at = asked
         # A pod created before the listing was asked for is in it; a later one may not be: keep counting it.

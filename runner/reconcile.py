@@ -133,8 +133,12 @@ class Reconciler:
         for job, run, github, repo, install in sorted(
             candidates, key=lambda c: c[0].created_at
         ):  # oldest first
-            if await self.runners.start(github, repo, job, run, install):
-                outcome.started.append(job.id)
+            try:
+                if await self.runners.start(github, repo, job, run, install):
+                    outcome.started.append(job.id)
+            except (TemporaryError, PermanentError) as error:  # one job's failure stops no other's start
+                log.warning("starting a runner for job %s of %s: %s", job.id, repo.full_name, error)
+                outcome.failed.append(f"{repo.full_name} job {job.id}")
 
     async def _queued_jobs(self, github: GitHubApi, repo: Repo) -> list[tuple[JobInfo, RecordedRun]]:
         """Return the queued jobs of the runs orbit dispatched (a job of any other run gets no pod)."""

@@ -56,6 +56,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         session = self._sessions.get(loop)
         if session is None or session.closed:
+            self._forget_closed_loops()
             session = aiohttp.ClientSession(
                 connector=_LoopPool(ssl=self._tls, limit=self._max_connections),
                 auto_decompress=False,  # httpx decodes, as it advertised
@@ -64,6 +65,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
             self._sessions[loop] = session
         return session
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the pools of event loops that are closed: their sockets went with them.
+
+        A pool refers to its loop, so a weak key alone would keep both (tests and CLI runs start
+        one loop after another).
+        """
+        for loop, session in list(self._sessions.items()):
+            if loop.is_closed():
+                session.detach()
+                del self._sessions[loop]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send the request; return the response with its body still to be read (streamed)."""
@@ -81,6 +93,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=headers,
                 data=body or None,
                 allow_redirects=False,
+                # aiohttp would add a Content-Type to a POST httpx sent without one (an empty body)
+                skip_auto_headers=() if "content-type" in request.headers else ("Content-Type",),
                 timeout=_client_timeout(timeouts),
             )
         except aiohttp.ConnectionTimeoutError as error:

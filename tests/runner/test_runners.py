@@ -10,6 +10,7 @@ from kubernetes import client
 from bot.context import Context
 from bot.events import Repo
 from bot.github import JobInfo, RunInfo
+from bot.github.calls import Conflict
 from bot.inbox import Inbox
 from bot.runs import TrainingRun
 from runner.classes import default_classes
@@ -353,3 +354,32 @@ async def test_a_github_error_is_counted_as_failed_and_the_rest_is_reconciled(
     assert outcome.failed == ["orbit-runner-555"]
     assert outcome.deleted == ["orbit-runner-556"], "one pod's error stops nothing else"
     assert list(state.of("pods")) == ["orbit-runner-555"]
+
+
+class JitRefusedFor(FakeGitHub):
+    """GitHub refusing one job's runner registration (its name taken by a runner that never ran)."""
+
+    def __init__(self, refused: str) -> None:
+        super().__init__()
+        self.refused = refused
+
+    async def generate_jit_config(
+        self, repo: Repo, name: str, labels: list[str], runner_group_id: int | None
+    ) -> tuple[int, str]:
+        if name == self.refused:
+            raise Conflict("GitHub answered 409: a runner with the name already exists")
+        return await super().generate_jit_config(repo, name, labels, runner_group_id)
+
+
+async def test_one_job_that_cannot_start_stops_no_other_in_a_reconcile_pass(
+    kube: tuple[KubeState, Runners],
+) -> None:
+    state, runners = kube
+    github = JitRefusedFor("orbit-runner-611")
+    queued = [job(610 + i, created=f"2026-11-27T10:00:0{9 - i}Z") for i in range(2)]  # 611 is the oldest
+    github.jobs = {info.id: info for info in queued}
+    github.runs = github_with().runs
+    outcome = await reconciler(runners, github).run_once()
+    assert set(outcome.failed) == {"octo-org/model job 611"}
+    assert outcome.started == [610], "the job after the refused one still gets its pod"
+    assert sorted(state.of("pods")) == ["orbit-runner-610"]
