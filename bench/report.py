@@ -3,7 +3,8 @@
 1. Building the bundle (`orbit report build`, a fresh process as in the job) for the default
    pipeline's committed outputs, in a scratch clone where a parameter and the metrics changed.
    Baseline, same run: the DVC commands a CML workflow runs for the same comparison
-   (`dvc params diff`, `dvc metrics diff`, `dvc plots diff`). Goal: under 5 s.
+   (`dvc params diff`, `dvc metrics diff`, `dvc plots diff`). Goal: at most 0.5x their time
+   (medians of the same run). `--build-only` runs this part alone.
 2. Publishing: from a `workflow_run` completed delivery arriving at the real bot to the comment
    request reaching the GitHub double (artifact download, four PNGs through the Git Data API, check
    run). Baseline, same run: a `/help` comment delivery to its reply request. Goal: under 1 s.
@@ -14,6 +15,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import zipfile
@@ -40,8 +42,11 @@ from bot.processes import stop, tool, tool_environment
 from bot.router import Router
 from bot.runs import TRAIN, TrainingRun
 from runner.report import publish as reports
+from runner.report.build import resolve
+from runner.report.gitcollect import Unsupported, collect_from_git
 
 BUILDS, PUBLISHES = 5, 20
+BUILD_GOAL = 0.5  # the build's time against the DVC commands it replaces
 GAP = 1.5  # one at a time: the latency of each delivery, not of a queue
 SHA = "c0ffee" + "a" * 34
 
@@ -64,8 +69,20 @@ def timed(command: list[str], cwd: Path) -> float:
     return time.perf_counter() - started
 
 
+def compile_bytecode() -> None:
+    """Write the bytecode of orbit's packages, as installing them does: PYTHONDONTWRITEBYTECODE may be set."""
+    packages = [str(ROOT / name) for name in ("bot", "runner", "model")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True, capture_output=True)
+
+
 def bench_build(folder: Path) -> tuple[float, float, Path]:
+    compile_bytecode()
     project = scratch_clone(folder)
+    try:  # the build reads through DVC's API only where this reader refuses the project
+        collect_from_git(project, resolve(project, "main"))
+        print("reader: git and the DVC cache (not DVC's API)")
+    except Unsupported as why:
+        print(f"reader: DVC's API ({why})")
     out = folder / "bundle"
     ours = [tool("orbit"), "report", "build", "--base", "main", "--out", str(out)]
     dvc = tool("dvc")
@@ -78,6 +95,8 @@ def bench_build(folder: Path) -> tuple[float, float, Path]:
     for _ in range(BUILDS):
         build_times.append(timed(ours, project))
         baseline_times.append(sum(timed(command, project) for command in theirs))
+    print(f"  builds: {' '.join(f'{t:.2f}' for t in build_times)} s")
+    print(f"  DVC commands: {' '.join(f'{t:.2f}' for t in baseline_times)} s")
     return statistics.median(build_times), statistics.median(baseline_times), out
 
 
@@ -139,14 +158,16 @@ def bench_publish(folder: Path, bundle: Path) -> tuple[list[float], list[float]]
     ]
 
 
-def main() -> None:
+def main(build_only: bool) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         build, baseline, out = bench_build(folder)
         sizes = sum(p.stat().st_size for p in out.iterdir()) / 2**20
         print(f"bundle build (median of {BUILDS}): {build:.2f} s; DVC diff commands: {baseline:.2f} s")
         print(f"  ratio {build / baseline:.2f}x the DVC commands; bundle {sizes:.1f} MiB")
-        print(f"  goal < 5 s: {'met' if build < 5 else 'NOT met'}")
+        print(f"  goal <= {BUILD_GOAL}x: {'met' if build <= BUILD_GOAL * baseline else 'NOT met'}")
+        if build_only:
+            return
         help_ms, publish_ms = bench_publish(folder, bundle_zip(out, folder / "bundle.zip"))
     p50, worst = statistics.median(publish_ms), max(publish_ms)
     print(
@@ -159,4 +180,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    main()
+    main(build_only="--build-only" in sys.argv[1:])

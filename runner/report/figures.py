@@ -1,21 +1,23 @@
-"""The report's figures: head against base on the same axes; confusion matrices side by side."""
+"""The report's figures: head against base on the same axes; confusion matrices side by side.
+
+Only the drawing child (runner.report.drawing) imports this module: it imports matplotlib.
+"""
 
 from pathlib import Path
 
 import numpy as np
 
 from model.plots import plot_confusion
-from runner.report.bundle import Confusion, Curve
-from runner.report.text import slug
+from runner.report.figuredata import ConfusionFigure, CurveFigure
 
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 
 
-def draw_curve(folder: Path, curve: Curve) -> str:
+def draw_curve(folder: Path, curve: CurveFigure) -> str:
     """Draw head lines solid and base lines dashed in the series' colour; return the file name."""
     import matplotlib.pyplot as plt
 
-    name = f"{slug(curve.title)}.png"
+    name = curve.file
     figure, axes = plt.subplots(figsize=(6, 4))
     colour = {series.name: COLOURS[i % len(COLOURS)] for i, series in enumerate(curve.head)}
     for side, lines, style in (("head", curve.head, "-"), ("base", curve.base, "--")):
@@ -29,9 +31,9 @@ def draw_curve(folder: Path, curve: Curve) -> str:
     return name
 
 
-def draw_confusion(folder: Path, confusion: Confusion) -> str:
+def draw_confusion(folder: Path, confusion: ConfusionFigure) -> str:
     """Draw the head's matrix with the base's beside it; return the file name."""
-    name = f"{slug(confusion.title)}.png"
+    name = confusion.file
     panels = [("head", np.array(confusion.head, dtype=np.int64))]
     if confusion.base is not None:
         panels.append(("base", np.array(confusion.base, dtype=np.int64)))

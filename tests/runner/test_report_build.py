@@ -5,8 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from runner.report.build import ReportError, RunRecord, build_report
-from runner.report.bundle import Report
+from runner.report import collect as collect_module
+from runner.report.build import ReportError, RunRecord, build_report, resolve
+from runner.report.bundle import Curve, Report, Series
+from runner.report.drawing import Drawer, draw_all
+from runner.report.figuredata import ConfusionFigure, CurveFigure, Line
+from runner.report.gitcollect import Unsupported, collect_from_git
 from tests.conftest import run
 from tests.report_project import commit, make_project, repro, set_params, trained_base
 
@@ -154,6 +158,52 @@ def test_a_failed_stage_is_named_with_its_log_redacted(tmp_path: Path) -> None:
     assert "AWS_SECRET_ACCESS_KEY=***" in text
     assert report.verdict == "unknown" and report.significance_note is None
     assert (tmp_path / "bundle" / "report.md").read_text().startswith("### Training failed at stage `train`")
+
+
+def test_the_bundle_is_the_same_read_through_git_or_through_dvcs_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = trained_base(tmp_path / "p")
+    set_params(project, quality=0.9)
+    record = repro(project)
+    collect_from_git(project, resolve(project, "main"))  # the git reader takes this project
+    through_git = build(project, tmp_path / "git", record)
+
+    def refuse(*_: object) -> None:
+        raise Unsupported("as if the git reader did not mirror this project")
+
+    monkeypatch.setattr(collect_module, "collect_from_git", refuse)
+    through_dvc = build(project, tmp_path / "dvc", record)
+    assert through_git == through_dvc
+    for name in ("report.json", "report.md", "report.html", "loss.png", "confusion_matrix.png"):
+        git_file, dvc_file = tmp_path / "git" / "bundle" / name, tmp_path / "dvc" / "bundle" / name
+        assert git_file.read_bytes() == dvc_file.read_bytes(), name
+
+
+CURVE = CurveFigure(
+    "Loss", "loss.png", "epoch", [Line("val", [1, 2], [0.5, 0.4])], [Line("val", [1, 2], [0.6, 0.5])]
+)
+MATRIX = ConfusionFigure("Confusion", "confusion.png", ["a", "b"], [[3, 1], [0, 4]], None)
+
+
+def test_figures_drawn_on_one_core_are_those_drawn_on_several(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "several").mkdir()
+    (tmp_path / "one").mkdir()
+    assert draw_all(tmp_path / "several", [MATRIX, CURVE, CURVE]) == ["confusion.png", "loss.png", "loss.png"]
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert draw_all(tmp_path / "one", [MATRIX, CURVE]) == ["confusion.png", "loss.png"]
+    for name in ("confusion.png", "loss.png"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "several" / name).read_bytes()
+
+
+def test_what_drawing_raises_in_the_child_is_raised_by_the_build(tmp_path: Path) -> None:
+    curve = Curve(title="Loss", x_label="epoch", head=[Series(name="val", x=[1, 2], y=[0.5, 0.4])])
+    with Drawer() as drawer:
+        drawer.draw(tmp_path / "no such folder", [curve], [])
+        with pytest.raises(FileNotFoundError):
+            drawer.finish()
 
 
 def test_an_unknown_base_is_a_clear_error(tmp_path: Path) -> None:
