@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from bot import inbox_driver as driver
 from bot import metrics
 from bot.delivery import Delivery
 from bot.inbox_writes import CoreStatements, CoreWrites, RecordingWrites, driver_transaction
@@ -333,17 +334,19 @@ class Inbox:
         with self._writer, self.engine.begin() as connection:
             if completed:
                 self._finish(connection, completed)
-            rows = self._runnable(connection, now, limit) if limit > 0 else []
-            if not rows:
+            claimable = self._runnable(connection, now, limit) if limit > 0 else []
+            if not claimable:
                 return False, []
-            exhausted = [row for row in rows if self._exhausted(row)]
-            started = [row for row in rows if not self._exhausted(row)]
+            exhausted = [row for row in claimable if self._exhausted(row)]
+            started = [row for row in claimable if not self._exhausted(row)]
             ids = [row.delivery_id for row in started]
-            stored = {found.delivery_id: found for found in connection.execute(READ_DELIVERIES, {"ids": ids})}
+            stored = {
+                found.delivery_id: found for found in driver.rows(connection, READ_DELIVERIES, {"ids": ids})
+            }
             _bury(connection, [(row, LEASE_EXPIRED.format(attempts=row.attempts)) for row in exhausted])
             if started:
                 lease = now + self.lease_seconds
-                connection.execute(START_ITEMS, {"ids": [row.id for row in started], "lease": lease})
+                driver.rows(connection, START_ITEMS, {"ids": [row.id for row in started], "lease": lease})
         # Payloads are decoded once the transaction is over: the one writer is not held meanwhile.
         items, unreadable = [], []
         for row in started:
@@ -365,10 +368,10 @@ class Inbox:
 
     def _runnable(self, connection: Connection, now: float, limit: int) -> list[Any]:
         """Return up to `limit` claimable rows: expired leases first, then pending items by age."""
-        rows = list(connection.execute(self._expired, {"now": now, "limit": limit}))
-        if len(rows) < limit:
-            rows += connection.execute(self._pending, {"now": now, "limit": limit - len(rows)})
-        return rows
+        found = list(driver.rows(connection, self._expired, {"now": now, "limit": limit}))
+        if len(found) < limit:
+            found += driver.rows(connection, self._pending, {"now": now, "limit": limit - len(found)})
+        return found
 
     def _exhausted(self, row: Any) -> bool:
         """Return whether a claimed row's lease expired on its last allowed attempt: a dead letter."""
@@ -376,7 +379,7 @@ class Inbox:
 
     @staticmethod
     def _finish(connection: Connection, item_ids: list[int]) -> None:
-        keys = set(connection.scalars(FINISH_ITEMS, {"ids": item_ids}))
+        keys = {row.ordering_key for row in driver.rows(connection, FINISH_ITEMS, {"ids": item_ids})}
         _release_next(connection, keys)
 
     def extend(self, item_ids: list[int]) -> None:
@@ -582,4 +585,4 @@ def _release_next(connection: Connection, keys: Iterable[str]) -> None:
     """
     if released := [{"key": key} for key in sorted(set(keys))]:
         _lock_keys(connection, (key["key"] for key in released))
-        connection.execute(RELEASE_NEXT, released)
+        driver.run_many(connection, RELEASE_NEXT, released)
