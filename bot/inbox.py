@@ -304,7 +304,7 @@ class Inbox:
     def _recording(self) -> Iterator[RecordingWrites]:
         """Yield the writes of one transaction: the SQLite driver's own, or SQLAlchemy Core's."""
         if self.writes_locally:
-            with driver_transaction(self.engine, UNFINISHED) as writes:
+            with driver_transaction(self.engine, self._core_statements) as writes:
                 yield writes
         else:
             with self.engine.begin() as connection:

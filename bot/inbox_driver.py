@@ -8,6 +8,7 @@ send it, and run through the transaction's own `sqlite3` connection. PostgreSQL,
 single writer, keeps SQLAlchemy's execution.
 """
 
+import sqlite3
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -46,11 +47,19 @@ class Prepared:
                 args.append(value)
         return sql, args
 
+    def on(self, cursor: sqlite3.Cursor, params: Params) -> sqlite3.Cursor:
+        """Run the statement on a cursor; return the cursor, to fetch from."""
+        return cursor.execute(*self.bind(params))
+
+    def many_on(self, cursor: sqlite3.Cursor, params: Sequence[Params]) -> None:
+        """Run the statement once for each parameter set (none of them lists) on a cursor."""
+        cursor.executemany(self._sql, [self.bind(one)[1] for one in params])
+
     def rows(self, connection: Connection, params: Params) -> list[Any]:
         """Run the statement in the connection's transaction; return its rows, fields named as Core's."""
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = _cursor(connection)
         try:
-            found = cursor.execute(*self.bind(params)).fetchall()
+            found = self.on(cursor, params).fetchall()
             if cursor.description is None:
                 return []
             if self._row is None:
@@ -61,11 +70,16 @@ class Prepared:
 
     def many(self, connection: Connection, params: Sequence[Params]) -> None:
         """Run the statement once for each parameter set (none of them lists)."""
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = _cursor(connection)
         try:
-            cursor.executemany(self._sql, [self.bind(one)[1] for one in params])
+            self.many_on(cursor, params)
         finally:
             cursor.close()
+
+
+def _cursor(connection: Connection) -> sqlite3.Cursor:
+    """Return a cursor of the `sqlite3` connection under a Core connection: in its transaction."""
+    return cast(sqlite3.Cursor, connection.connection.dbapi_connection.cursor())  # type: ignore[union-attr]
 
 
 _prepared: dict[int, tuple[sa.Executable, Prepared]] = {}

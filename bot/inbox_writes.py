@@ -2,8 +2,8 @@
 
 Recording is the acknowledgement's one database write. On SQLite, SQLAlchemy's execution of these
 few small statements cost twice the database's own work (a one-delivery transaction: 0.32 ms
-through Core, 0.13 ms through the driver), so SQLite runs the same statements through `sqlite3`
-directly. `tests/bot/test_inbox.py` runs every recording case on both databases.
+through Core, 0.13 ms through the driver), so SQLite runs the same statements, compiled once
+(`bot.inbox_driver`), through `sqlite3` directly. `tests/bot/test_inbox.py` runs every recording case on both databases.
 """
 
 import contextlib
@@ -14,9 +14,9 @@ from typing import Any, NamedTuple, Protocol, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from bot.inbox_driver import prepared
+
 Row = dict[str, Any]
-DELIVERY_COLUMNS = ("delivery_id", "event", "action", "received_at", "payload")
-WORK_COLUMNS = ("delivery_id", "ordering_key", "status", "attempts", "available_at")
 
 
 class RecordingWrites(Protocol):
@@ -67,50 +67,36 @@ class CoreWrites:
             self._connection.execute(self._statements.queue, rows)
 
 
-def _placeholders(columns: tuple[str, ...]) -> str:
-    return f"({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-
-
 class DriverWrites:
-    """The same writes as `CoreWrites`, through a `sqlite3` cursor inside a transaction."""
+    """The same writes as `CoreWrites`, the same statements, run through a `sqlite3` cursor."""
 
-    INSERT_NEW = (
-        f"INSERT INTO deliveries {_placeholders(DELIVERY_COLUMNS)}"
-        " ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id"
-    )
-    BUSY_KEY = "SELECT 1 FROM work_items WHERE ordering_key = ? AND status IN ({}) LIMIT 1"
-    QUEUE = f"INSERT INTO work_items {_placeholders(WORK_COLUMNS)}"
-
-    def __init__(self, cursor: sqlite3.Cursor, unfinished: tuple[str, ...]) -> None:
+    def __init__(self, cursor: sqlite3.Cursor, statements: CoreStatements) -> None:
         self._cursor = cursor
-        self._unfinished = unfinished
-        self._busy_key = self.BUSY_KEY.format(", ".join("?" * len(unfinished)))
+        self._insert_new = prepared(statements.insert_new)
+        self._busy_key = prepared(statements.busy_key)
+        self._queue = prepared(statements.queue)
 
     def insert_new(self, rows: list[Row]) -> set[str]:
         """Insert the delivery rows whose id is new, one statement each; return those ids."""
         new = set()
         for row in rows:
-            inserted = self._cursor.execute(self.INSERT_NEW, [row[c] for c in DELIVERY_COLUMNS]).fetchone()
+            inserted = self._insert_new.on(self._cursor, row).fetchone()
             if inserted is not None:
                 new.add(inserted[0])
         return new
 
     def busy_keys(self, keys: set[str]) -> set[str]:
-        """Probe each key for its first unfinished item."""
+        """Probe each key for its first unfinished item (SQLite has one writer: no locks to take)."""
         probe = self._busy_key
-        return {
-            key
-            for key in sorted(keys)
-            if self._cursor.execute(probe, (key, *self._unfinished)).fetchone() is not None
-        }
+        return {key for key in sorted(keys) if probe.on(self._cursor, {"key": key}).fetchone() is not None}
 
     def queue(self, rows: list[Row]) -> None:
         """Insert work item rows in one executemany."""
-        self._cursor.executemany(self.QUEUE, ([row[c] for c in WORK_COLUMNS] for row in rows))
+        self._queue.many_on(self._cursor, rows)
 
 
 @contextlib.contextmanager
-def driver_transaction(engine: Engine, unfinished: tuple[str, ...]) -> Iterator[DriverWrites]:
+def driver_transaction(engine: Engine, statements: CoreStatements) -> Iterator[DriverWrites]:
     """Yield the writes of one immediate SQLite transaction: committed at the end, rolled back on error.
 
     The connection comes from the engine's pool, so it has the engine's pragmas; the engine's
@@ -120,7 +106,7 @@ def driver_transaction(engine: Engine, unfinished: tuple[str, ...]) -> Iterator[
     try:
         cursor = cast(sqlite3.Cursor, connection.cursor())
         cursor.execute("BEGIN IMMEDIATE")
-        yield DriverWrites(cursor, unfinished)
+        yield DriverWrites(cursor, statements)
         cursor.execute("COMMIT")
     finally:
         connection.close()  # back to the pool, which rolls back a transaction left open by an error
