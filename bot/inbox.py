@@ -34,6 +34,7 @@ PENDING, RUNNING, DONE, DEAD, WAITING = "pending", "running", "done", "dead", "w
 UNFINISHED = (PENDING, RUNNING, WAITING)
 # What a database that refuses a write raises: through SQLAlchemy, or through SQLite's own driver.
 STORE_ERRORS = (sa.exc.DBAPIError, sqlite3.Error)
+READ_ONLY = "orbit_read_only"  # an execution option: this connection's transactions only read
 WAL_LIMIT_FRAMES = 16_384  # 64 MiB of 4 KiB pages
 
 metadata = sa.MetaData()
@@ -172,11 +173,19 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
-        def _begin_immediate(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(connection: Connection) -> None:
+            # A write takes the writer at once (a read upgraded later may find it moved on and fail);
+            # a read takes nothing, so it never waits for a writer, nor a writer for it.
+            read_only = connection.get_execution_options().get(READ_ONLY, False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def reading(engine: Engine) -> Connection:
+    """Return a connection whose transactions only read: on SQLite they take no lock."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
 
 
 def backoff(attempts: int, base: float = 2.0, cap: float = 600.0) -> float:
@@ -246,7 +255,7 @@ class Inbox:
 
     def ping(self) -> None:
         """Raise if the database cannot be reached."""
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             connection.execute(sa.text("SELECT 1"))
 
     def write(self, work: Callable[[Connection], T]) -> T:
@@ -256,7 +265,7 @@ class Inbox:
 
     def read(self, work: Callable[[Connection], T]) -> T:
         """Run `work` on a connection that only reads and return its result."""
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             return work(connection)
 
     def record(self, batch: list[NewDelivery]) -> list[bool | Exception]:
@@ -450,13 +459,13 @@ class Inbox:
         )
         if status:
             query = query.where(work_items.c.status == status)
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
     def counts(self) -> dict[str, int]:
         """Return the number of work items in each status."""
         query = sa.select(work_items.c.status, sa.func.count()).group_by(work_items.c.status)
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             return {str(row[0]): int(row[1]) for row in connection.execute(query)}
 
     def oldest_pending(self, now: float) -> float | None:
@@ -468,7 +477,7 @@ class Inbox:
         query = sa.select(sa.func.min(work_items.c.available_at)).where(
             work_items.c.status == PENDING, work_items.c.available_at <= now
         )
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             oldest = connection.execute(query).scalar()
         return None if oldest is None else float(oldest)
 

@@ -3,7 +3,8 @@
 Recording is the acknowledgement's one database write. On SQLite, SQLAlchemy's execution of these
 few small statements cost twice the database's own work (a one-delivery transaction: 0.32 ms
 through Core, 0.13 ms through the driver), so SQLite runs the same statements, compiled once
-(`bot.inbox_driver`), through `sqlite3` directly. `tests/bot/test_inbox.py` runs every recording case on both databases.
+(`bot.inbox_driver`), through `sqlite3` directly. `tests/bot/test_inbox.py` runs every recording
+case on both databases.
 """
 
 import contextlib

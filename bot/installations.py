@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from bot.context import Context
 from bot.events import InstallationEvent, InstallationRepositoriesEvent, RepositoryName
-from bot.inbox import metadata
+from bot.inbox import metadata, reading
 from bot.router import Router
 
 router = Router()
@@ -90,5 +90,5 @@ def _add(connection: Connection, install: int, repositories: list[RepositoryName
 def repository_list(engine: Engine) -> list[tuple[int, str]]:
     """Return (installation, repository) pairs the App can act on, from the database."""
     query = sa.select(installed_repositories).order_by(installed_repositories.c.full_name)
-    with engine.connect() as connection:
+    with reading(engine) as connection:
         return [(row.installation_id, row.full_name) for row in connection.execute(query)]

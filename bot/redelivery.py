@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from bot.errors import TemporaryError
 from bot.github.hooks import AppHooks, DeliveryAttempt, app_hooks
-from bot.inbox import Inbox, deliveries
+from bot.inbox import Inbox, deliveries, reading
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class RedeliveryLog:
             return set()
         stored = sa.select(deliveries.c.delivery_id).where(deliveries.c.delivery_id.in_(guids))
         asked = sa.select(requests.c.guid).where(requests.c.guid.in_(guids), sa.not_(self._may_ask()))
-        with self._inbox.engine.connect() as connection:
+        with reading(self._inbox.engine) as connection:
             known = set(connection.scalars(stored)) | set(connection.scalars(asked))
         return set(guids) - known
 

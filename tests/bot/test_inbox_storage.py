@@ -139,3 +139,17 @@ def test_the_checkpoint_of_a_database_without_a_log_is_a_no_op() -> None:
     memory = Inbox(make_engine("sqlite://"))
     memory.create_schema()
     assert memory.checkpoint()
+
+
+def test_a_read_does_not_wait_for_a_writer_on_sqlite(tmp_path: Path) -> None:
+    """Reads take no lock: a handler's lookup never waits behind a claim or an acknowledgement."""
+    box = Inbox(make_engine(f"sqlite:///{tmp_path / 'orbit.db'}"))
+    box.create_schema()
+    box.record([new(delivery_id="d-1")])
+    with box.engine.begin() as writer:  # holds SQLite's one writer until the block ends
+        writer.exec_driver_sql("UPDATE work_items SET attempts = attempts")
+        read, counts = in_thread(box.counts)
+        read.join(timeout=5)
+        assert not read.is_alive(), "the read waited for the writer"
+    assert counts == [{"pending": 1}]
+    box.engine.dispose()
