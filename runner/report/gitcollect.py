@@ -8,6 +8,7 @@ directory, a file that does not parse, a cached output that is not in the cache.
 """
 
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ from runner.report.pipeline import DEFAULT_PARAMS, Pipeline, locked_outputs, par
 __all__ = ["Unsupported", "collect_from_git"]
 
 Reader = Callable[[str], bytes | None]
+MD5 = re.compile(r"[0-9a-f]{32}")  # nothing else names a file of the cache (no path, no `..`)
 DVC_FILE_MARKERS = (b"metric", b"plot", b"cmd", b"params")  # what would put a .dvc file in the report
 
 
@@ -87,7 +89,7 @@ def _from_cache(cache: Path) -> Callable[[str, Side], bytes | None]:
         lock = side.raw("dvc.lock")
         entry = locked_outputs(parse_yaml(_text(lock))).get(path) if lock is not None else None
         md5 = entry.get("md5") if entry else None
-        if not isinstance(md5, str) or len(md5) < 3 or md5.endswith(".dir"):
+        if not isinstance(md5, str) or not MD5.fullmatch(md5):  # a directory's ends in .dir
             raise Unsupported(f"{path}: no file md5 in the base's dvc.lock")
         file = cache / "files" / "md5" if entry and entry.get("hash") == "md5" else cache
         file = file / md5[:2] / md5[2:]

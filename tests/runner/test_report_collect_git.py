@@ -231,3 +231,21 @@ def test_the_remote_is_named_as_dvcs_config_names_it(tmp_path: Path, monkeypatch
         project, {".dvc/config.local": "[core]\n    remote = mine\n['remote \"mine\"']\n    url = ../store\n"}
     )
     assert same_as_dvc(project).remote == f"mine ({project / 'store'})"
+
+
+def test_a_base_lock_whose_md5_is_a_path_reads_nothing_outside_the_cache(tmp_path: Path) -> None:
+    project = cached_metrics_project(tmp_path / "p")
+    (tmp_path / "secret.json").write_text('{"acc": 0.99}')
+    head = {name: (project / name).read_text() for name in ("dvc.lock", "params.yaml")}
+    run(["git", "checkout", "--", "dvc.lock", "params.yaml"], project)  # the base's, to forge
+    base_lock = (project / "dvc.lock").read_text()
+    md5 = next(
+        out["md5"]
+        for out in yaml.safe_load(base_lock)["stages"]["train"]["outs"]
+        if out["path"] == "metrics.json"
+    )
+    (project / "dvc.lock").write_text(base_lock.replace(md5, "../../../../../secret.json"))
+    git_commit(project, "a lock naming a file outside the cache")
+    write(project, head)
+    with pytest.raises(Unsupported, match="no file md5"):
+        collect_from_git(project, resolve(project, "main"))
