@@ -51,6 +51,7 @@ def app() -> ASGIApp:
         inbox, router, os.environ["ORBIT_WEBHOOK_SECRET"].encode(), workers.wake if workers else lambda: None
     )
     periodic = []
-    if retention := float(os.environ.get("ORBIT_BENCH_RETENTION_SECONDS", "0")):
+    retention = float(os.environ.get("ORBIT_BENCH_RETENTION_SECONDS", "0"))
+    if retention and role != "ingest":  # periodic jobs are the workers', as in `orbit serve`
         periodic.append(Periodic("retention", Retention(inbox, retention / 86_400).run_once, 1.0))
     return create_app(inbox, ingest if role != "worker" else None, workers, periodic=periodic)

@@ -1,10 +1,13 @@
-"""No growth over time: 100,000 signed ~29 KB deliveries through one bot (ingest and workers, one process).
+"""No growth over time: 100,000 signed ~29 KB deliveries through one bot (an ingest and a worker process).
 
-Each delivery is for one of 1,000 pull requests. The bot (bench/ingest_server.py, `--role all`,
-SQLite) runs on one core with a retention of a few seconds, so that the retention pass deletes
-handled deliveries while ingest goes on. The load comes
+Each delivery is for one of 1,000 pull requests. The bot (bench/ingest_server.py, `--role ingest`
+and `--role worker`, as `orbit serve` runs them apart, on one SQLite file) runs on one core with a
+retention of a few seconds, so that the retention pass deletes handled deliveries while ingest goes
+on; the worker drains at its lower priority, between rounds and beside them. The load comes
 from the other core: 32 keep-alive connections, 10 rounds of 10,000 deliveries. After each round:
-the round's ingest rate, the bot's RSS and what the inbox holds. Goals: the rate of every round within
+the round's ingest rate, each process's RSS and what the inbox holds. With both roles in one process
+(`--role all`, `--all`) the workers draining the backlog take the core from the ingest: the rounds
+after the first, which start with a backlog, are slower for that. Goals: the rate of every round within
 10 % of the first's, RSS after the warm-up round within 10 % of its level then. The baseline is the
 first round, measured in the same run.
 """
@@ -12,6 +15,7 @@ first round, measured in the same run.
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -77,26 +81,30 @@ def main() -> None:
     print(f"soak: {ROUNDS} x {PER_ROUND:,} deliveries of {len(body):,} bytes, c={CONNECTIONS}, one core")
     with tempfile.TemporaryDirectory() as scratch:
         database = Path(scratch) / "orbit.db"
-        server = start_orbit(database, "all")
+        roles = ("all",) if "--all" in sys.argv else ("worker", "ingest")
+        servers = [start_orbit(database, role) for role in roles]
+        server = servers[-1]
         inbox = Inbox(make_engine(f"sqlite:///{database}"))
         try:
             time.sleep(1)
             idle = rss_mib(server.process.pid)
-            print(f"  idle RSS {idle:.0f} MiB")
+            print(f"  {' + '.join(roles)}: idle RSS {idle:.0f} MiB (the ingest's)", end="")
+            print(f", worker {rss_mib(servers[0].process.pid):.0f} MiB" if len(servers) > 1 else "")
             rates, sizes = [], []
             host = server.url.removeprefix("http://")
             for number in range(ROUNDS):
                 requests = requests_of(host, body, number * PER_ROUND)
                 with pinned(LOAD_CPU):
                     rates.append(asyncio.run(send_round(server.url, requests)))
-                sizes.append(rss_mib(server.process.pid))
+                sizes.append(sum(rss_mib(each.process.pid) for each in servers))
                 counts = inbox.counts()
                 print(
                     f"  round {number + 1:>2}: {rates[-1]:7,.0f}/s ({rates[-1] / rates[0]:.2f}x round 1),"
                     f" RSS {sizes[-1]:.0f} MiB, inbox {dict(sorted(counts.items()))}"
                 )
         finally:
-            stop(server.process)
+            for each in servers:
+                stop(each.process)
             inbox.engine.dispose()
     after_warmup = sizes[1:]
     growth = max(after_warmup) / min(after_warmup)
