@@ -192,7 +192,7 @@ class Runners:
         name = runner_name(job.job_id)
         cluster = self.cluster_for(klass)
         pod_outcome, runner_outcome = await asyncio.gather(
-            asyncio.to_thread(cluster.create_pod, pod_manifest(job, klass, installation)),
+            cluster.create_pod(pod_manifest(job, klass, installation)),
             github.generate_jit_config(repo, name, list(job.labels), self.runner_group_id),
             return_exceptions=True,
         )
@@ -212,7 +212,7 @@ class Runners:
             raise runner
         runner_id, jit_config = runner
         try:
-            await asyncio.to_thread(cluster.create_secret, secret_manifest(job, klass, jit_config, pod[0]))
+            await cluster.create_secret(secret_manifest(job, klass, jit_config, pod[0]))
         except Exception:
             await github.delete_runner(repo, runner_id, self.in_organization)
             await asyncio.to_thread(cluster.delete_runner, name)

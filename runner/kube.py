@@ -35,11 +35,11 @@ class RunnerPod:
 class Cluster(Protocol):
     """Runner pods and their secrets in one namespace."""
 
-    def create_pod(self, manifest: dict[str, Any]) -> tuple[str, bool]:
+    async def create_pod(self, manifest: dict[str, Any]) -> tuple[str, bool]:
         """Create the pod; return its uid and whether it is new (an existing one is returned as is)."""
         ...
 
-    def create_secret(self, manifest: dict[str, Any]) -> None:
+    async def create_secret(self, manifest: dict[str, Any]) -> None:
         """Create the secret; one that exists already counts as success."""
         ...
 
@@ -51,7 +51,7 @@ class Cluster(Protocol):
         """Return every pod orbit manages."""
         ...
 
-    def class_pods(self, label: str) -> list[dict[str, str]]:
+    async def class_pods(self, label: str) -> list[dict[str, str]]:
         """Return the labels of the runner pods of one class."""
         ...
 
@@ -74,17 +74,22 @@ class KubeCluster:
     def _expect(self, method: str, kind: str, name: str, action: str, *tolerated: int, **options: Any) -> Any:
         return self.http.expect(method, self._path(kind, name), action, *tolerated, **options)
 
-    def create_pod(self, manifest: dict[str, Any]) -> tuple[str, bool]:
+    async def _aexpect(
+        self, method: str, kind: str, name: str, action: str, *tolerated: int, **options: Any
+    ) -> Any:
+        return await self.http.aexpect(method, self._path(kind, name), action, *tolerated, **options)
+
+    async def create_pod(self, manifest: dict[str, Any]) -> tuple[str, bool]:
         """Create the pod or return the existing one's uid."""
-        created = self._expect("POST", "pods", "", "create pod", 409, body=manifest)
+        created = await self._aexpect("POST", "pods", "", "create pod", 409, body=manifest)
         if created is not None:
             return str(created["metadata"]["uid"]), True
-        existing = self._expect("GET", "pods", manifest["metadata"]["name"], "read pod")
+        existing = await self._aexpect("GET", "pods", manifest["metadata"]["name"], "read pod")
         return str(existing["metadata"]["uid"]), False
 
-    def create_secret(self, manifest: dict[str, Any]) -> None:
+    async def create_secret(self, manifest: dict[str, Any]) -> None:
         """Create the secret, tolerating one that exists."""
-        self._expect("POST", "secrets", "", "create secret", 409, body=manifest)
+        await self._aexpect("POST", "secrets", "", "create secret", 409, body=manifest)
 
     def delete_runner(self, name: str) -> None:
         """Delete pod and secret by name."""
@@ -96,10 +101,10 @@ class KubeCluster:
         found = self._expect("GET", "pods", "", "list pods", query=[("labelSelector", MANAGED)])
         return [_runner_pod(pod) for pod in found.get("items") or []]
 
-    def class_pods(self, label: str) -> list[dict[str, str]]:
+    async def class_pods(self, label: str) -> list[dict[str, str]]:
         """Return the labels of the runner pods of one class (their metadata only)."""
         selector = [("labelSelector", f"{MANAGED},{CLASS_LABEL}={label}")]
-        found = self._expect("GET", "pods", "", "list pods", query=selector, headers=METADATA_ONLY)
+        found = await self._aexpect("GET", "pods", "", "list pods", query=selector, headers=METADATA_ONLY)
         return [dict((item.get("metadata") or {}).get("labels") or {}) for item in found.get("items") or []]
 
     def pod_events(self, name: str) -> list[str]:
@@ -229,7 +234,7 @@ class ClassPods:
             raise known.failed[1]  # the API server failed this caller's listing already: not again
         asked = self.clock()
         try:
-            pods = await asyncio.to_thread(cluster.class_pods, label)
+            pods = await cluster.class_pods(label)
         except Exception as error:
             known.failed = (asked, error)
             raise

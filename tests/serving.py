@@ -14,16 +14,20 @@ from bot.processes import free_port
 
 
 @contextmanager
-def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:  # any ASGI app
-    """Serve `app` on `port` (a free one by default) until the block ends; yield its base URL."""
+def serve_in_thread(app: Any, port: int | None = None, **tls: Any) -> Iterator[str]:  # any ASGI app
+    """Serve `app` on `port` (a free one by default) until the block ends; yield its base URL.
+
+    `tls`: uvicorn's `ssl_*` options; with a certificate, the URL is https.
+    """
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **tls)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls.get('ssl_certfile') else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

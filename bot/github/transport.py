@@ -6,8 +6,6 @@ GitHub (httpcore also scans every pooled connection on each request, which grows
 The bytes pass through as they came: httpx decompresses, follows redirects and keeps cookies itself.
 """
 
-import asyncio
-import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,25 +13,11 @@ import aiohttp
 import httpx
 from yarl import URL
 
+from bot.aio_pool import LoopPool, LoopSessions
+
 CHUNK = 64 * 1024
 # Headers aiohttp writes itself from the URL and the body; httpx's copies would be sent twice.
 _OWN_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
-
-
-class _LoopPool(aiohttp.TCPConnector):
-    """A pool that lives as long as its event loop: it is never closed, and goes with the loop unsaid.
-
-    aiohttp reports a pool or session still open when collected (a log line at exit, through the
-    loop's exception handler); once the loop is closed its sockets are gone with it.
-    """
-
-    @property
-    def closed(self) -> bool:
-        """Return whether the pool is closed: by itself, or with its event loop."""
-        return super().closed or self._loop.is_closed()
-
-    def __del__(self, _warnings: Any = None) -> None:
-        """Say nothing: the pool is dropped only with its transport or its loop, by design."""
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -48,34 +32,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._timeouts = timeout.as_dict()
         self._max_connections = max_connections
         self._tls = httpx.create_ssl_context()  # the certificates httpx itself would trust
-        self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._pools = LoopSessions(self._new_session)
 
     def _session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        session = self._sessions.get(loop)
-        if session is None or session.closed:
-            self._forget_closed_loops()
-            session = aiohttp.ClientSession(
-                connector=_LoopPool(ssl=self._tls, limit=self._max_connections),
-                auto_decompress=False,  # httpx decodes, as it advertised
-                cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies
-                trust_env=False,  # httpx chose this transport for the URL, proxies included
-            )
-            self._sessions[loop] = session
-        return session
+        return self._pools.session()
 
-    def _forget_closed_loops(self) -> None:
-        """Drop the pools of event loops that are closed: their sockets went with them.
-
-        A pool refers to its loop, so a weak key alone would keep both (tests and CLI runs start
-        one loop after another).
-        """
-        for loop, session in list(self._sessions.items()):
-            if loop.is_closed():
-                session.detach()
-                del self._sessions[loop]
+    def _new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=LoopPool(ssl=self._tls, limit=self._max_connections),
+            auto_decompress=False,  # httpx decodes, as it advertised
+            cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies
+            trust_env=False,  # httpx chose this transport for the URL, proxies included
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send the request; return the response with its body still to be read (streamed)."""
@@ -117,8 +85,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __del__(self) -> None:
         # The sessions go with the transport (a process's end, a test's client): not "unclosed" ones.
-        for session in list(self._sessions.values()):
-            session.detach()
+        self._pools.detach_all()
 
 
 class _Body(httpx.AsyncByteStream):

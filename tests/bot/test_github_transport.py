@@ -112,7 +112,7 @@ def test_a_closed_event_loop_leaves_nothing_behind(server: str) -> None:
     for _ in range(5):
         asyncio.run(one())
     gc.collect()
-    assert len(shared._sessions) <= 1, f"{len(shared._sessions)} sessions of closed loops kept"
+    assert len(shared._pools.sessions) <= 1, f"{len(shared._pools.sessions)} sessions of closed loops kept"
     kept = sum(loop() is not None for loop in loops)
     assert kept <= 1, f"{kept} closed event loops (their selectors, their sockets) kept alive"
 

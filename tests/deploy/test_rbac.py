@@ -181,7 +181,7 @@ def installed() -> tuple[dict[str, Any], ...]:
 class StaleCluster(KubeCluster):
     """The cluster as a concurrent delivery of the same job saw it: before the other created its pod."""
 
-    def class_pods(self, label: str) -> list[dict[str, str]]:
+    async def class_pods(self, label: str) -> list[dict[str, str]]:
         return []
 
 

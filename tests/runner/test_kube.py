@@ -1,5 +1,6 @@
 """The runner pod and secret, created with the real `kubernetes` client against an API double."""
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -32,8 +33,8 @@ def kube() -> Iterator[tuple[KubeState, KubeCluster]]:
 
 
 def create_runner(cluster: KubeCluster, klass: RunnerClass = GPU) -> str:
-    uid, _ = cluster.create_pod(pod_manifest(JOB, klass))
-    cluster.create_secret(secret_manifest(JOB, klass, JIT, uid))
+    uid, _ = asyncio.run(cluster.create_pod(pod_manifest(JOB, klass)))
+    asyncio.run(cluster.create_secret(secret_manifest(JOB, klass, JIT, uid)))
     return uid
 
 
@@ -86,8 +87,8 @@ def test_a_cpu_class_asks_for_no_gpu() -> None:
 def test_a_second_create_changes_nothing(kube: tuple[KubeState, KubeCluster]) -> None:
     state, cluster = kube
     uid = create_runner(cluster)
-    again, new = cluster.create_pod(pod_manifest(JOB, GPU))
-    cluster.create_secret(secret_manifest(JOB, GPU, JIT, again))
+    again, new = asyncio.run(cluster.create_pod(pod_manifest(JOB, GPU)))
+    asyncio.run(cluster.create_secret(secret_manifest(JOB, GPU, JIT, again)))
     assert (again, new) == (uid, False)
     assert len(state.of("pods")) == 1
     assert len(state.of("secrets")) == 1
@@ -131,7 +132,7 @@ def test_api_failures_are_classified(
     state, cluster = kube
     state.fail_next = [code]
     with pytest.raises(kind):
-        cluster.create_pod(pod_manifest(JOB, GPU))
+        asyncio.run(cluster.create_pod(pod_manifest(JOB, GPU)))
 
 
 def test_runner_classes_are_chosen_by_labels() -> None:
@@ -177,8 +178,8 @@ def test_a_class_s_pods_are_listed_by_their_metadata_only(kube: tuple[KubeState,
     other = RunnerJob(
         "octo-org/model", job_id=556, run_id=78, pull_number=7, labels=("self-hosted", "orbit-cpu")
     )
-    cluster.create_pod(pod_manifest(other, cpu))
-    [labels] = cluster.class_pods("orbit-gpu")
+    asyncio.run(cluster.create_pod(pod_manifest(other, cpu)))
+    [labels] = asyncio.run(cluster.class_pods("orbit-gpu"))
     assert (labels["orbit.dev/job"], labels["orbit.dev/class"]) == ("555", "orbit-gpu")
-    assert [pod["orbit.dev/job"] for pod in cluster.class_pods("orbit-cpu")] == ["556"]
+    assert [pod["orbit.dev/job"] for pod in asyncio.run(cluster.class_pods("orbit-cpu"))] == ["556"]
     assert state.metadata_lists == 2

@@ -6,7 +6,6 @@ tests hold the safety properties that a listing per delivery and one call after 
 """
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -153,7 +152,7 @@ async def test_a_runner_that_cannot_be_registered_leaves_no_pod(kube: tuple[Kube
 
 
 class SecretRefused(KubeCluster):
-    def create_secret(self, manifest: dict[str, Any]) -> None:
+    async def create_secret(self, manifest: dict[str, Any]) -> None:
         raise PermanentError("Kubernetes answered 403 to create secret")
 
 
@@ -174,7 +173,7 @@ async def test_one_listing_serves_the_deliveries_begun_before_it_and_a_later_one
     listed: list[str] = []
 
     class Counting:
-        def class_pods(self, label: str) -> list[dict[str, str]]:
+        async def class_pods(self, label: str) -> list[dict[str, str]]:
             listed.append(label)
             return []
 
@@ -197,11 +196,11 @@ async def test_one_listing_serves_the_deliveries_begun_before_it_and_a_later_one
 
 async def test_a_pod_created_while_a_listing_was_on_its_way_still_counts() -> None:
     now = [0.0]
-    answer = threading.Event()
+    answer = asyncio.Event()
 
     class Slow:
-        def class_pods(self, label: str) -> list[dict[str, str]]:
-            answer.wait(5)  # asked before job 1's pod was created, answered after: without it
+        async def class_pods(self, label: str) -> list[dict[str, str]]:
+            await asyncio.wait_for(answer.wait(), 5)  # asked before job 1's pod was created, answered after
             return []
 
     pods = ClassPods(clock=lambda: now[0])

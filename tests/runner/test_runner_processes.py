@@ -33,7 +33,7 @@ class SharedPods:
     def __init__(self) -> None:
         self.pods: dict[str, dict[str, str]] = {}
 
-    def class_pods(self, label: str) -> list[dict[str, str]]:
+    async def class_pods(self, label: str) -> list[dict[str, str]]:
         return [dict(labels) for labels in self.pods.values()]
 
 
@@ -107,11 +107,9 @@ class SlowCreate(KubeCluster):
         super().__init__(namespace, api)
         self.delay = delay
 
-    def create_pod(self, manifest: dict[str, Any]) -> tuple[str, bool]:
-        import time
-
-        time.sleep(self.delay)
-        return super().create_pod(manifest)
+    async def create_pod(self, manifest: dict[str, Any]) -> tuple[str, bool]:
+        await asyncio.sleep(self.delay)
+        return await super().create_pod(manifest)
 
 
 @pytest.fixture
@@ -159,7 +157,7 @@ async def test_a_listing_that_fails_reserves_nothing_and_the_next_one_counts() -
     calls = [0]
 
     class Flaky:
-        def class_pods(self, label: str) -> list[dict[str, str]]:
+        async def class_pods(self, label: str) -> list[dict[str, str]]:
             calls[0] += 1
             if calls[0] == 1:
                 raise RuntimeError("API server unreachable")
@@ -180,7 +178,7 @@ async def test_a_cancelled_start_gives_its_place_back() -> None:
     started = asyncio.Event()
 
     class Hanging:
-        def class_pods(self, label: str) -> list[dict[str, str]]:
+        async def class_pods(self, label: str) -> list[dict[str, str]]:
             return []
 
     runners = Runners(Hanging(), classes)  # type: ignore[arg-type]
@@ -194,7 +192,7 @@ async def test_a_cancelled_start_gives_its_place_back() -> None:
     github = SlowJit()
     github.jobs = {810: job(810)}
 
-    def create_pod(manifest: dict[str, Any]) -> tuple[str, bool]:
+    async def create_pod(manifest: dict[str, Any]) -> tuple[str, bool]:
         return "uid", True
 
     runners.cluster.create_pod = create_pod  # type: ignore[method-assign]
@@ -215,17 +213,14 @@ async def test_a_listing_that_times_out_fails_the_waiting_deliveries_together() 
     N x 30 s instead of 30 s, each holding a worker slot meanwhile (until the handler's time limit).
     Here a listing fails after 0.2 s; five deliveries at once take 1 s, not 0.2 s.
     """
-    import threading
     import time as clock
 
     listings = [0]
-    lock = threading.Lock()
 
     class Unanswering:
-        def class_pods(self, label: str) -> list[dict[str, str]]:
-            with lock:
-                listings[0] += 1
-            clock.sleep(0.2)
+        async def class_pods(self, label: str) -> list[dict[str, str]]:
+            listings[0] += 1
+            await asyncio.sleep(0.2)
             raise TimeoutError("read timed out")
 
     pods = ClassPods()

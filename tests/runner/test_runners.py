@@ -320,7 +320,7 @@ async def test_build_pods_run_in_their_own_namespace_and_the_reconciler_finds_th
         "privileged"
     ]
     manifest = state.of("pods", "orbit-builds")["orbit-runner-555"]
-    uid, new = runners.cluster_for(classes["orbit-build"]).create_pod(
+    uid, new = await runners.cluster_for(classes["orbit-build"]).create_pod(
         {**manifest, "metadata": {**manifest["metadata"]}}
     )
     assert (uid, new) == (manifest["metadata"]["uid"], False), "a second create finds the pod where it is"
