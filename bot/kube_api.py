@@ -11,7 +11,6 @@ http.client's header parsing (0.50 ms -> about 0.15 ms of CPU time a pod create)
 """
 
 import asyncio
-import functools
 import ssl
 from typing import Any
 from urllib.parse import urlencode
@@ -23,6 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 from urllib3.util.retry import Retry
+from urllib3.util.ssl_ import create_urllib3_context
 from yarl import URL
 
 from bot.aio_pool import LoopPool, LoopSessions
@@ -41,6 +41,8 @@ KUBE_TIMEOUT = (5.0, 30.0)
 # (the default retries those three times for a GET, which would make the timeout four times longer);
 # a request that failed is retried by the inbox, with backoff.
 RETRIES = Retry(total=3, read=0)
+POOL_CONNECTIONS = 100  # aiohttp waits for a free one (urllib3's pool makes more than it keeps)
+IN_CLUSTER_REFRESH = "InClusterConfigLoader."  # the in-cluster loader's token refresh, by its name
 
 
 def load_configuration() -> client.Configuration:
@@ -74,8 +76,7 @@ class KubeApi:
         self.api = api or client.ApiClient(load_configuration())
         self.timeout = timeout
         self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
-        tls = async_tls(self.api.configuration)
-        self._pools = None if tls is None else LoopSessions(functools.partial(self._new_session, tls))
+        self._pools = LoopSessions(self._new_session) if on_the_loop(self.api.configuration) else None
         if self.api.configuration.retries is None:  # the caller's own choice stands
             pools = self.api.rest_client.pool_manager
             pools.connection_pool_kw["retries"] = RETRIES
@@ -110,11 +111,11 @@ class KubeApi:
                 body=None if body is None else orjson.dumps(body),
                 headers=self._headers(headers),
                 timeout=self._timeout,
+                redirect=False,  # an API server does not redirect: the body and token stay with it
             )
         except HTTPError as error:
             raise TemporaryError(f"cannot reach Kubernetes: {type(error).__name__}") from error
-        data = response.data
-        return int(response.status), orjson.loads(data) if data else None
+        return int(response.status), _decoded(int(response.status), response.data)
 
     async def ajson(
         self,
@@ -127,12 +128,11 @@ class KubeApi:
     ) -> tuple[int, Any]:
         """`json` on this event loop's aiohttp pool: no thread, and aiohttp's C parser.
 
-        A configuration it cannot reproduce (a proxy, socket options, a pinned host name to match)
-        goes through `json`, in a thread, as configured.
+        A configuration it cannot reproduce (see `on_the_loop`) goes through `json`, in a thread.
         """
         if self._pools is None:
             return await asyncio.to_thread(self.json, method, path, action, body, query, headers)
-        try:
+        try:  # the session's TLS context is made by the loop's first request: a bad CA file fails here
             async with self._pools.session().request(
                 method,
                 URL(self._url(path, query), encoded=True),
@@ -142,9 +142,9 @@ class KubeApi:
                 allow_redirects=False,  # an API server does not redirect: the token stays with it
             ) as response:
                 status, data = response.status, await response.read()
-        except (aiohttp.ClientError, TimeoutError) as error:
+        except (aiohttp.ClientError, OSError) as error:  # OSError: timeouts, TLS, unreadable files
             raise TemporaryError(f"cannot reach Kubernetes: {type(error).__name__}") from error
-        return status, orjson.loads(data) if data else None
+        return status, _decoded(status, data)
 
     def _url(self, path: str, query: list[tuple[str, str]] | None) -> str:
         return str(self.api.configuration.host) + path + (f"?{urlencode(query)}" if query else "")
@@ -153,11 +153,15 @@ class KubeApi:
         configuration = self.api.configuration
         return {**self.api.default_headers, **JSON, **(headers or {}), **_authorization(configuration)}
 
-    def _new_session(self, tls: ssl.SSLContext) -> aiohttp.ClientSession:
+    def _new_session(self) -> aiohttp.ClientSession:
         connect, read = self.timeout
         return aiohttp.ClientSession(
-            connector=LoopPool(ssl=tls, limit=self.api.configuration.connection_pool_maxsize or 100),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read),
+            connector=LoopPool(ssl=tls_context(self.api.configuration), limit=POOL_CONNECTIONS),
+            # `connect` bounds the wait for a free connection too: a stalled server does not queue
+            # every other request behind its own read timeouts
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=connect + read, sock_connect=connect, sock_read=read
+            ),
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,  # the configuration names the proxy, if any (then `json` is used)
         )
@@ -193,22 +197,51 @@ def _answer(status: int, answer: Any, action: str, tolerated: tuple[int, ...]) -
     raise translate(ApiException(status=status, reason=str(reason)[:200]), action)
 
 
-def async_tls(configuration: client.Configuration) -> ssl.SSLContext | None:
-    """Return the configuration's TLS context for aiohttp; None when aiohttp cannot reproduce it.
+def on_the_loop(configuration: client.Configuration) -> bool:
+    """Return whether aiohttp can send the configuration's requests as the official client's pool would.
 
-    As the official client's urllib3 pool: the CA file or data (else the system's), the client
-    certificate, verification (off only when `verify_ssl` is); the TLS server name goes with each
-    request. A proxy, socket options or an `assert_hostname` are left to that pool.
+    Not with a proxy, socket options (or TCP keep-alive, which the client turns into some), or an
+    `assert_hostname`; nor when refreshing the token may block: a kubeconfig's exec plugin or OIDC
+    provider runs on the caller's thread, which must not be the event loop's. The in-cluster
+    loader's refresh rereads the service account's token file, once a minute.
     """
-    if configuration.proxy or configuration.socket_options or configuration.assert_hostname is not None:
-        return None
-    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert, cadata=configuration.ca_cert_data)
+    hook = configuration.refresh_api_key_hook
+    return not (
+        configuration.proxy
+        or configuration.socket_options
+        or getattr(configuration, "keep_alive", False)
+        or configuration.assert_hostname is not None
+        or (hook is not None and not getattr(hook, "__qualname__", "").startswith(IN_CLUSTER_REFRESH))
+    )
+
+
+def tls_context(configuration: client.Configuration) -> ssl.SSLContext:
+    """Return the TLS context the official client's urllib3 pool would use, built by urllib3 itself.
+
+    The CA file or data, else the system's; the client certificate; verification off only when
+    `verify_ssl` is; a certificate's common name is never taken for its host name (urllib3's rule).
+    The TLS server name goes with each request.
+    """
+    context = create_urllib3_context(
+        cert_reqs=ssl.CERT_REQUIRED if configuration.verify_ssl else ssl.CERT_NONE
+    )
+    if configuration.ssl_ca_cert or configuration.ca_cert_data:
+        context.load_verify_locations(configuration.ssl_ca_cert, None, configuration.ca_cert_data)
+    else:
+        context.load_default_certs()
     if configuration.cert_file:
         context.load_cert_chain(configuration.cert_file, configuration.key_file)
-    if not configuration.verify_ssl:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _decoded(status: int, data: bytes) -> Any:
+    """Return the answer's JSON (None when empty); None for an error's page that is not JSON (a proxy's)."""
+    try:
+        return orjson.loads(data) if data else None
+    except orjson.JSONDecodeError:
+        if status >= 300:
+            return None  # the status says what happened
+        raise TemporaryError(f"Kubernetes answered {status} with a body that is not JSON") from None
 
 
 def _authorization(configuration: client.Configuration) -> dict[str, str]:

@@ -8,7 +8,9 @@ pool what it cannot reproduce.
 import asyncio
 import datetime
 import ipaddress
+import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +21,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client
+from kubernetes.config.incluster_config import InClusterConfigLoader
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.routing import Route
 
+from bot import kube_api
 from bot.errors import TemporaryError
-from bot.kube_api import KubeApi, async_tls
+from bot.kube_api import KubeApi, on_the_loop
 from runner.kube import KubeCluster
 from tests.kube_double import KubeState, make_app
 from tests.serving import serve_in_thread
@@ -66,7 +70,7 @@ class Authority:
         return str(path)
 
     def issue(self, name: str, names: list[x509.GeneralName]) -> tuple[str, str]:
-        """Return the paths of a certificate for `names` (none: a client's) and its key."""
+        """Return the paths of a certificate for `names` (none: a client's; its common name is `name`)."""
         key = ec.generate_private_key(ec.SECP256R1())
         builder = self._builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), key.public_key())
         builder = builder.issuer_name(self.certificate.subject)
@@ -181,8 +185,12 @@ def recorder() -> Iterator[tuple[str, list[dict[str, str]]]]:
         seen.append({"path": request.url.path, **dict(request.headers)})
         return RedirectResponse("/elsewhere", status_code=307)
 
+    async def proxy_page(request: Request) -> HTMLResponse:
+        return HTMLResponse("<html><body>502 Bad Gateway</body></html>", status_code=502)
+
     routes = [
         Route("/moved", moved, methods=["POST"]),
+        Route("/proxy-page", proxy_page),
         Route("/{path:path}", record, methods=["GET", "POST"]),
     ]
     with serve_in_thread(Starlette(routes=routes)) as url:
@@ -222,14 +230,133 @@ def test_a_redirect_is_not_followed_with_the_token(recorder: tuple[str, list[dic
     assert [request["path"] for request in seen] == ["/moved"]
 
 
+def test_a_common_name_is_not_taken_for_the_host_name(authorities: tuple[Authority, Authority]) -> None:
+    """Review finding F1: a certificate of the cluster's CA naming `kubernetes.default` only in its CN.
+
+    urllib3 (the official client's pool) refuses it; Python's default context accepted it, so the
+    manifest and the token reached a server whose certificate names no host.
+    """
+    cluster_ca, _ = authorities
+    state = KubeState()
+    settings = {"ssl_ca_cert": cluster_ca.path, "tls_server_name": "kubernetes.default"}
+    with serve_tls(state, cluster_ca.issue("kubernetes.default", [])) as url, pytest.raises(TemporaryError):
+        create_at(url, **settings)
+    assert state.of("pods") == {}
+
+
+def test_an_unreadable_ca_file_fails_the_request_not_the_client(tmp_path: Path) -> None:
+    """Review finding F6: the first request reads the CA, and fails as temporary, as urllib3 would."""
+    configuration = client.Configuration(host="https://127.0.0.1:1")
+    configuration.ssl_ca_cert = str(tmp_path / "missing-ca.crt")
+    api = KubeApi(client.ApiClient(configuration))  # building the client reads nothing yet
+    with pytest.raises(TemporaryError, match="cannot reach Kubernetes"):
+        asyncio.run(api.aexpect("GET", "/api/v1/namespaces/x/pods", "list pods"))
+
+
+def test_neither_path_follows_a_redirect(recorder: tuple[str, list[dict[str, str]]]) -> None:
+    """Review finding F2: the urllib3 path (the fallback, the reconciler) followed a 307 with the token."""
+    url, seen = recorder
+    api = with_token(url)
+    with pytest.raises(Exception, match="307"):
+        api.expect("POST", "/moved", "create pod", body=POD)
+    assert [request["path"] for request in seen] == ["/moved"]
+
+
+def test_an_error_page_that_is_not_json_is_the_status_s_error(
+    recorder: tuple[str, list[dict[str, str]]],
+) -> None:
+    """A proxy's HTML 502 is a temporary failure on both paths, not a JSON decoding crash."""
+    url, _ = recorder
+    api = with_token(url)
+    with pytest.raises(TemporaryError, match="502"):
+        api.expect("GET", "/proxy-page", "list pods")
+    with pytest.raises(TemporaryError, match="502"):
+        asyncio.run(api.aexpect("GET", "/proxy-page", "list pods"))
+
+
+async def test_a_stalled_server_does_not_queue_requests_behind_its_timeouts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review finding F4: with every connection taken, a request waited for one without a limit.
+
+    One connection, a server that never answers, a 0.3 s read timeout: the third request gave up
+    after 0.9 s (three read timeouts in a row); waiting for a connection is bounded by connect + read.
+    """
+    monkeypatch.setattr(kube_api, "POOL_CONNECTIONS", 1)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        api = KubeApi(client.ApiClient(client.Configuration(host=url)), timeout=(0.2, 0.3))
+        started = time.monotonic()
+        outcomes = await asyncio.gather(
+            *(api.aexpect("GET", f"/pods/{n}", "read pod") for n in range(3)), return_exceptions=True
+        )
+        took = time.monotonic() - started
+        await api.aclose()
+    assert all(isinstance(outcome, TemporaryError) for outcome in outcomes), outcomes
+    assert took < 0.8, f"the last request waited {took:.2f} s"
+
+
+def in_cluster(folder: Path, url: str, token: Path) -> client.Configuration:
+    """The configuration `load_incluster_config` makes, for a service account token file, at `url`."""
+    token.write_text("one")
+    ca = Authority(folder, "in-cluster").path
+    loader = InClusterConfigLoader(
+        str(token), ca, environ={"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "1"}
+    )
+    loader._token_refresh_period = datetime.timedelta(seconds=0)  # reread at every request
+    loader._load_config()
+    loader.host = url
+    configuration = client.Configuration()
+    loader._set_config(configuration)
+    return configuration
+
+
+def test_in_cluster_the_rotated_token_goes_on_the_loop(
+    tmp_path: Path, recorder: tuple[str, list[dict[str, str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, seen = recorder
+    token = tmp_path / "token"
+    configuration = in_cluster(tmp_path, url, token)
+    assert on_the_loop(configuration), "the in-cluster refresh (a file read) does not block"
+    api = KubeApi(client.ApiClient(configuration))
+
+    def not_here(*args: Any) -> Any:
+        raise AssertionError("the request went through the thread path")
+
+    monkeypatch.setattr(api, "json", not_here)
+
+    async def twice() -> None:
+        await api.aexpect("GET", "/a", "list pods")
+        token.write_text("two")  # the kubelet rotates the projected token
+        await api.aexpect("GET", "/b", "list pods")
+        await api.aclose()
+
+    asyncio.run(twice())
+    assert [request["authorization"] for request in seen] == ["bearer one", "bearer two"]
+
+
 def test_what_aiohttp_cannot_reproduce_goes_through_the_configured_pool(
     recorder: tuple[str, list[dict[str, str]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A proxy, socket options, TCP keep-alive, an `assert_hostname`, and a token refresh that may
+    block (a kubeconfig's exec plugin: review finding F3) stay with the official client's pool."""
     url, _ = recorder
-    for setting, value in (("proxy", "http://proxy.internal:3128"), ("assert_hostname", "api.internal")):
+
+    def exec_plugin(configuration: client.Configuration) -> None:
+        time.sleep(0)  # stands for `aws eks get-token` and the like: a subprocess, on the caller's thread
+
+    settings: list[tuple[str, Any]] = [
+        ("proxy", "http://proxy.internal:3128"),
+        ("assert_hostname", "api.internal"),
+        ("keep_alive", True),
+        ("refresh_api_key_hook", exec_plugin),
+    ]
+    for setting, value in settings:
         configuration = client.Configuration(host=url)
         setattr(configuration, setting, value)
-        assert async_tls(configuration) is None, setting
+        assert not on_the_loop(configuration), setting
     configuration = client.Configuration(host=url)
     configuration.socket_options = [(6, 1, 1)]
     api = KubeApi(client.ApiClient(configuration))
