@@ -1,6 +1,7 @@
 """Wire the bot together from its settings: database, routers, GitHub client, workers, runners, app."""
 
 import logging
+from typing import NoReturn, cast
 
 from starlette.types import ASGIApp
 
@@ -95,6 +96,8 @@ def deployer_from(settings: Settings) -> deploys.Deployer | None:
 def build_app(settings: Settings) -> ASGIApp:
     """Return the ASGI app with its inbox, workers, GitHub client and, when configured, runners."""
     inbox = open_inbox(settings)
+    if settings.role == "ingest":
+        return ingest_app(settings, inbox)
     github = github_app(settings)
     runners = runners_from(settings)
     deployer = deployer_from(settings)
@@ -107,7 +110,6 @@ def build_app(settings: Settings) -> ASGIApp:
         concurrency=settings.workers,
         max_handler_seconds=settings.max_handler_seconds,
     )
-    working = settings.role != "ingest"  # this process runs the workers and the periodic jobs
     wake = workers.wake if settings.role == "all" else _no_workers_here
     ingest = Ingest(inbox, router, settings.webhook_secret.get_secret_value().encode(), wake)
     if settings.role == "worker":
@@ -124,11 +126,38 @@ def build_app(settings: Settings) -> ASGIApp:
     if settings.redeliver_interval_seconds > 0:
         redeliverer = redeliverer_for(settings, inbox)
         periodic.append(Periodic("redeliver", redeliverer.run_once, settings.redeliver_interval_seconds))
-    if not working:
-        return create_app(inbox, ingest, None, settings.webhook_path)
     return create_app(
         inbox, ingest if settings.role == "all" else None, workers, settings.webhook_path, periodic
     )
+
+
+def ingest_app(settings: Settings, inbox: Inbox) -> ASGIApp:
+    """Return the webhook ingest alone: it verifies and stores, and holds no App key or cluster access.
+
+    It stores every event some feature handles, whether or not runners or deploys are configured:
+    that is the workers' configuration, which this process cannot see (a delivery no worker's
+    handler wants is finished as handled).
+    """
+    secret = settings.webhook_secret.get_secret_value().encode()
+    return create_app(
+        inbox, Ingest(inbox, every_feature(), secret, _no_workers_here), None, settings.webhook_path
+    )
+
+
+def every_feature() -> Router:
+    """Return the routes of every feature, runners and deploys included, for their events only.
+
+    Their handlers are bound to nothing: they are for `Router.wants`, never to run.
+    """
+    runners, deployer = cast(Runners, _NotHere()), cast(deploys.Deployer, _NotHere())
+    return wiring(runners, deployer)[0]
+
+
+class _NotHere:
+    """What a process without runners or deploys passes where their handlers would need them."""
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise RuntimeError(f"{name}: this process handles no deliveries (ORBIT_ROLE=ingest)")
 
 
 def _no_workers_here() -> None:
@@ -152,7 +181,7 @@ def wiring(runners: Runners | None, deployer: deploys.Deployer | None) -> tuple[
 
 def github_app(settings: Settings) -> GitHubAppClient:
     """Return the App's GitHub client."""
-    return GitHubAppClient(settings.github_app_id, settings.private_key(), settings.github_api_url)
+    return GitHubAppClient(settings.app_id(), settings.private_key(), settings.github_api_url)
 
 
 def open_inbox(settings: Settings) -> Inbox:

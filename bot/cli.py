@@ -157,7 +157,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.role:  # each uvicorn process reads its settings, the role among them, from the environment
         os.environ["ORBIT_ROLE"] = args.role
     settings = load_settings()  # fail fast, with the variable's name, before uvicorn starts
-    settings.private_key()
+    if settings.role != "ingest":  # an ingest process holds no key
+        settings.private_key()
     if settings.role == "worker":
         lower_priority()  # its uvicorn processes inherit it
     database.ping(settings.database_url)

@@ -149,7 +149,7 @@ async def forward_until_stopped(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    hooks = app_hooks(settings.github_app_id, settings.private_key(), settings.github_api_url)
+    hooks = app_hooks(settings.app_id(), settings.private_key(), settings.github_api_url)
     secret = settings.webhook_secret.get_secret_value().encode()
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
         await Forwarder(hooks, target, secret, client, since).run(stop, every)

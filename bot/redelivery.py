@@ -197,5 +197,5 @@ def redeliverer_for(settings: Settings, inbox: Inbox) -> Redeliverer:
     """Return the pass over the App's deliveries, its records in the inbox's database (created here)."""
     record = RedeliveryLog(inbox)
     record.create_schema()
-    hooks = app_hooks(settings.github_app_id, settings.private_key(), settings.github_api_url)
+    hooks = app_hooks(settings.app_id(), settings.private_key(), settings.github_api_url)
     return Redeliverer(hooks, record, settings.redeliver_limit)

@@ -112,7 +112,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ORBIT_", extra="ignore", frozen=True)
 
-    github_app_id: int = Field(gt=0)
+    github_app_id: int | None = Field(default=None, gt=0)  # required where deliveries are handled
     github_private_key: SecretStr | None = None
     github_private_key_path: Path | None = None
     webhook_secret: SecretStr = Field(min_length=1)
@@ -199,13 +199,31 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _one_private_key(self) -> "Settings":
+    def _the_app_where_deliveries_are_handled(self) -> "Settings":
+        # An ingest process only verifies and stores: it acts as no App, so it needs neither.
+        missing = [] if self.role == "ingest" else self._missing_app()
+        if missing:
+            raise ValueError("; ".join(missing))
+        return self
+
+    def _missing_app(self) -> list[str]:
+        missing = []
+        if self.github_app_id is None:
+            missing.append(
+                f"ORBIT_GITHUB_APP_ID is required (in the cluster: {FROM_SECRET['ORBIT_GITHUB_APP_ID']})"
+            )
         if self.github_private_key is None and self.github_private_key_path is None:
-            raise ValueError(
+            missing.append(
                 "ORBIT_GITHUB_PRIVATE_KEY or ORBIT_GITHUB_PRIVATE_KEY_PATH is required"
                 f" (in the cluster: {FROM_SECRET['ORBIT_GITHUB_PRIVATE_KEY']})"
             )
-        return self
+        return missing
+
+    def app_id(self) -> int:
+        """Return the App's id; raise `SettingsError` where it is not set (an ingest process's settings)."""
+        if self.github_app_id is None:
+            raise SettingsError(self._missing_app()[0])
+        return self.github_app_id
 
     @model_validator(mode="after")
     def _build_runners_in_a_restricted_group(self) -> "Settings":
@@ -236,7 +254,8 @@ class Settings(BaseSettings):
         """Return the App's PEM key, from the variable or the file, once it parses as a private key."""
         if self.github_private_key is not None:
             return _parsed(self.github_private_key.get_secret_value(), "ORBIT_GITHUB_PRIVATE_KEY")
-        assert self.github_private_key_path is not None
+        if self.github_private_key_path is None:
+            raise SettingsError(self._missing_app()[-1])
         try:
             text = self.github_private_key_path.read_text()
         except (OSError, UnicodeDecodeError) as error:

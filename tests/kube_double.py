@@ -391,14 +391,21 @@ def render(folder: Path = K8S) -> tuple[dict[str, Any], ...]:
 
 
 def bot_deployment(objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Return the bot's Deployment among the rendered objects."""
+    """Return the bot's Deployment that acts on the cluster: the workers', where the ingest runs apart."""
     (deployment,) = [
         o
         for o in objects
         if o["kind"] == "Deployment"
-        and o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "bot"
+        and o["metadata"].get("labels", {}).get("app.kubernetes.io/component") in ("bot", "worker")
+        and role_of(o) != "ingest"
     ]
     return deployment
+
+
+def role_of(deployment: dict[str, Any]) -> str:
+    """Return what a bot Deployment's pods run (ORBIT_ROLE: ingest, worker or all)."""
+    env = deployment["spec"]["template"]["spec"]["containers"][0].get("env") or []
+    return next((str(e["value"]) for e in env if e["name"] == "ORBIT_ROLE"), "all")
 
 
 def bot_identity(objects: Iterable[dict[str, Any]]) -> tuple[str, str]:

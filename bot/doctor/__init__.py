@@ -28,6 +28,8 @@ def run_checks(project: Path) -> list[Check]:
             *(warned(name, "skipped: the settings are not valid") for name in skipped),
             dvc_check(project),
         ]
+    if settings.role == "ingest":
+        return [*checks, *ingest_skips(), database_check(settings.database_url, False), dvc_check(project)]
     checks += asyncio.run(github_checks(settings, datetime.now(UTC)))
     checks.append(database_check(settings.database_url, settings.redeliver_interval_seconds > 0))
     checks += kube_checks(settings)
@@ -35,11 +37,18 @@ def run_checks(project: Path) -> list[Check]:
     return checks
 
 
+def ingest_skips() -> list[Check]:
+    """Return why an ingest process's settings are not checked against GitHub or the cluster."""
+    why = "skipped: an ingest process (ORBIT_ROLE=ingest) acts as no App and needs no cluster"
+    return [warned(name, why) for name in (*GITHUB_CHECKS, "Kubernetes")]
+
+
 def settings_checks() -> tuple[Settings | None, list[Check]]:
     """Return the settings (None when not valid), their check, and a warning per half-configured feature."""
     try:
         settings = load_settings()
-        settings.private_key()
+        if settings.role != "ingest":  # an ingest process holds no key
+            settings.private_key()
     except SettingsError as error:
         return None, [failed("settings", str(error), "set them as docs/install.md says")]
     checks = [passed("settings", "every ORBIT_ variable orbit needs is set and valid")]

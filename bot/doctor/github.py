@@ -38,7 +38,7 @@ class Refused(Exception):
 async def github_checks(settings: Settings, now: datetime) -> list[Check]:
     """Return the checks of the App on GitHub; after the first fails, the others say they were skipped."""
     github = GitHub(
-        AppAuthStrategy(str(settings.github_app_id), settings.private_key()),
+        AppAuthStrategy(str(settings.app_id()), settings.private_key()),
         base_url=settings.github_api_url,
         timeout=GITHUB_TIMEOUT,
         auto_retry=False,

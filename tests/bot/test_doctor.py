@@ -319,6 +319,24 @@ def test_invalid_settings_fail_and_skip_what_needs_them(
     assert ran.status == 1
 
 
+def test_an_ingest_process_is_checked_without_the_app_or_the_cluster(
+    install: Install, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("ORBIT_GITHUB_APP_ID", "ORBIT_GITHUB_PRIVATE_KEY"):
+        del install.env[name]
+    install.env["KUBECONFIG"] = str(install.root / "no-kubeconfig")
+    install.env["ORBIT_ROLE"] = "ingest"
+
+    ran = install.run(monkeypatch, capsys)
+
+    assert ran.status == 0, ran.out
+    assert ran.line("settings") == "✓ settings: every ORBIT_ variable orbit needs is set and valid"
+    assert ran.line("database").startswith("✓ database: sqlite:///")
+    why = "skipped: an ingest process (ORBIT_ROLE=ingest) acts as no App and needs no cluster"
+    assert ran.line("GitHub App") == f"⚠ GitHub App: {why}"
+    assert ran.line("Kubernetes") == f"⚠ Kubernetes: {why}"
+
+
 def test_each_half_configured_feature_is_a_warning_not_a_failure(
     install: Install, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,14 +1,18 @@
 """`orbit serve --role`: an ingest process only stores, a worker process only handles; together they work."""
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 
-from bot.app import build_app
-from bot.inbox import DONE, PENDING, Inbox, make_engine
+from bot.app import build_app, every_feature
+from bot.context import Context
+from bot.delivery import Delivery
+from bot.inbox import DONE, PENDING, Inbox, NewDelivery, make_engine
 from bot.settings import Settings, SettingsError, load_settings
 from bot.web import checkpoint_job
 from tests.bot.test_bot_process import PEM
@@ -63,6 +67,104 @@ def test_ingest_stores_and_a_worker_process_handles(tmp_path: Path) -> None:
             )
             assert refused.status_code == 404  # a worker process takes no deliveries
         inbox.engine.dispose()
+
+
+JOB_QUEUED = {
+    "action": "queued",
+    "workflow_job": {"id": 9, "run_id": 10, "status": "queued", "labels": ["self-hosted", "orbit-gpu"]},
+    "repository": {"full_name": "octo-org/model"},
+    "installation": {"id": 1},
+}
+MERGED = {
+    "action": "closed",
+    "pull_request": {"number": 3, "merged": True},
+    "repository": {"full_name": "octo-org/model"},
+}
+
+
+def test_an_ingest_process_holds_no_app_key_and_stores_what_the_workers_runners_and_deploys_handle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A separate ingest Deployment has no App key, no service-account token, no kubeconfig: it must
+    # still store the runners' and the deploys' events, which only the workers' configuration turns on.
+    for name in ("ORBIT_GITHUB_APP_ID", "ORBIT_GITHUB_PRIVATE_KEY", "ORBIT_GITHUB_PRIVATE_KEY_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.setenv("ORBIT_WEBHOOK_SECRET", SECRET.decode())
+    monkeypatch.setenv("ORBIT_DATABASE_URL", f"sqlite:///{tmp_path / 'orbit.db'}")
+    monkeypatch.setenv("ORBIT_ROLE", "ingest")
+    monkeypatch.setenv("ORBIT_REGISTRY", "registry.example")
+    monkeypatch.setenv("ORBIT_PUBLIC_DOMAIN", "models.example")
+    settings = load_settings()
+    with serve_in_thread(build_app(settings)) as ingest:
+        answers = {
+            event: httpx.post(f"{ingest}/webhook", content=body, headers=signed_headers(event, body)).json()
+            for event, body in (
+                ("workflow_job", body_of(JOB_QUEUED)),
+                ("pull_request", body_of(MERGED)),
+                ("watch", body_of({"action": "started", "repository": {"full_name": "octo-org/model"}})),
+            )
+        }
+        assert httpx.get(f"{ingest}/readyz").status_code == 200
+        metrics = httpx.get(f"{ingest}/metrics").text
+        assert 'orbit_deliveries_total{action="queued",event="workflow_job",outcome="queued"}' in metrics
+    assert {event: answer["message"] for event, answer in answers.items()} == {
+        "workflow_job": "queued",
+        "pull_request": "queued",
+        "watch": "no handler wants this event",
+    }
+    inbox = Inbox(make_engine(settings.database_url))
+    assert inbox.counts() == {PENDING: 2}
+    inbox.engine.dispose()
+
+
+def test_every_feature_is_the_events_of_a_worker_with_runners_and_deploys() -> None:
+    events = set(every_feature().routes)
+    assert {("workflow_job", "queued"), ("workflow_job", "in_progress"), ("pull_request", "closed")} <= events
+    assert ("workflow_run", "completed") in events
+    (route,) = every_feature().handlers_for("workflow_job", "queued")
+    with pytest.raises(RuntimeError, match="handles no deliveries"):
+        asyncio.run(route(Delivery("workflow_job", "d-1", JOB_QUEUED), cast(Context, None)))
+
+
+def test_a_worker_finishes_a_delivery_that_no_handler_of_its_own_wants(tmp_path: Path) -> None:
+    # The ingest stored a job's event; this worker runs no runners: the delivery ends, it is not retried.
+    database = tmp_path / "orbit.db"
+    inbox = Inbox(make_engine(f"sqlite:///{database}"))
+    inbox.create_schema()
+    inbox.record(
+        [NewDelivery(Delivery("workflow_job", "d-1", JOB_QUEUED), "octo-org/model", body_of(JOB_QUEUED))]
+    )
+    with (
+        serve_github(GitHubState()) as api_url,
+        serve_in_thread(build_app(settings_for("worker", api_url, database))),
+    ):
+        assert wait_for(lambda: inbox.counts() == {DONE: 1})
+    inbox.engine.dispose()
+
+
+def test_only_a_process_that_handles_deliveries_needs_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ORBIT_GITHUB_APP_ID", "ORBIT_GITHUB_PRIVATE_KEY", "ORBIT_GITHUB_PRIVATE_KEY_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ORBIT_WEBHOOK_SECRET", "s")
+    monkeypatch.setenv("ORBIT_ROLE", "ingest")
+    settings = load_settings()
+    with pytest.raises(SettingsError, match="ORBIT_GITHUB_APP_ID is required"):
+        settings.app_id()
+    with pytest.raises(SettingsError, match="ORBIT_GITHUB_PRIVATE_KEY or ORBIT_GITHUB_PRIVATE_KEY_PATH"):
+        settings.private_key()
+    for role in ("worker", "all"):
+        monkeypatch.setenv("ORBIT_ROLE", role)
+        with pytest.raises(SettingsError) as caught:
+            load_settings()
+        message = str(caught.value)
+        assert "\n" not in message
+        assert (
+            "ORBIT_GITHUB_APP_ID is required (in the cluster: key app-id of the Secret orbit-github-app)"
+            in message
+        )
+        assert "key private-key.pem of the Secret orbit-github-app" in message
 
 
 def test_the_role_is_one_of_three(monkeypatch: pytest.MonkeyPatch) -> None:

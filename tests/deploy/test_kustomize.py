@@ -40,7 +40,7 @@ LABELS = {
     "app.kubernetes.io/version": VERSION,
     "app.kubernetes.io/managed-by": "kustomize",
 }
-PARTS = {"bot", "runners", "deployer", "monitoring", "build-runners"}  # app.kubernetes.io/component
+PARTS = {"bot", "worker", "runners", "deployer", "monitoring", "build-runners"}  # app.kubernetes.io/component
 APP_SECRETS = ("orbit-github-app", "orbit-database")  # in the bot's namespace only
 
 # The metrics the bot exports (fixed names, shared by the code, the alerts and the dashboard).
@@ -90,11 +90,15 @@ class Render:
         """Return the data of the bot's generated settings ConfigMap."""
         return dict(self.one("ConfigMap", "orbit-settings")["data"])
 
-    def bot(self) -> dict[str, Any]:
-        """Return the bot's container."""
-        spec = self.one("Deployment", "orbit")["spec"]["template"]["spec"]
+    def bot(self, deployment: str = "orbit") -> dict[str, Any]:
+        """Return the bot's container (in `ha`, the ingest's; `orbit-worker`: the workers')."""
+        spec = self.one("Deployment", deployment)["spec"]["template"]["spec"]
         container: dict[str, Any] = spec["containers"][0]
         return container
+
+    def bots(self) -> list[str]:
+        """Return the names of the bot's Deployments: one, or the ingest and the workers."""
+        return [o["metadata"]["name"] for o in self.of("Deployment") if o["metadata"]["namespace"] == "orbit"]
 
 
 def kustomize(folder: Path) -> str:
@@ -337,7 +341,7 @@ def test_the_namespaces_enforce_pod_security(renders: dict[str, Render], name: s
 # --- the bot's settings ---
 
 
-def bot_environment(render: Render) -> dict[str, str]:
+def bot_environment(render: Render, deployment: str = "orbit") -> dict[str, str]:
     """Return the bot's environment as the pod would get it, with stand-ins for the Secrets' values."""
     stand_ins = {
         ("orbit-github-app", "app-id"): "12345",
@@ -345,7 +349,7 @@ def bot_environment(render: Render) -> dict[str, str]:
         ("orbit-database", "url"): "postgresql+psycopg://orbit@db.example/orbit",
     }
     environment = render.settings()
-    for entry in render.bot()["env"]:
+    for entry in render.bot(deployment)["env"]:
         ref = entry.get("valueFrom", {}).get("secretKeyRef")
         environment[entry["name"]] = stand_ins[ref["name"], ref["key"]] if ref else entry["value"]
     return environment
@@ -355,7 +359,8 @@ def bot_environment(render: Render) -> dict[str, str]:
 def test_every_setting_is_one_the_bot_reads(renders: dict[str, Render], name: str) -> None:
     unknown = [
         key
-        for key in bot_environment(renders[name])
+        for deployment in renders[name].bots()
+        for key in bot_environment(renders[name], deployment)
         if key.removeprefix("ORBIT_").lower() not in Settings.model_fields
     ]
     assert unknown == [], "bot/settings.py ignores these (extra='ignore'): a typo, or a missing setting"
@@ -365,19 +370,23 @@ def test_every_setting_is_one_the_bot_reads(renders: dict[str, Render], name: st
 def test_the_bot_starts_with_the_rendered_settings(
     renders: dict[str, Render], name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for key in [key for key in os.environ if key.startswith("ORBIT_")]:
-        monkeypatch.delenv(key)
-    environment = bot_environment(renders[name])
-    for key, value in environment.items():
-        monkeypatch.setenv(key, value)
-    if environment.get("ORBIT_BUILD_NAMESPACE") or environment.get("ORBIT_DVC_CACHE_CLAIM"):
-        # build runners and the shared cache need a restricted runner group, which only the installer
-        # can name
-        with pytest.raises(SettingsError, match="needs ORBIT_RUNNER_GROUP_ID"):
-            load_settings()
-        monkeypatch.setenv("ORBIT_RUNNER_GROUP_ID", "7")
-    settings = load_settings()
-    assert (settings.kube_namespace, settings.models_namespace) == ("orbit-runners", "models")
+    for deployment in renders[name].bots():
+        for key in [key for key in os.environ if key.startswith("ORBIT_")]:
+            monkeypatch.delenv(key)
+        environment = bot_environment(renders[name], deployment)
+        for key, value in environment.items():
+            monkeypatch.setenv(key, value)
+        if environment.get("ORBIT_BUILD_NAMESPACE") or environment.get("ORBIT_DVC_CACHE_CLAIM"):
+            # build runners and the shared cache need a restricted runner group, which only the installer
+            # can name
+            with pytest.raises(SettingsError, match="needs ORBIT_RUNNER_GROUP_ID"):
+                load_settings()
+            monkeypatch.setenv("ORBIT_RUNNER_GROUP_ID", "7")
+        settings = load_settings()
+        assert (settings.kube_namespace, settings.models_namespace) == ("orbit-runners", "models")
+        assert settings.role == {"orbit": "ingest" if name.startswith("ha") else "all"}.get(
+            deployment, "worker"
+        )
     assert settings.webhook_path == "/webhook"
     assert str(settings.github_private_key_path) == "/secrets/github/private-key.pem"
 
@@ -386,7 +395,7 @@ def test_the_bot_starts_with_the_rendered_settings(
 def test_a_missing_app_secret_is_named_by_the_bot_as_the_manifests_name_it(
     renders: dict[str, Render], name: str
 ) -> None:
-    for entry in renders[name].bot()["env"]:
+    for entry in [e for deployment in renders[name].bots() for e in renders[name].bot(deployment)["env"]]:
         ref = entry.get("valueFrom", {}).get("secretKeyRef")
         if ref:
             assert FROM_SECRET[entry["name"]] == f"key {ref['key']} of the Secret {ref['name']}"
@@ -413,13 +422,13 @@ def test_the_private_key_file_is_mounted_where_the_setting_says(renders: dict[st
 # --- the overlays ---
 
 
-def pod_spec(render: Render) -> dict[str, Any]:
-    spec: dict[str, Any] = render.one("Deployment", "orbit")["spec"]["template"]["spec"]
+def pod_spec(render: Render, deployment: str = "orbit") -> dict[str, Any]:
+    spec: dict[str, Any] = render.one("Deployment", deployment)["spec"]["template"]["spec"]
     return spec
 
 
-def egress_ports(render: Render) -> set[int]:
-    policy = render.one("NetworkPolicy", "orbit")
+def egress_ports(render: Render, name: str = "orbit") -> set[int]:
+    policy = render.one("NetworkPolicy", name)
     return {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
 
 
@@ -439,28 +448,86 @@ def test_single_is_one_replica_on_sqlite_on_a_volume(renders: dict[str, Render])
     assert 5432 not in egress_ports(render), "no PostgreSQL, no way to it"
 
 
-def test_ha_is_replicas_on_postgresql_from_its_secret(renders: dict[str, Render]) -> None:
+@pytest.mark.parametrize("deployment", ["orbit", "orbit-worker"])
+def test_ha_is_replicas_on_postgresql_from_its_secret(renders: dict[str, Render], deployment: str) -> None:
     render = renders["ha"]
-    deployment = render.one("Deployment", "orbit")
-    replicas = deployment["spec"]["replicas"]
+    replicas = render.one("Deployment", deployment)["spec"]["replicas"]
     assert replicas >= 2
     assert not render.of("PersistentVolumeClaim")
-    assert not [v for v in pod_spec(render)["volumes"] if "persistentVolumeClaim" in v]
-    env = {e["name"]: e for e in render.bot()["env"]}
+    spec = pod_spec(render, deployment)
+    assert not [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+    env = {e["name"]: e for e in render.bot(deployment)["env"]}
     assert env["ORBIT_DATABASE_URL"]["valueFrom"] == {
         "secretKeyRef": {"name": "orbit-database", "key": "url"}
     }
     assert "ORBIT_DATABASE_URL" not in render.settings()
-    selector = deployment["spec"]["selector"]["matchLabels"]
-    budget = render.one("PodDisruptionBudget", "orbit")
-    assert budget["spec"]["selector"]["matchLabels"] == selector
-    assert 1 <= budget["spec"]["minAvailable"] < replicas
-    (term,) = pod_spec(render)["affinity"]["podAntiAffinity"][
-        "preferredDuringSchedulingIgnoredDuringExecution"
-    ]
+    selector = render.one("Deployment", deployment)["spec"]["selector"]["matchLabels"]
+    (term,) = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= selector.items()
-    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    assert 5432 in egress_ports(render)
+    assert render.one("Deployment", deployment)["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert 5432 in egress_ports(render, deployment)
+
+
+def test_ha_keeps_an_ingest_replica_taking_webhooks_through_a_drain(renders: dict[str, Render]) -> None:
+    render = renders["ha"]
+    ingest = render.one("Deployment", "orbit")
+    budget = render.one("PodDisruptionBudget", "orbit")
+    assert budget["spec"]["selector"]["matchLabels"] == ingest["spec"]["selector"]["matchLabels"]
+    assert 1 <= budget["spec"]["minAvailable"] < ingest["spec"]["replicas"]
+
+
+def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Return whether a label selector (matchLabels, matchExpressions with In) selects the labels."""
+    plain = selector.get("matchLabels", selector if "matchExpressions" not in selector else {})
+    wanted = all(labels.get(key) == value for key, value in plain.items())
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        wanted = wanted and labels.get(expression["key"]) in expression["values"]
+    return wanted
+
+
+def test_ha_runs_the_ingest_apart_and_only_the_workers_hold_the_app_key_and_a_token(
+    renders: dict[str, Render],
+) -> None:
+    render = renders["ha"]
+    ingest, workers = pod_spec(render, "orbit"), pod_spec(render, "orbit-worker")
+    assert bot_environment(render, "orbit")["ORBIT_ROLE"] == "ingest"
+    assert bot_environment(render, "orbit-worker")["ORBIT_ROLE"] == "worker"
+    # The ingest: the webhook secret and the database, nothing else secret; no token, no Role.
+    ingest_refs = set(secret_references((render.one("Deployment", "orbit"),)))
+    assert ingest_refs == {
+        ("orbit", "orbit-github-app", "webhook-secret"),
+        ("orbit", "orbit-database", "url"),
+    }
+    assert "ORBIT_GITHUB_PRIVATE_KEY_PATH" not in bot_environment(render, "orbit")
+    assert ingest["automountServiceAccountToken"] is False
+    account = render.one("ServiceAccount", ingest["serviceAccountName"])
+    assert account["automountServiceAccountToken"] is False
+    bound = [
+        subject["name"]
+        for binding in [*render.of("RoleBinding"), *render.of("ClusterRoleBinding")]
+        for subject in binding.get("subjects") or []
+    ]
+    assert ingest["serviceAccountName"] not in bound
+    assert egress_ports(render, "orbit") == {53, 5432}, "neither GitHub nor the Kubernetes API"
+    # The workers: the App's key and the account the runners' and models' Roles are bound to.
+    assert ("orbit", "orbit-github-app", "private-key.pem") in set(
+        secret_references((render.one("Deployment", "orbit-worker"),))
+    )
+    assert workers["serviceAccountName"] in bound
+    assert egress_ports(render, "orbit-worker") == {53, 443, 6443, 5432}
+    # Webhooks reach the ingest only; the workers' Service is headless, for the scrapes.
+    labels = {
+        name: render.one("Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        for name in render.bots()
+    }
+    selector = render.one("Service", "orbit")["spec"]["selector"]
+    assert [name for name, pod in labels.items() if matches(selector, pod)] == ["orbit"]
+    worker_service = render.one("Service", "orbit-worker")
+    assert worker_service["spec"]["clusterIP"] == "None"
+    assert [name for name, pod in labels.items() if matches(worker_service["spec"]["selector"], pod)] == [
+        "orbit-worker"
+    ]
 
 
 @pytest.mark.parametrize("name", RENDERS)
@@ -564,8 +631,7 @@ def test_build_runners_is_an_isolated_namespace_like_the_runners(renders: dict[s
     ]
     policy = render.one("NetworkPolicy", "orbit-builds")["spec"]
     assert policy == render.one("NetworkPolicy", "orbit-runners")["spec"], "DNS and HTTPS outside only"
-    env = {e["name"]: e.get("value") for e in render.bot()["env"]}
-    assert env["ORBIT_BUILD_NAMESPACE"] == "orbit-builds"
+    assert render.settings()["ORBIT_BUILD_NAMESPACE"] == "orbit-builds"
     assert not [o for o in renders["ha"].objects if "orbit-builds" in yaml.safe_dump(o)]
 
 
@@ -586,15 +652,29 @@ def test_shared_cache_is_a_read_write_many_claim_beside_the_runner_pods_named_in
         load_settings()
 
 
-def test_the_service_monitor_scrapes_the_bots_metrics(renders: dict[str, Render]) -> None:
-    render = renders["single+components"]
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_service_monitor_scrapes_every_bot_process_metrics(
+    renders: dict[str, Render], overlay: str
+) -> None:
+    render = renders[f"{overlay}+components"]
     monitor = render.one("ServiceMonitor", "orbit")
-    service = render.one("Service", "orbit")
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [service["metadata"]["namespace"]]}
+    scraped = [
+        s for s in render.of("Service") if matches(monitor["spec"]["selector"], s["metadata"]["labels"])
+    ]
+    pods = {
+        name: render.one("Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        for name in render.bots()
+    }
+    behind = {
+        name for s in scraped for name, labels in pods.items() if matches(s["spec"]["selector"], labels)
+    }
+    assert behind == set(pods), "every bot process counts its own deliveries and work"
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["path"] == "/metrics"
-    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    for service in scraped:
+        assert monitor["spec"]["namespaceSelector"] == {"matchNames": [service["metadata"]["namespace"]]}
+        (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+        assert port["targetPort"] == "http"
 
 
 # --- alerts and dashboard: only metrics the bot exports ---

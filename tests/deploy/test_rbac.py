@@ -373,13 +373,14 @@ def test_runner_pods_reach_only_dns_and_https_outside_the_cluster() -> None:
 
 
 def test_the_bot_reaches_dns_https_the_api_and_in_ha_postgresql_and_takes_webhooks() -> None:
-    (ha,) = [
-        o
-        for o in render(MANIFESTS / "overlays/ha")
-        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "orbit"
-    ]
-    base = {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP")}
-    for policy, ports in ((network_policy("orbit")["spec"], base), (ha["spec"], base | {(5432, "TCP")})):
+    ha = {o["metadata"]["name"]: o for o in render(MANIFESTS / "overlays/ha") if o["kind"] == "NetworkPolicy"}
+    dns, postgresql = {(53, "UDP"), (53, "TCP")}, {(5432, "TCP")}
+    base = dns | {(443, "TCP"), (6443, "TCP")}
+    for policy, ports in (
+        (network_policy("orbit")["spec"], base),
+        (ha["orbit-worker"]["spec"], base | postgresql),
+        (ha["orbit"]["spec"], dns | postgresql),  # the ingest: no GitHub, no Kubernetes API
+    ):
         assert {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]} == ports
         assert policy["ingress"] == [{"ports": [{"port": 8000, "protocol": "TCP"}]}]
 
