@@ -258,19 +258,19 @@ class BacklogWatch:
 def draining(body: bytes, roles: tuple[tuple[str, int], ...]) -> tuple[float, float, int, int]:
     """Return the ack p50, p99 at 200/s while a backlog is drained, how many acks that is, and the drain.
 
-    `roles`: each process's role and core; the last one acknowledges. Only deliveries sent before the
-    backlog ran out count: the goal is the acknowledgement while the workers drain, not after.
+    `roles`: each process's role and core. The acknowledging one starts first, so that the workers
+    start draining just before the acknowledgements are sent. Only deliveries sent before the backlog
+    ran out count: the goal is the acknowledgement while the workers drain, not after.
     """
     with tempfile.TemporaryDirectory() as scratch:
         database = Path(scratch) / "orbit.db"
         fill(database, body, BACKLOG)
-        servers = [
-            start_orbit(database, role, cpu) for role, cpu in roles
-        ]  # the workers start draining at once
+        ordered = sorted(roles, key=lambda role_and_cpu: role_and_cpu[0] == "worker")
+        servers = [start_orbit(database, role, cpu) for role, cpu in ordered]
         try:
             began = unfinished(database)
             watch = BacklogWatch(database)
-            p50, p99, measured = latency(servers[-1].url, body, b"HTTP/1.1 202", watch.stop)
+            p50, p99, measured = latency(servers[0].url, body, b"HTTP/1.1 202", watch.stop)
             left = unfinished(database)
         finally:
             for server in servers:
