@@ -39,7 +39,10 @@ def run_checks(project: Path) -> list[Check]:
 
 def ingest_skips() -> list[Check]:
     """Return why an ingest process's settings are not checked against GitHub or the cluster."""
-    why = "skipped: an ingest process (ORBIT_ROLE=ingest) acts as no App and needs no cluster"
+    why = (
+        "skipped: an ingest process (ORBIT_ROLE=ingest) acts as no App and needs no cluster;"
+        " run `orbit doctor` where the workers run"
+    )
     return [warned(name, why) for name in (*GITHUB_CHECKS, "Kubernetes")]
 
 

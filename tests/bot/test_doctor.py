@@ -332,7 +332,10 @@ def test_an_ingest_process_is_checked_without_the_app_or_the_cluster(
     assert ran.status == 0, ran.out
     assert ran.line("settings") == "✓ settings: every ORBIT_ variable orbit needs is set and valid"
     assert ran.line("database").startswith("✓ database: sqlite:///")
-    why = "skipped: an ingest process (ORBIT_ROLE=ingest) acts as no App and needs no cluster"
+    why = (
+        "skipped: an ingest process (ORBIT_ROLE=ingest) acts as no App and needs no cluster;"
+        " run `orbit doctor` where the workers run"
+    )
     assert ran.line("GitHub App") == f"⚠ GitHub App: {why}"
     assert ran.line("Kubernetes") == f"⚠ Kubernetes: {why}"
 

@@ -7,6 +7,7 @@ prometheus-operator CRD reference). Each alert's and each dashboard panel's quer
 the bot exports (the shared list below). The RBAC and the network policies are tested in test_rbac.py.
 """
 
+import copy
 import json
 import os
 import re
@@ -99,6 +100,10 @@ class Render:
     def bots(self) -> list[str]:
         """Return the names of the bot's Deployments: one, or the ingest and the workers."""
         return [o["metadata"]["name"] for o in self.of("Deployment") if o["metadata"]["namespace"] == "orbit"]
+
+
+def render_folder(folder: Path) -> list[dict[str, Any]]:
+    return [o for o in yaml.safe_load_all(kustomize(folder)) if o]
 
 
 def kustomize(folder: Path) -> str:
@@ -247,7 +252,8 @@ def test_every_object_carries_the_labels(renders: dict[str, Render], name: str) 
 @pytest.mark.parametrize("name", RENDERS)
 def test_the_images_are_of_the_projects_version(renders: dict[str, Render], name: str) -> None:
     render = renders[name]
-    assert render.bot()["image"] == f"ghcr.io/orbit/bot:{VERSION}"
+    for deployment in render.bots():
+        assert render.bot(deployment)["image"] == f"ghcr.io/orbit/bot:{VERSION}", deployment
     settings = render.settings()
     assert settings["ORBIT_RUNNER_IMAGE"] == f"ghcr.io/orbit/runner-gpu:{VERSION}"
     assert settings["ORBIT_CPU_RUNNER_IMAGE"] == f"ghcr.io/orbit/runner-cpu:{VERSION}"
@@ -468,12 +474,15 @@ def test_ha_is_replicas_on_postgresql_from_its_secret(renders: dict[str, Render]
     assert 5432 in egress_ports(render, deployment)
 
 
-def test_ha_keeps_an_ingest_replica_taking_webhooks_through_a_drain(renders: dict[str, Render]) -> None:
+@pytest.mark.parametrize("name", ["orbit", "orbit-worker"])
+def test_ha_keeps_an_ingest_and_a_worker_replica_through_a_drain(
+    renders: dict[str, Render], name: str
+) -> None:
     render = renders["ha"]
-    ingest = render.one("Deployment", "orbit")
-    budget = render.one("PodDisruptionBudget", "orbit")
-    assert budget["spec"]["selector"]["matchLabels"] == ingest["spec"]["selector"]["matchLabels"]
-    assert 1 <= budget["spec"]["minAvailable"] < ingest["spec"]["replicas"]
+    deployment = render.one("Deployment", name)
+    budget = render.one("PodDisruptionBudget", name)
+    assert budget["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert 1 <= budget["spec"]["minAvailable"] < deployment["spec"]["replicas"]
 
 
 def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -484,6 +493,94 @@ def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         assert expression["operator"] == "In", expression
         wanted = wanted and labels.get(expression["key"]) in expression["values"]
     return wanted
+
+
+def without(entries: list[dict[str, Any]], *names: str) -> list[dict[str, Any]]:
+    return [entry for entry in entries if entry["name"] not in names]
+
+
+def test_the_workers_pod_is_the_bots_but_for_its_role_database_and_spread(renders: dict[str, Render]) -> None:
+    # worker-deployment.yaml copies base/bot/deployment.yaml (a kustomize suffix would keep the name
+    # `orbit`, which every patch of the ingest would then hit too): the two must not drift apart.
+    (bot,) = [
+        o
+        for o in render_folder(K8S / "base")
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "orbit"
+    ]
+    worker = copy.deepcopy(renders["ha"].one("Deployment", "orbit-worker"))  # the render is shared
+    template, base = worker["spec"]["template"], bot["spec"]["template"]
+    assert {**template["metadata"]["labels"], "app.kubernetes.io/component": "bot"} == base["metadata"][
+        "labels"
+    ]
+    spec = {key: value for key, value in template["spec"].items() if key != "affinity"}
+    (container,), (base_container,) = spec.pop("containers"), base["spec"]["containers"]
+    assert spec == {key: value for key, value in base["spec"].items() if key != "containers"}
+    assert without(container.pop("env"), "ORBIT_ROLE", "ORBIT_DATABASE_URL") == base_container.pop("env")
+    for each in (container, base_container):  # the generated ConfigMap's hash differs with its content
+        (source,) = each.pop("envFrom")
+        assert re.fullmatch("orbit-settings-[a-z0-9]{10}", source["configMapRef"]["name"])
+    assert container == base_container
+    assert renders["ha"].bot("orbit-worker")["env"][0] == {"name": "ORBIT_ROLE", "value": "worker"}
+
+
+def test_an_installers_patch_of_orbit_reaches_the_ingest_only(tmp_path: Path) -> None:
+    folder = tmp_path / "installer"
+    folder.mkdir()
+    up = Path(os.path.relpath(K8S, folder))
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "orbit", "namespace": "orbit"},
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "orbit", "env": [{"name": "X", "value": "1"}]}]}}
+        },
+    }
+    port = [{"op": "replace", "path": "/spec/egress/1/ports/0/port", "value": 6432}]
+    kustomization = {
+        "resources": [str(up / "overlays/ha")],
+        "patches": [
+            {"patch": yaml.safe_dump(deployment)},
+            {"target": {"kind": "NetworkPolicy", "name": "orbit"}, "patch": yaml.safe_dump(port)},
+            {
+                "target": {"kind": "Service", "name": "orbit"},
+                "patch": yaml.safe_dump(
+                    [{"op": "add", "path": "/metadata/annotations", "value": {"patched": "yes"}}]
+                ),
+            },
+        ],
+    }
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(kustomize(folder)) if o}
+
+    def env(name: str) -> list[str]:
+        return [
+            e["name"] for e in objects["Deployment", name]["spec"]["template"]["spec"]["containers"][0]["env"]
+        ]
+
+    def ports(name: str) -> list[int]:
+        return [p["port"] for rule in objects["NetworkPolicy", name]["spec"]["egress"] for p in rule["ports"]]
+
+    assert "X" in env("orbit") and "X" not in env("orbit-worker")
+    assert (ports("orbit"), ports("orbit-worker")) == ([53, 53, 6432], [53, 53, 443, 6443, 5432])
+    assert "annotations" not in objects["Service", "orbit-worker"]["metadata"]
+
+
+def test_upgrading_to_ha_keeps_the_old_pods_way_out_until_they_are_replaced(
+    renders: dict[str, Render],
+) -> None:
+    # Before the split, the Deployment `orbit` ran every role, its pods labelled as in the base.
+    (before,) = [
+        o
+        for o in render_folder(K8S / "base")
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "orbit"
+    ]
+    ingest = renders["ha"].one("Deployment", "orbit")
+    assert ingest["spec"]["selector"] == before["spec"]["selector"], "a Deployment's selector cannot change"
+    policy = renders["ha"].one("NetworkPolicy", "orbit")["spec"]["podSelector"]
+    assert not matches(policy, before["spec"]["template"]["metadata"]["labels"]), (
+        "an old pod handling deliveries would lose GitHub and the API mid-rollout"
+    )
+    assert matches(policy, ingest["spec"]["template"]["metadata"]["labels"])
 
 
 def test_ha_runs_the_ingest_apart_and_only_the_workers_hold_the_app_key_and_a_token(
@@ -631,7 +728,9 @@ def test_build_runners_is_an_isolated_namespace_like_the_runners(renders: dict[s
     ]
     policy = render.one("NetworkPolicy", "orbit-builds")["spec"]
     assert policy == render.one("NetworkPolicy", "orbit-runners")["spec"], "DNS and HTTPS outside only"
-    assert render.settings()["ORBIT_BUILD_NAMESPACE"] == "orbit-builds"
+    for deployment in render.bots():
+        env = {e["name"]: e.get("value") for e in render.bot(deployment)["env"]}
+        assert env["ORBIT_BUILD_NAMESPACE"] == "orbit-builds", deployment
     assert not [o for o in renders["ha"].objects if "orbit-builds" in yaml.safe_dump(o)]
 
 
