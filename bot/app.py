@@ -3,6 +3,7 @@
 import logging
 from typing import NoReturn, cast
 
+from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp
 
 from bot import commands, installations, logs, redaction
@@ -10,6 +11,7 @@ from bot.context import Feature
 from bot.github import GitHubAppClient
 from bot.inbox import Inbox, make_engine
 from bot.ingest import Ingest
+from bot.ingest_grants import grant_ingest
 from bot.redelivery import redeliverer_for
 from bot.router import Router
 from bot.settings import Settings, SettingsError, load_settings
@@ -95,9 +97,11 @@ def deployer_from(settings: Settings) -> deploys.Deployer | None:
 
 def build_app(settings: Settings) -> ASGIApp:
     """Return the ASGI app with its inbox, workers, GitHub client and, when configured, runners."""
-    inbox = open_inbox(settings)
     if settings.role == "ingest":
-        return ingest_app(settings, inbox)
+        return ingest_app(settings, ingest_inbox(settings))
+    inbox = open_inbox(settings)
+    if settings.ingest_database_role and inbox.engine.dialect.name == "postgresql":
+        grant_ingest(inbox.engine, settings.ingest_database_role)
     github = github_app(settings)
     runners = runners_from(settings)
     deployer = deployer_from(settings)
@@ -182,6 +186,17 @@ def wiring(runners: Runners | None, deployer: deploys.Deployer | None) -> tuple[
 def github_app(settings: Settings) -> GitHubAppClient:
     """Return the App's GitHub client."""
     return GitHubAppClient(settings.app_id(), settings.private_key(), settings.github_api_url)
+
+
+def ingest_inbox(settings: Settings) -> Inbox:
+    """Return an ingest's inbox; on PostgreSQL the workers create its tables.
+
+    An ingest's role may not create them (ORBIT_INGEST_DATABASE_ROLE), and tables it created would be
+    its own: until the workers have run once it is not ready, and a delivery is refused, to come back.
+    """
+    if make_url(settings.database_url).get_backend_name() != "postgresql":
+        return open_inbox(settings)
+    return Inbox(make_engine(settings.database_url), settings.lease_seconds, settings.max_attempts)
 
 
 def open_inbox(settings: Settings) -> Inbox:

@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     role: Literal["all", "ingest", "worker"] = "all"
     retention_days: float = Field(default=14.0, gt=0)  # handled deliveries are deleted after this long
     worker_poll_seconds: float = Field(default=0.2, gt=0)  # a worker process without ingest polls
+    # PostgreSQL: the role an ingest process connects as; the workers grant it only what it does
+    ingest_database_role: str = Field(default="", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
 
     @field_validator("github_api_url")
     @classmethod
@@ -283,6 +285,10 @@ class Settings(BaseSettings):
             problems.append(
                 "ORBIT_PUBLIC_DOMAIN is set but ORBIT_REGISTRY is not: deploys stay off"
                 " (set ORBIT_REGISTRY to where the model images are pushed, e.g. ghcr.io/octo-org)"
+            )
+        if self.ingest_database_role and not self.database_url.startswith("postgresql"):
+            problems.append(
+                "ORBIT_INGEST_DATABASE_ROLE is set but the database is not PostgreSQL: it does nothing"
             )
         deploys_off = not (self.registry and self.public_domain)
         problems += self._unused(DEPLOY_SETTINGS, deploys_off, "deploys are off", DEPLOYS_ON)

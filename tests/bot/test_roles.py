@@ -192,3 +192,12 @@ async def test_the_log_copy_is_the_workers_work_and_an_ingest_alone_copies_seldo
         "it still copies, so the log stays bounded"
     )
     inbox.engine.dispose()
+
+
+def test_an_ingest_database_role_on_sqlite_is_said_to_do_nothing(tmp_path: Path) -> None:
+    settings = settings_for("worker", "http://127.0.0.1:9", tmp_path / "orbit.db")
+    assert settings.warnings({}) == []
+    with_role = settings.model_copy(update={"ingest_database_role": "orbit_ingest"})
+    assert with_role.warnings({}) == [
+        "ORBIT_INGEST_DATABASE_ROLE is set but the database is not PostgreSQL: it does nothing"
+    ]

@@ -42,7 +42,7 @@ LABELS = {
     "app.kubernetes.io/managed-by": "kustomize",
 }
 PARTS = {"bot", "worker", "runners", "deployer", "monitoring", "build-runners"}  # app.kubernetes.io/component
-APP_SECRETS = ("orbit-github-app", "orbit-database")  # in the bot's namespace only
+APP_SECRETS = ("orbit-github-app", "orbit-database", "orbit-database-ingest")  # in the bot's namespace only
 
 # The metrics the bot exports (fixed names, shared by the code, the alerts and the dashboard).
 COUNTERS = {
@@ -293,6 +293,7 @@ def test_the_secrets_list_is_the_installs() -> None:
     assert set(documented_secrets()) == {
         ("orbit", "orbit-github-app"),
         ("orbit", "orbit-database"),
+        ("orbit", "orbit-database-ingest"),
         ("models", "orbit-registry"),
         ("models", "orbit-model-api-key"),
         ("models", "orbit-model-api-key-preview"),  # the previews' own key (deploy/manifests.py)
@@ -353,6 +354,7 @@ def bot_environment(render: Render, deployment: str = "orbit") -> dict[str, str]
         ("orbit-github-app", "app-id"): "12345",
         ("orbit-github-app", "webhook-secret"): "a-webhook-secret",
         ("orbit-database", "url"): "postgresql+psycopg://orbit@db.example/orbit",
+        ("orbit-database-ingest", "url"): "postgresql+psycopg://orbit_ingest@db.example/orbit",
     }
     environment = render.settings()
     for entry in render.bot(deployment)["env"]:
@@ -401,12 +403,15 @@ def test_the_bot_starts_with_the_rendered_settings(
 def test_a_missing_app_secret_is_named_by_the_bot_as_the_manifests_name_it(
     renders: dict[str, Render], name: str
 ) -> None:
-    for entry in [e for deployment in renders[name].bots() for e in renders[name].bot(deployment)["env"]]:
-        ref = entry.get("valueFrom", {}).get("secretKeyRef")
-        if ref:
-            assert FROM_SECRET[entry["name"]] == f"key {ref['key']} of the Secret {ref['name']}"
-            # optional: the bot starts and names what is missing; the database never falls back to SQLite
-            assert ref.get("optional", False) is (ref["name"] == "orbit-github-app"), entry["name"]
+    for deployment in renders[name].bots():
+        for entry in renders[name].bot(deployment)["env"]:
+            ref = entry.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                named = f"key {ref['key']} of the Secret {ref['name']}"
+                if (entry["name"], ref["name"]) != ("ORBIT_DATABASE_URL", "orbit-database-ingest"):
+                    assert FROM_SECRET[entry["name"]] == named
+                # optional: the bot starts and names what is missing; the database never falls back to SQLite
+                assert ref.get("optional", False) is (ref["name"] == "orbit-github-app"), entry["name"]
 
 
 def test_the_private_key_file_is_mounted_where_the_setting_says(renders: dict[str, Render]) -> None:
@@ -463,9 +468,8 @@ def test_ha_is_replicas_on_postgresql_from_its_secret(renders: dict[str, Render]
     spec = pod_spec(render, deployment)
     assert not [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
     env = {e["name"]: e for e in render.bot(deployment)["env"]}
-    assert env["ORBIT_DATABASE_URL"]["valueFrom"] == {
-        "secretKeyRef": {"name": "orbit-database", "key": "url"}
-    }
+    secret = {"orbit": "orbit-database-ingest", "orbit-worker": "orbit-database"}[deployment]
+    assert env["ORBIT_DATABASE_URL"]["valueFrom"] == {"secretKeyRef": {"name": secret, "key": "url"}}
     assert "ORBIT_DATABASE_URL" not in render.settings()
     selector = render.one("Deployment", deployment)["spec"]["selector"]["matchLabels"]
     (term,) = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
@@ -594,8 +598,11 @@ def test_ha_runs_the_ingest_apart_and_only_the_workers_hold_the_app_key_and_a_to
     ingest_refs = set(secret_references((render.one("Deployment", "orbit"),)))
     assert ingest_refs == {
         ("orbit", "orbit-github-app", "webhook-secret"),
-        ("orbit", "orbit-database", "url"),
+        ("orbit", "orbit-database-ingest", "url"),  # a role that may only store deliveries
     }
+    role = render.settings()["ORBIT_INGEST_DATABASE_ROLE"]  # the workers grant it that much
+    assert f"CREATE ROLE {role} LOGIN" in (ROOT / "docs/install.md").read_text()
+    assert bot_environment(render, "orbit")["ORBIT_DATABASE_URL"].startswith(f"postgresql+psycopg://{role}@")
     assert "ORBIT_GITHUB_PRIVATE_KEY_PATH" not in bot_environment(render, "orbit")
     assert ingest["automountServiceAccountToken"] is False
     account = render.one("ServiceAccount", ingest["serviceAccountName"])

@@ -1,0 +1,36 @@
+"""What a PostgreSQL role of the ingest alone may do: store deliveries, queue their work, check health.
+
+An ingest runs apart from the workers (the `ha` overlay) so that the process facing the internet holds
+nothing that acts: with the workers' own role it could still write what they trust (a run recorded as
+orbit's, a claim). The workers grant these, and only these, to the ingest's role at every start, so a
+table an upgrade adds is granted too; the ingest never creates tables on PostgreSQL (see `app.py`).
+"""
+
+import re
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from bot.inbox import deliveries, health, work_items
+
+ROLE_NAME = r"[a-z_][a-z0-9_]{0,62}"
+# Table -> privileges: record (insert new, read back what was new, the keys still busy), readiness.
+INGEST_PRIVILEGES = {
+    deliveries.name: ("SELECT", "INSERT"),
+    work_items.name: ("SELECT", "INSERT"),
+    health.name: ("SELECT", "INSERT", "DELETE"),
+}
+
+
+def grant_ingest(engine: Engine, role: str) -> None:
+    """Grant `role` what the ingest does on the inbox's tables and nothing else (idempotent)."""
+    if not re.fullmatch(ROLE_NAME, role):
+        raise ValueError(f"not a PostgreSQL role name: {role!r}")
+    with engine.begin() as connection:
+        quote = connection.dialect.identifier_preparer.quote
+        for table, privileges in INGEST_PRIVILEGES.items():
+            connection.execute(sa.text(f"GRANT {', '.join(privileges)} ON {quote(table)} TO {quote(role)}"))
+        sequence = connection.scalar(
+            sa.text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": work_items.name}
+        )
+        connection.execute(sa.text(f"GRANT USAGE ON SEQUENCE {sequence} TO {quote(role)}"))

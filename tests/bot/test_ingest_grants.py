@@ -1,0 +1,136 @@
+"""An ingest's own PostgreSQL role (the `ha` overlay): it stores deliveries, and writes nothing the
+workers trust, even when code of an attacker runs in the ingest's pod with its database URL."""
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ProgrammingError
+
+from bot.app import build_app
+from bot.inbox import PENDING, Inbox, make_engine
+from bot.ingest_grants import grant_ingest
+from bot.settings import Settings
+from tests.bot.test_bot_process import PEM
+from tests.bot.test_roles import JOB_QUEUED
+from tests.fakes import SECRET, body_of, signed_headers
+from tests.postgres import empty_database, postgres_url
+from tests.serving import serve_in_thread
+
+assert postgres_url and empty_database  # fixtures, used by name
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ingest_role(empty_database: str) -> Iterator[str]:
+    """Create a login role of its own for the ingest (roles are the server's, not the database's)."""
+    role = f"orbit_ingest_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(empty_database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+    try:
+        yield role
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP OWNED BY {role}"))
+            connection.execute(sa.text(f"DROP ROLE {role}"))
+        admin.dispose()
+
+
+def as_role(url: str, role: str) -> str:
+    return make_url(url).set(username=role).render_as_string(hide_password=False)
+
+
+def settings(role: str, url: str, ingest_role: str = "") -> Settings:
+    acts = role != "ingest"  # an ingest holds no App id or key
+    return Settings(
+        github_app_id=4242 if acts else None,
+        github_private_key=PEM if acts else None,
+        webhook_secret=SECRET.decode(),
+        database_url=url,
+        runners_enabled=False,
+        redeliver_interval_seconds=0,
+        role=role,
+        ingest_database_role=ingest_role,
+    )
+
+
+def post_job(url: str) -> httpx.Response:
+    body = body_of(JOB_QUEUED)
+    return httpx.post(f"{url}/webhook", content=body, headers=signed_headers("workflow_job", body))
+
+
+ATTACKS = {
+    "record a run as orbit's": "INSERT INTO orbit_runs (run_id, repository, purpose, workflow, trigger,"
+    " title, head_sha, created_at) VALUES (10, 'octo-org/model', 'deploy', 'deploy.yml', 'x', 'x', 'x', 0)",
+    "mark work done": "UPDATE work_items SET status = 'done'",
+    "delete a delivery": "DELETE FROM deliveries",
+    "read the App's installations": "SELECT * FROM installations",
+    "create a table": "CREATE TABLE orbit_runs_shadow (run_id bigint)",
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_the_ingest_role_stores_deliveries_and_nothing_the_workers_trust(
+    empty_database: str, ingest_role: str, attack: str
+) -> None:
+    build_app(settings("worker", empty_database, ingest_role))  # the workers: tables, then the grants
+    ingest_url = as_role(empty_database, ingest_role)
+    with serve_in_thread(build_app(settings("ingest", ingest_url))) as ingest:
+        assert httpx.get(f"{ingest}/readyz").json() == {"ready": True}
+        answer = post_job(ingest)
+        assert (answer.status_code, answer.json()["message"]) == (202, "queued")
+    inbox = Inbox(make_engine(empty_database))
+    assert inbox.counts() == {PENDING: 1}
+
+    engine = sa.create_engine(ingest_url)
+    with pytest.raises(ProgrammingError, match="permission denied"), engine.begin() as connection:
+        connection.execute(sa.text(ATTACKS[attack]))
+    engine.dispose()
+    assert inbox.counts() == {PENDING: 1}
+    inbox.engine.dispose()
+
+
+def test_the_grants_are_the_same_when_given_again_and_a_role_name_is_checked(
+    empty_database: str, ingest_role: str
+) -> None:
+    build_app(settings("worker", empty_database, ingest_role))
+    engine = sa.create_engine(empty_database)
+    grant_ingest(engine, ingest_role)  # every worker start grants again
+    with engine.connect() as connection:
+        granted = connection.execute(
+            sa.text(
+                "SELECT table_name, privilege_type FROM information_schema.role_table_grants"
+                " WHERE grantee = :role ORDER BY 1, 2"
+            ),
+            {"role": ingest_role},
+        ).all()
+    assert [tuple(row) for row in granted] == [
+        ("deliveries", "INSERT"),
+        ("deliveries", "SELECT"),
+        ("health", "DELETE"),
+        ("health", "INSERT"),
+        ("health", "SELECT"),
+        ("work_items", "INSERT"),
+        ("work_items", "SELECT"),
+    ]
+    with pytest.raises(ValueError, match="not a PostgreSQL role name"):
+        grant_ingest(engine, "orbit; DROP TABLE deliveries")
+    engine.dispose()
+
+
+def test_an_ingest_on_postgresql_creates_no_table_and_is_not_ready_before_the_workers(
+    empty_database: str, ingest_role: str
+) -> None:
+    ingest_url = as_role(empty_database, ingest_role)
+    with serve_in_thread(build_app(settings("ingest", ingest_url))) as ingest:
+        assert httpx.get(f"{ingest}/readyz").status_code == 503
+        refused = post_job(ingest)
+        assert refused.status_code >= 500, "refused, so that GitHub's delivery comes back"
+        assert not sa.inspect(sa.create_engine(empty_database)).get_table_names()
+        build_app(settings("worker", empty_database, ingest_role))  # the workers start
+        assert httpx.get(f"{ingest}/readyz").status_code == 200
+        assert post_job(ingest).json()["message"] == "queued"
