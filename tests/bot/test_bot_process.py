@@ -122,3 +122,35 @@ def test_sigkill_in_the_middle_loses_nothing(tmp_path: Path, github: tuple[GitHu
     assert inbox.counts() == {DONE: 30}
     assert {int(c["number"]) for c in state.comments} == set(pulls)
     assert len(state.comments) == 30, "a reply posted just before the kill is not posted again after it"
+
+
+def test_orbit_serve_role_ingest_starts_without_the_app_and_a_worker_process_handles(
+    tmp_path: Path, github: tuple[GitHubState, str]
+) -> None:
+    # The `ha` overlay's two Deployments, as processes: the ingest gets no App id, no key, no cluster.
+    state, api_url = github
+    database = tmp_path / "orbit.db"
+    ingest_env = {
+        key: value
+        for key, value in bot_env(api_url, database).items()
+        if key not in ("ORBIT_GITHUB_APP_ID", "ORBIT_GITHUB_PRIVATE_KEY", "KUBECONFIG")
+    }
+    ingest = BotProcess({**ingest_env, "ORBIT_ROLE": "ingest", "KUBECONFIG": str(tmp_path / "none")})
+    worker = None
+    try:
+        body = body_of(comment_payload("/help", number=3))
+        answer = httpx.post(
+            f"{ingest.url}/webhook", content=body, headers=signed_headers("issue_comment", body)
+        )
+        assert (answer.status_code, answer.json()["message"]) == (202, "queued")
+        worker = BotProcess(
+            {**bot_env(api_url, database), "ORBIT_ROLE": "worker", "ORBIT_WORKER_POLL_SECONDS": "0.05"}
+        )
+        deadline = time.monotonic() + 30
+        while not state.comments and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [int(comment["number"]) for comment in state.comments] == [3]
+    finally:
+        ingest.stop()
+        if worker is not None:
+            worker.stop()
