@@ -162,6 +162,8 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.role == "worker":
         lower_priority()  # its uvicorn processes inherit it
     database.ping(settings.database_url)
+    if settings.role != "ingest" and settings.ingest_database_role:
+        _check_ingest_role(settings.database_url, settings.ingest_database_role)
     logging.config.dictConfig(logs.config(settings.log_format, args.log_level))
     for warning in settings.warnings():
         log.warning(warning)
@@ -176,6 +178,19 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def _check_ingest_role(url: str, role: str) -> None:
+    import sqlalchemy as sa
+
+    from bot.ingest_grants import check_ingest_role
+
+    engine = sa.create_engine(url)
+    try:
+        if engine.dialect.name == "postgresql":
+            check_ingest_role(engine, role)  # the workers grant it at start: name it missing before
+    finally:
+        engine.dispose()
 
 
 def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -245,6 +260,8 @@ def _reconcile(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     database.ping(settings.database_url)
+    if settings.role != "ingest" and settings.ingest_database_role:
+        _check_ingest_role(settings.database_url, settings.ingest_database_role)
     runners = runners_from(settings)
     if runners is None:
         print("orbit: runner pods are disabled or no Kubernetes configuration was found", file=sys.stderr)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.inbox import deliveries, health, work_items
+from bot.settings import SettingsError
 
 ROLE_NAME = r"[a-z_][a-z0-9_]{0,62}"
 # Table -> privileges: record (insert new, read back what was new, the keys still busy), readiness.
@@ -22,10 +23,22 @@ INGEST_PRIVILEGES = {
 }
 
 
-def grant_ingest(engine: Engine, role: str) -> None:
-    """Grant `role` what the ingest does on the inbox's tables and nothing else (idempotent)."""
+def check_ingest_role(engine: Engine, role: str) -> None:
+    """Raise `SettingsError` unless `role` is a role of the database's server."""
     if not re.fullmatch(ROLE_NAME, role):
         raise ValueError(f"not a PostgreSQL role name: {role!r}")
+    with engine.connect() as connection:
+        found = connection.scalar(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role})
+    if found is None:
+        raise SettingsError(
+            f"ORBIT_INGEST_DATABASE_ROLE: the database has no role {role}; create it as docs/install.md"
+            f" says (step 2): CREATE ROLE {role} LOGIN PASSWORD '...'"
+        )
+
+
+def grant_ingest(engine: Engine, role: str) -> None:
+    """Grant `role` what the ingest does on the inbox's tables and nothing else (idempotent)."""
+    check_ingest_role(engine, role)
     with engine.begin() as connection:
         quote = connection.dialect.identifier_preparer.quote
         for table, privileges in INGEST_PRIVILEGES.items():

@@ -11,9 +11,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
 from bot.app import build_app
+from bot.cli import main
 from bot.inbox import PENDING, Inbox, make_engine
 from bot.ingest_grants import grant_ingest
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from tests.bot.test_bot_process import PEM
 from tests.bot.test_roles import JOB_QUEUED
 from tests.fakes import SECRET, body_of, signed_headers
@@ -134,3 +135,23 @@ def test_an_ingest_on_postgresql_creates_no_table_and_is_not_ready_before_the_wo
         build_app(settings("worker", empty_database, ingest_role))  # the workers start
         assert httpx.get(f"{ingest}/readyz").status_code == 200
         assert post_job(ingest).json()["message"] == "queued"
+
+
+def test_a_worker_names_an_ingest_role_the_database_lacks_and_how_to_make_it(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SettingsError, match="the database has no role orbit_nobody; create it"):
+        build_app(settings("worker", empty_database, "orbit_nobody"))
+    # `orbit serve` says so in one line and stops before serving, with the status of a bad setting
+    for name, value in {
+        "ORBIT_GITHUB_APP_ID": "4242",
+        "ORBIT_GITHUB_PRIVATE_KEY": PEM,
+        "ORBIT_WEBHOOK_SECRET": SECRET.decode(),
+        "ORBIT_DATABASE_URL": empty_database,
+        "ORBIT_ROLE": "worker",
+        "ORBIT_INGEST_DATABASE_ROLE": "orbit_nobody",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve", "--port", "1"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("orbit: ORBIT_INGEST_DATABASE_ROLE: the database has no role orbit_nobody")
