@@ -40,6 +40,9 @@ def grant_ingest(engine: Engine, role: str) -> None:
     """Grant `role` what the ingest does on the inbox's tables and nothing else (idempotent)."""
     check_ingest_role(engine, role)
     with engine.begin() as connection:
+        # Two workers granting at once fail one ("tuple concurrently updated"): take turns, as in
+        # `Inbox.create_tables`, whose lock this is.
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('orbit schema'))"))
         quote = connection.dialect.identifier_preparer.quote
         for table, privileges in INGEST_PRIVILEGES.items():
             connection.execute(sa.text(f"GRANT {', '.join(privileges)} ON {quote(table)} TO {quote(role)}"))

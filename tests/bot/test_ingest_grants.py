@@ -1,6 +1,7 @@
 """An ingest's own PostgreSQL role (the `ha` overlay): it stores deliveries, and writes nothing the
 workers trust, even when code of an attacker runs in the ingest's pod with its database URL."""
 
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -155,3 +156,28 @@ def test_a_worker_names_an_ingest_role_the_database_lacks_and_how_to_make_it(
     assert main(["serve", "--port", "1"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("orbit: ORBIT_INGEST_DATABASE_ROLE: the database has no role orbit_nobody")
+
+
+def test_workers_starting_at_once_grant_at_once_without_failing(
+    empty_database: str, ingest_role: str
+) -> None:
+    # Concurrent GRANTs of one table fail one of them in PostgreSQL ("tuple concurrently updated"):
+    # replicas of the workers start together.
+    build_app(settings("worker", empty_database, ingest_role))
+    failures: list[Exception] = []
+
+    def start() -> None:
+        engine = sa.create_engine(empty_database)
+        for _ in range(10):
+            try:
+                grant_ingest(engine, ingest_role)
+            except Exception as error:  # every failure is the finding
+                failures.append(error)
+        engine.dispose()
+
+    starts = [threading.Thread(target=start) for _ in range(6)]
+    for each in starts:
+        each.start()
+    for each in starts:
+        each.join()
+    assert failures == []
