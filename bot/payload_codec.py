@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 import zstandard
 
+from bot.delivery import MAX_BODY_BYTES
+
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 UNREADABLE = "the stored payload is not a compressed JSON object"
 _codecs = threading.local()  # a zstd compressor may not be shared between threads
@@ -25,11 +27,21 @@ def pack(body: bytes) -> bytes:
     return compressed
 
 
-def unpack(stored: bytes) -> bytes:
-    """Return the payload stored by `pack`, or by earlier versions that used zlib."""
+def unpack(stored: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
+    """Return the payload stored by `pack`, or by earlier versions that used zlib.
+
+    No more than `limit` bytes are inflated (a delivery is at most that): a row written by something
+    other than the ingest, a 49 KB frame declaring 1.5 GiB, must not take a worker's memory.
+    """
     if stored.startswith(ZSTD_MAGIC):
-        return zstandard.ZstdDecompressor().decompress(stored)
-    return zlib.decompress(stored)
+        with zstandard.ZstdDecompressor().stream_reader(stored) as reader:
+            body: bytes = reader.read(limit + 1)
+    else:
+        inflater = zlib.decompressobj()
+        body = inflater.decompress(stored, limit + 1)
+    if len(body) > limit:
+        raise zlib.error(f"the stored payload inflates past {limit:,} bytes")
+    return body
 
 
 def read_payload(stored: bytes) -> dict[str, Any] | None:

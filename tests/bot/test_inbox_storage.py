@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot import inbox as inbox_module
+from bot.delivery import MAX_BODY_BYTES
 from bot.inbox import DEAD, Inbox, deliveries, make_engine
 from bot.payload_codec import UNREADABLE, pack, unpack
 from tests.bot.test_inbox import new
@@ -45,7 +46,24 @@ def test_payloads_stored_by_earlier_versions_with_zlib_are_still_read(inbox: Inb
     assert item.delivery.payload["comment"]["body"] == "/deploy"
 
 
-@pytest.mark.parametrize("stored", [b"\x28\xb5\x2f\xfdbroken", b"not compressed", pack(b"[1, 2]")])
+# Written by something other than the ingest: small rows that would inflate past any delivery.
+BOMB = b"{" + b" " * (MAX_BODY_BYTES + 1) + b"}"
+
+
+def test_a_payload_inflates_to_its_limit_and_no_further() -> None:
+    body = body_of(comment_payload("/help"))
+    assert unpack(pack(body), limit=len(body)) == body
+    assert unpack(zlib.compress(body), limit=len(body)) == body
+    for stored in (pack(body), zlib.compress(body)):
+        with pytest.raises(zlib.error, match="inflates past"):
+            unpack(stored, limit=len(body) - 1)
+    assert len(pack(BOMB)) < 100_000, "the attack is a small row"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [b"\x28\xb5\x2f\xfdbroken", b"not compressed", pack(b"[1, 2]"), pack(BOMB), zlib.compress(BOMB, 9)],
+)
 def test_an_unreadable_payload_is_dead_lettered_and_the_next_item_claimed(
     inbox: Inbox, stored: bytes
 ) -> None:
