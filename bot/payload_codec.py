@@ -34,8 +34,12 @@ def unpack(stored: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
     other than the ingest, a 49 KB frame declaring 1.5 GiB, must not take a worker's memory.
     """
     if stored.startswith(ZSTD_MAGIC):
-        with zstandard.ZstdDecompressor().stream_reader(stored) as reader:
-            body: bytes = reader.read(limit + 1)
+        declared = zstandard.frame_content_size(stored)  # -1: not said; pack's frames say it
+        if 0 <= declared <= limit:
+            body: bytes = zstandard.ZstdDecompressor().decompress(stored)  # the size it says, no more
+        else:
+            with zstandard.ZstdDecompressor().stream_reader(stored) as reader:
+                body = reader.read(limit + 1)
     else:
         inflater = zlib.decompressobj()
         body = inflater.decompress(stored, limit + 1)
