@@ -185,10 +185,11 @@ def _check_ingest_role(url: str, role: str) -> None:
 
     from bot.ingest_grants import check_ingest_role
 
+    if sa.make_url(url).get_backend_name() != "postgresql":
+        return
     engine = sa.create_engine(url)
     try:
-        if engine.dialect.name == "postgresql":
-            check_ingest_role(engine, role)  # the workers grant it at start: name it missing before
+        check_ingest_role(engine, role)  # the workers grant it at start: name it missing before
     finally:
         engine.dispose()
 
@@ -260,8 +261,6 @@ def _reconcile(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     database.ping(settings.database_url)
-    if settings.role != "ingest" and settings.ingest_database_role:
-        _check_ingest_role(settings.database_url, settings.ingest_database_role)
     runners = runners_from(settings)
     if runners is None:
         print("orbit: runner pods are disabled or no Kubernetes configuration was found", file=sys.stderr)

@@ -12,9 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.inbox import deliveries, health, work_items
-from bot.settings import SettingsError
+from bot.settings import POSTGRES_ROLE, SettingsError
 
-ROLE_NAME = r"[a-z_][a-z0-9_]{0,62}"
 # Table -> privileges: record (insert new, read back what was new, the keys still busy), readiness.
 INGEST_PRIVILEGES = {
     deliveries.name: ("SELECT", "INSERT"),
@@ -25,7 +24,7 @@ INGEST_PRIVILEGES = {
 
 def check_ingest_role(engine: Engine, role: str) -> None:
     """Raise `SettingsError` unless `role` is a role of the database's server."""
-    if not re.fullmatch(ROLE_NAME, role):
+    if not re.fullmatch(POSTGRES_ROLE, role):
         raise ValueError(f"not a PostgreSQL role name: {role!r}")
     with engine.connect() as connection:
         found = connection.scalar(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role})

@@ -94,6 +94,9 @@ def variable(field: str) -> str:
     return f"ORBIT_{field.upper()}"
 
 
+POSTGRES_ROLE = r"[a-z_][a-z0-9_]{0,62}"  # a role name that needs no quoting
+
+
 class SettingsError(ValueError):
     """A required setting is missing or malformed; the message names it and never shows a value."""
 
@@ -165,7 +168,7 @@ class Settings(BaseSettings):
     retention_days: float = Field(default=14.0, gt=0)  # handled deliveries are deleted after this long
     worker_poll_seconds: float = Field(default=0.2, gt=0)  # a worker process without ingest polls
     # PostgreSQL: the role an ingest process connects as; the workers grant it only what it does
-    ingest_database_role: str = Field(default="", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
+    ingest_database_role: str = Field(default="", pattern=f"^({POSTGRES_ROLE})?$")
 
     @field_validator("github_api_url")
     @classmethod
