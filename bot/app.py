@@ -3,20 +3,21 @@
 import logging
 from typing import NoReturn, cast
 
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp
 
 from bot import commands, installations, logs, redaction
 from bot.context import Feature
 from bot.github import GitHubAppClient
-from bot.inbox import Inbox, make_engine
+from bot.inbox import Inbox, health, ingest_health, make_engine
 from bot.ingest import Ingest
-from bot.ingest_grants import grant_ingest
+from bot.ingest_grants import IngestInbox, check_own_rights, grant_ingest
 from bot.redelivery import redeliverer_for
 from bot.router import Router
 from bot.settings import Settings, SettingsError, load_settings
 from bot.web import Periodic, create_app
-from bot.worker import Retention, WorkerPool
+from bot.worker import STRANDED_EVERY_SECONDS, Retention, WorkerPool, stranded_release
 from deploy import flow as deploys
 from deploy.kube import KubeModelCluster
 from deploy.manifests import service_override_problem
@@ -121,6 +122,8 @@ def build_app(settings: Settings) -> ASGIApp:
     periodic = [
         Periodic("retention", Retention(inbox, settings.retention_days).run_once, Retention.EVERY_SECONDS)
     ]
+    if not inbox.writes_locally:  # on PostgreSQL a release may find its key's lock taken
+        periodic.append(Periodic("release-stranded", stranded_release(inbox), STRANDED_EVERY_SECONDS))
     if runners:
         reconciler = reconciler_for(settings, inbox, github, runners)
         periodic.append(Periodic("reconcile", reconciler.run_once, settings.reconcile_seconds))
@@ -195,13 +198,16 @@ def ingest_inbox(settings: Settings) -> Inbox:
     its own: until the workers have run once it is not ready, and a delivery is refused, to come back.
     """
     if make_url(settings.database_url).get_backend_name() != "postgresql":
-        return open_inbox(settings)
-    return Inbox(make_engine(settings.database_url), settings.lease_seconds, settings.max_attempts)
+        return open_inbox(settings, readiness=ingest_health)
+    engine = make_engine(settings.database_url)
+    check_own_rights(engine)
+    return IngestInbox(engine, settings.lease_seconds, settings.max_attempts, readiness=ingest_health)
 
 
-def open_inbox(settings: Settings) -> Inbox:
+def open_inbox(settings: Settings, readiness: sa.Table = health) -> Inbox:
     """Return the inbox of the configured database, its tables created."""
-    inbox = Inbox(make_engine(settings.database_url), settings.lease_seconds, settings.max_attempts)
+    engine = make_engine(settings.database_url)
+    inbox = Inbox(engine, settings.lease_seconds, settings.max_attempts, readiness=readiness)
     inbox.create_schema()
     return inbox
 

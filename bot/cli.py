@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from bot import redaction
 
 if TYPE_CHECKING:
+    from bot.inbox import Inbox
     from runner.report.bundle import Report
 
 Command = Callable[[argparse.Namespace], int]
 log = logging.getLogger("orbit")
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
 OWN_PACKAGES = ("bot", "runner", "deploy", "model")  # whose errors carry a message for the user
 EXIT_STATUSES = (
     "Exit status: 0 when the command worked, 1 when it failed, 2 for a bad argument or setting"
@@ -278,13 +280,27 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 
 def _inbox(args: argparse.Namespace) -> int:
-    from bot.database import open_existing
+    from sqlalchemy.exc import DBAPIError
+
+    from bot.database import DatabaseError, open_existing
     from bot.inbox import Inbox
     from bot.settings import Settings
 
     # The one setting these need: not the App's, which a machine that only reads the inbox may lack.
     url = os.environ.get("ORBIT_DATABASE_URL", Settings.model_fields["database_url"].default)
     inbox = Inbox(open_existing(url))  # creates nothing
+    try:
+        return _inbox_action(args, inbox)
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+            raise
+        raise DatabaseError(
+            "ORBIT_DATABASE_URL's role may not read work items (the ingest's, in the ha install): run"
+            " it where the workers run: kubectl -n orbit exec deploy/orbit-worker -- orbit inbox ..."
+        ) from None
+
+
+def _inbox_action(args: argparse.Namespace, inbox: "Inbox") -> int:
     if args.action == "retry":
         if not inbox.retry(args.id):
             print(

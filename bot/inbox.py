@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from time import monotonic, sleep  # not the wall clock `time.time`, which tests move by hand
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from bot import inbox_driver as driver
-from bot import metrics
+from bot import inbox_schema, metrics
 from bot.delivery import Delivery
 from bot.inbox_writes import CoreStatements, CoreWrites, RecordingWrites, driver_transaction
 from bot.payload_codec import UNREADABLE, pack, read_payload
@@ -50,7 +51,8 @@ deliveries = sa.Table(
 work_items = sa.Table(
     "work_items",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # 8 bytes: 2^31 ids run out in years of deliveries (SQLite's rowid is 8 bytes as INTEGER).
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column(
         "delivery_id", sa.String(64), sa.ForeignKey("deliveries.delivery_id"), unique=True, nullable=False
     ),
@@ -71,6 +73,14 @@ health = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("checked_at", sa.Float, nullable=False),
 )
+# The ingest's readiness writes a table of its own: a role that may delete from the workers' table
+# may also lock it (LOCK TABLE), and hold their readiness.
+ingest_health = sa.Table(
+    "ingest_health",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("checked_at", sa.Float, nullable=False),
+)
 LEASE_EXPIRED = "the lease expired {attempts} times: a worker died or hung while handling it"
 
 
@@ -86,6 +96,11 @@ START_ITEMS = (
 )
 SET_ITEM = work_items.update().where(work_items.c.id == sa.bindparam("item_id"))  # SET: the other params
 LOCK_KEY = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+# The keys of `:keys` whose lock another session holds; the others' are taken.
+TRY_LOCK_KEYS = sa.text(
+    "SELECT key FROM unnest(CAST(:keys AS text[])) AS key WHERE NOT pg_try_advisory_xact_lock(hashtext(key))"
+)
+KEY_LOCK_PATIENCE_SECONDS = 0.2  # a recorder holds a key's lock for milliseconds; another role, for ever
 # One probe per key, stopping at its first unfinished item: a key with a long backlog costs no more.
 BUSY_KEY = (
     sa.select(sa.literal(True))
@@ -123,6 +138,19 @@ PRUNABLE = (
     .where(work_items.c.status == DONE, work_items.c.available_at < sa.bindparam("before"))
     .order_by(work_items.c.available_at)
     .limit(sa.bindparam("limit"))
+)
+STRANDED_LIMIT = 1_000
+# Keys whose oldest unfinished item waits with nothing ahead of it: a release that did not happen.
+STRANDED_KEYS = (
+    sa.select(work_items.c.ordering_key)
+    .where(
+        work_items.c.status == WAITING,
+        ~sa.exists().where(
+            _active.c.ordering_key == work_items.c.ordering_key, _active.c.status.in_((PENDING, RUNNING))
+        ),
+    )
+    .distinct()
+    .limit(STRANDED_LIMIT)
 )
 DELETE_ITEMS = work_items.delete().where(work_items.c.id.in_(sa.bindparam("ids", expanding=True)))
 DELETE_DELIVERIES = deliveries.delete().where(
@@ -180,7 +208,11 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No lock is waited for without end: another role (an ingest's) may take one and keep it.
+    options = f"{sa.make_url(url).query.get('options', '')} -c lock_timeout={inbox_schema.LOCK_TIMEOUT_MS}"
+    return sa.create_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args={"options": options.strip()}
+    )
 
 
 def reading(engine: Engine) -> Connection:
@@ -196,8 +228,15 @@ def backoff(attempts: int, base: float = 2.0, cap: float = 600.0) -> float:
 class Inbox:
     """Deliveries and work items in one database."""
 
-    def __init__(self, engine: Engine, lease_seconds: float = 300.0, max_attempts: int = 6) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        lease_seconds: float = 300.0,
+        max_attempts: int = 6,
+        readiness: sa.Table = health,
+    ) -> None:
         self.engine = engine
+        self.readiness = readiness  # the table `check_writable` writes: the ingest has one of its own
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self._writer = WriterLock(engine.url.database) if self.writes_locally else contextlib.nullcontext()
@@ -221,18 +260,24 @@ class Inbox:
         """Create those of `tables` that do not exist yet; replicas starting at once take turns.
 
         On PostgreSQL two replicas creating a table at once race (one fails on the catalogue's unique
-        index), so each takes a transaction-scoped advisory lock first.
+        index), so they take turns (`inbox_schema`), and the inbox's `work_items` is hardened.
         """
+        postgres = self.engine.dialect.name == "postgresql"
 
         def create(connection: Connection) -> None:
-            if connection.dialect.name == "postgresql":
-                connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('orbit schema'))"))
+            if postgres:
+                inbox_schema.in_turn(connection)
             tables.create_all(connection)
             for table in tables.sorted_tables:  # an index added since the table was made
                 for index in table.indexes:
                     index.create(connection, checkfirst=True)
+            if postgres and work_items.name in tables.tables:
+                inbox_schema.harden(connection)
 
-        self.write(create)
+        if postgres:
+            inbox_schema.retrying(self.engine, lambda: self.write(create))
+        else:
+            self.write(create)
 
     def checkpoint(self) -> bool:
         """Copy the SQLite write-ahead log into the database; return whether all of it was copied.
@@ -403,8 +448,8 @@ class Inbox:
     def check_writable(self) -> None:
         """Raise unless a write commits (a full disk or a read-only database fails it)."""
         with self._writer, self.engine.begin() as connection:
-            connection.execute(health.delete())
-            connection.execute(health.insert().values(id=1, checked_at=time.time()))
+            connection.execute(self.readiness.delete())
+            connection.execute(self.readiness.insert().values(id=1, checked_at=time.time()))
 
     def complete(self, item: WorkItem) -> None:
         """Mark an item done (workers pass theirs to the next claim instead: one transaction for both)."""
@@ -480,6 +525,18 @@ class Inbox:
         with reading(self.engine) as connection:
             oldest = connection.execute(query).scalar()
         return None if oldest is None else float(oldest)
+
+    def release_stranded(self) -> int:
+        """Let the oldest waiting item of each key with nothing ahead of it be claimed; return how many.
+
+        A release skips no key, but one whose lock another session held may see a delivery recorded
+        meanwhile left waiting (see `_release_next`); so may an item an ingest's role inserted as
+        waiting. The workers run this now and then: a scan of the waiting items only.
+        """
+        with self._writer, self.engine.begin() as connection:
+            keys = list(connection.scalars(STRANDED_KEYS))
+            _release_next(connection, keys)
+        return len(keys)
 
     def prune_batch(self, before: float, limit: int = PRUNE_BATCH) -> int:
         """Delete up to `limit` done items (and their deliveries) that became due before `before`.
@@ -590,8 +647,21 @@ def _release_next(connection: Connection, keys: Iterable[str]) -> None:
     """Make the oldest waiting item of each key pending, once its key has nothing pending or running.
 
     Under the keys' advisory locks, as `record` decides whether a new item waits: else a delivery
-    recorded while its key's last item finishes would wait behind it, uncommitted, and never be released.
+    recorded while its key's last item finishes could wait behind it, uncommitted, and not be released.
+    Any role may hold such a lock, so a worker waits for one only `KEY_LOCK_PATIENCE_SECONDS`. A key
+    released without its lock stays in order (a claim skips an item with an older one pending or
+    running); a delivery that the release then missed is released by `Inbox.release_stranded`.
     """
     if released := [{"key": key} for key in sorted(set(keys))]:
-        _lock_keys(connection, (key["key"] for key in released))
+        if connection.dialect.name == "postgresql":
+            _try_lock_keys(connection, [key["key"] for key in released])
         driver.run_many(connection, RELEASE_NEXT, released)
+
+
+def _try_lock_keys(connection: Connection, keys: list[str]) -> None:
+    """Take the keys' advisory locks until commit, those held elsewhere only within a short patience."""
+    deadline = monotonic() + KEY_LOCK_PATIENCE_SECONDS
+    while keys := list(connection.scalars(TRY_LOCK_KEYS, {"keys": keys})):
+        if monotonic() > deadline:
+            return
+        sleep(0.005)

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 from bot import logs
@@ -196,3 +197,18 @@ class Retention:
         if pruned:
             log.info("retention: deleted %s deliveries handled over %g days ago", pruned, self.days)
         return pruned
+
+
+STRANDED_EVERY_SECONDS = 15.0  # how late, at worst, a delivery whose release lost its key's lock runs
+
+
+def stranded_release(inbox: Inbox) -> Callable[[], Awaitable[int]]:
+    """Return the periodic pass that releases waiting items with nothing ahead of them (PostgreSQL)."""
+
+    async def run_once() -> int:
+        released = await asyncio.to_thread(inbox.release_stranded)
+        if released:
+            log.warning("released %s waiting work items that had nothing ahead of them", released)
+        return released
+
+    return run_once

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bot import inbox as inbox_module
 from bot.events import ordering_key
 from bot.inbox import (
     DEAD,
@@ -258,9 +259,11 @@ def test_an_inbox_made_by_an_older_orbit_gets_the_new_indexes(tmp_path: Path) ->
 
 def test_a_delivery_recorded_while_its_keys_last_item_finishes_is_released(
     empty_database: str,  # noqa: F811 - the fixture
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """PostgreSQL, two replicas: one records a second item of a pull request (it waits, not committed
     yet) while the other finishes the first. The finish waits for the key's lock, then releases it."""
+    monkeypatch.setattr(inbox_module, "KEY_LOCK_PATIENCE_SECONDS", 5.0)  # a slow machine's moment
     box = Inbox(make_engine(empty_database))
     box.create_schema()
     first, second = new(9, "first"), new(9, "second")

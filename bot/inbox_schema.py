@@ -1,0 +1,135 @@
+"""Making the inbox's schema on PostgreSQL, where another role may share the database (the ingest's).
+
+Replicas of the workers start together and race on the catalogue (a table created twice, a GRANT
+given twice: "tuple concurrently updated"), so they take turns under an advisory lock. Any role can
+take an advisory lock, though, an ingest's too, and hold it: a worker waits for it a few seconds
+and then goes on without it, retrying a race it loses. Every other lock a worker waits for is bounded
+by `LOCK_TIMEOUT_MS` (`make_engine`); a lock held past it at start names the sessions holding locks.
+
+What the ingest inserts into `work_items` is made what a new item is by a trigger: pending or
+waiting, never tried, with no lease, due by now (the database's clock: a host's may run ahead).
+So an item it writes can neither look taken by a worker nor be due in a year, and block its key
+(a production rollout) behind it.
+"""
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+LOCK_TIMEOUT_MS = 10_000  # the longest a worker's statement waits for a lock on PostgreSQL
+SCHEMA_LOCK = "hashtext('orbit schema')"
+SCHEMA_LOCK_WAIT_SECONDS = 5.0
+RACE_ATTEMPTS = 8
+# What losing a race with another replica raises: a catalogue row inserted or updated twice.
+RACES = ("23505", "XX000", "42P07", "42710", "40P01")
+
+NEW_ITEM_FUNCTION = """
+CREATE OR REPLACE FUNCTION orbit_new_work_item() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.status IS DISTINCT FROM 'waiting' THEN NEW.status := 'pending'; END IF;
+  NEW.attempts := 0;
+  NEW.lease_expires_at := NULL;
+  NEW.last_error := NULL;
+  NEW.available_at := LEAST(NEW.available_at, EXTRACT(EPOCH FROM clock_timestamp()));
+  RETURN NEW;
+END $$
+"""
+NEW_ITEM_TRIGGER = (
+    "CREATE TRIGGER orbit_new_work_item BEFORE INSERT ON work_items"
+    " FOR EACH ROW EXECUTE FUNCTION orbit_new_work_item()"
+)
+
+
+class SchemaLockError(RuntimeError):
+    """A lock the workers need at start was held too long; the message names who holds locks."""
+
+
+def in_turn(connection: Connection) -> bool:
+    """Take the schema's advisory lock for this transaction, waiting a few seconds at most.
+
+    Return whether it was taken. Without it the caller goes on, and `retrying` repeats a lost race.
+    """
+    deadline = time.monotonic() + SCHEMA_LOCK_WAIT_SECONDS
+    while not connection.scalar(sa.text(f"SELECT pg_try_advisory_xact_lock({SCHEMA_LOCK})")):
+        if time.monotonic() > deadline:
+            log.warning(
+                "orbit's schema lock is held by %s: going on without it", holders(connection) or "no one now"
+            )
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def retrying(engine: Engine, work: Callable[[], T]) -> T:
+    """Run `work` (one transaction), again when it lost a race with another replica's schema change.
+
+    A lock held past `LOCK_TIMEOUT_MS` raises `SchemaLockError` naming the sessions holding locks.
+    """
+    for attempt in range(1, RACE_ATTEMPTS + 1):
+        try:
+            return work()
+        except sa.exc.DBAPIError as error:
+            code = getattr(error.orig, "sqlstate", None)
+            if code == "55P03":
+                with engine.connect() as connection:
+                    held_by = holders(connection) or "a session that has ended since"
+                raise SchemaLockError(
+                    f"a lock orbit's workers take at start was held more than {LOCK_TIMEOUT_MS / 1000:g} s"
+                    f" by {held_by}; end a session that is not a worker starting: SELECT"
+                    " pg_terminate_backend(PID)"
+                ) from None
+            if code not in RACES or attempt == RACE_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0, 0.05 * attempt))
+    raise AssertionError("unreachable")
+
+
+def harden(connection: Connection) -> None:
+    """Make `work_items` safe against another role's inserts, and its ids 8 bytes wide (idempotent)."""
+    connection.execute(sa.text(NEW_ITEM_FUNCTION))
+    present = connection.scalar(
+        sa.text(
+            "SELECT 1 FROM pg_trigger WHERE tgname = 'orbit_new_work_item'"
+            " AND tgrelid = to_regclass('work_items')"
+        )
+    )
+    if not present:  # CREATE TRIGGER locks the table against inserts: only once
+        connection.execute(sa.text(NEW_ITEM_TRIGGER))
+    widen_ids(connection)
+
+
+def widen_ids(connection: Connection) -> None:
+    """Make an inbox made with 4-byte ids (before 8-byte ones) count to 2^63: 2^31 runs out in years."""
+    kind = connection.scalar(
+        sa.text(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'work_items' AND column_name = 'id'"
+        )
+    )
+    if kind == "integer":
+        sequence = connection.scalar(sa.text("SELECT pg_get_serial_sequence('work_items', 'id')"))
+        log.info("widening work_items.id to 8 bytes (once; the table is rewritten)")
+        connection.execute(sa.text("ALTER TABLE work_items ALTER COLUMN id TYPE bigint"))
+        connection.execute(sa.text(f"ALTER SEQUENCE {sequence} AS bigint"))
+
+
+def holders(connection: Connection) -> str:
+    """Return the other sessions holding locks on the inbox or advisory locks, as `role (pid N, state)`."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT DISTINCT a.usename, a.pid, a.state FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+            " WHERE l.granted AND l.pid <> pg_backend_pid()"
+            " AND (l.locktype = 'advisory' OR l.relation IN (to_regclass('work_items'),"
+            " to_regclass('deliveries'), to_regclass('health')))"
+            " ORDER BY a.pid"
+        )
+    ).all()
+    return ", ".join(f"{row.usename} (pid {row.pid}, {row.state})" for row in rows)
