@@ -12,7 +12,8 @@ from bot.context import Feature
 from bot.github import GitHubAppClient
 from bot.inbox import Inbox, health, ingest_health, make_engine
 from bot.ingest import Ingest
-from bot.ingest_grants import IngestInbox, check_own_rights, grant_ingest
+from bot.ingest_grants import grant_ingest
+from bot.ingest_role import IngestInbox, check_own_rights
 from bot.redelivery import redeliverer_for
 from bot.router import Router
 from bot.settings import Settings, SettingsError, load_settings

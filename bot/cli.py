@@ -185,7 +185,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _check_ingest_role(url: str, role: str) -> None:
     import sqlalchemy as sa
 
-    from bot.ingest_grants import check_ingest_role
+    from bot.ingest_role import check_ingest_role
 
     if sa.make_url(url).get_backend_name() != "postgresql":
         return

@@ -95,12 +95,11 @@ START_ITEMS = (
     .values(status=RUNNING, attempts=work_items.c.attempts + 1, lease_expires_at=sa.bindparam("lease"))
 )
 SET_ITEM = work_items.update().where(work_items.c.id == sa.bindparam("item_id"))  # SET: the other params
-LOCK_KEY = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 # The keys of `:keys` whose lock another session holds; the others' are taken.
 TRY_LOCK_KEYS = sa.text(
     "SELECT key FROM unnest(CAST(:keys AS text[])) AS key WHERE NOT pg_try_advisory_xact_lock(hashtext(key))"
 )
-KEY_LOCK_PATIENCE_SECONDS = 0.2  # a recorder holds a key's lock for milliseconds; another role, for ever
+KEY_LOCK_PATIENCE_SECONDS = 0.05  # a recorder holds a key's lock for milliseconds; another role, for ever
 # One probe per key, stopping at its first unfinished item: a key with a long backlog costs no more.
 BUSY_KEY = (
     sa.select(sa.literal(True))
@@ -242,7 +241,7 @@ class Inbox:
         self._writer = WriterLock(engine.url.database) if self.writes_locally else contextlib.nullcontext()
         postgres = engine.dialect.name == "postgresql"
         insert_new = _insert_new(postgresql if postgres else sqlite)
-        self._core_statements = CoreStatements(insert_new, BUSY_KEY, QUEUE_WORK, _lock_keys)
+        self._core_statements = CoreStatements(insert_new, BUSY_KEY, QUEUE_WORK)
         self._expired, self._pending = _claim_queries(skip_locked=postgres)
         # Replicas pruning at once take different rows instead of waiting on each other's.
         self._prunable = PRUNABLE.with_for_update(skip_locked=True) if postgres else PRUNABLE
@@ -347,7 +346,10 @@ class Inbox:
                 for item in fresh:
                     queued.append(_work_row(item, now, WAITING if item.ordering_key in busy else PENDING))
                     busy.add(item.ordering_key)
-                writes.queue(queued)
+                # In key order: on PostgreSQL the trigger locks each row's key, and two replicas
+                # locking the same keys in different orders would deadlock (a stable sort: a key's
+                # items keep the order they came in).
+                writes.queue(sorted(queued, key=lambda row: str(row["ordering_key"])))
         # Only the first copy of a new delivery is new; a repeat inside the batch is a duplicate too.
         return [
             item is first[item.delivery.delivery_id] and item.delivery.delivery_id in inserted
@@ -624,16 +626,6 @@ def _work_row(item: NewDelivery, now: float, status: str) -> dict[str, Any]:
     }
 
 
-def _lock_keys(connection: Connection, keys: Iterable[str]) -> None:
-    """On PostgreSQL, hold each key's advisory lock until commit, so replicas queue a key in turn.
-
-    Sorted, so that two transactions taking the same keys cannot deadlock; one executemany, which
-    psycopg sends as one pipeline. SQLite has one writer.
-    """
-    if connection.dialect.name == "postgresql" and (ordered := sorted(set(keys))):
-        connection.execute(LOCK_KEY, [{"key": key} for key in ordered])
-
-
 def _bury(connection: Connection, rows: list[tuple[Any, str]]) -> None:
     """Dead-letter claimed rows, each with its error, and let the next item of their keys be claimed."""
     for row, error in rows:
@@ -646,8 +638,9 @@ def _bury(connection: Connection, rows: list[tuple[Any, str]]) -> None:
 def _release_next(connection: Connection, keys: Iterable[str]) -> None:
     """Make the oldest waiting item of each key pending, once its key has nothing pending or running.
 
-    Under the keys' advisory locks, as `record` decides whether a new item waits: else a delivery
-    recorded while its key's last item finishes could wait behind it, uncommitted, and not be released.
+    Under the keys' advisory locks, as the new-item trigger decides whether an item waits (PostgreSQL;
+    SQLite has one writer): else a delivery recorded while its key's last item finishes could wait
+    behind it, uncommitted, and not be released.
     Any role may hold such a lock, so a worker waits for one only `KEY_LOCK_PATIENCE_SECONDS`. A key
     released without its lock stays in order (a claim skips an item with an older one pending or
     running); a delivery that the release then missed is released by `Inbox.release_stranded`.

@@ -6,10 +6,11 @@ take an advisory lock, though, an ingest's too, and hold it: a worker waits for 
 and then goes on without it, retrying a race it loses. Every other lock a worker waits for is bounded
 by `LOCK_TIMEOUT_MS` (`make_engine`); a lock held past it at start names the sessions holding locks.
 
-What the ingest inserts into `work_items` is made what a new item is by a trigger: pending or
-waiting, never tried, with no lease, due by now (the database's clock: a host's may run ahead).
-So an item it writes can neither look taken by a worker nor be due in a year, and block its key
-(a production rollout) behind it.
+Whoever inserts into `work_items`, a trigger makes the row a new item: under its key's lock, with
+the next id, waiting if its key has unfinished work and else pending, never tried, with no lease, due
+now (the database's clock). So an item the ingest's role writes can neither look taken by a worker,
+nor run beside or ahead of its key's earlier items, nor be due in a year and block its key (a
+production rollout) behind it. The recorders on PostgreSQL leave the key's lock and its probe to it.
 """
 
 import logging
@@ -31,20 +32,28 @@ RACE_ATTEMPTS = 8
 # What losing a race with another replica raises: a catalogue row inserted or updated twice.
 RACES = ("23505", "XX000", "42P07", "42710", "40P01")
 
+# Run as its owner, the workers' role (SECURITY DEFINER): the key's lock and the id are taken with the
+# workers' rights, so the ingest's role needs no advisory-lock function (docs/install.md revokes them).
 NEW_ITEM_FUNCTION = """
-CREATE OR REPLACE FUNCTION orbit_new_work_item() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION {schema}.orbit_new_work_item() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  IF NEW.status IS DISTINCT FROM 'waiting' THEN NEW.status := 'pending'; END IF;
+  PERFORM pg_advisory_xact_lock(hashtext(NEW.ordering_key));
+  NEW.id := nextval('{sequence}'::regclass);
+  NEW.status := CASE WHEN EXISTS (
+    SELECT 1 FROM {schema}.work_items
+    WHERE ordering_key = NEW.ordering_key AND status IN ('pending', 'running', 'waiting')
+  ) THEN 'waiting' ELSE 'pending' END;
   NEW.attempts := 0;
   NEW.lease_expires_at := NULL;
   NEW.last_error := NULL;
-  NEW.available_at := LEAST(NEW.available_at, EXTRACT(EPOCH FROM clock_timestamp()));
+  NEW.available_at := EXTRACT(EPOCH FROM clock_timestamp());
   RETURN NEW;
 END $$
 """
 NEW_ITEM_TRIGGER = (
     "CREATE TRIGGER orbit_new_work_item BEFORE INSERT ON work_items"
-    " FOR EACH ROW EXECUTE FUNCTION orbit_new_work_item()"
+    " FOR EACH ROW EXECUTE FUNCTION {schema}.orbit_new_work_item()"
 )
 
 
@@ -83,8 +92,8 @@ def retrying(engine: Engine, work: Callable[[], T]) -> T:
                     held_by = holders(connection) or "a session that has ended since"
                 raise SchemaLockError(
                     f"a lock orbit's workers take at start was held more than {LOCK_TIMEOUT_MS / 1000:g} s"
-                    f" by {held_by}; end a session that is not a worker starting: SELECT"
-                    " pg_terminate_backend(PID)"
+                    f" by {held_by}; end a session that is not a worker starting (SELECT"
+                    " pg_terminate_backend(PID)), a prepared transaction with ROLLBACK PREPARED 'GID'"
                 ) from None
             if code not in RACES or attempt == RACE_ATTEMPTS:
                 raise
@@ -94,7 +103,11 @@ def retrying(engine: Engine, work: Callable[[], T]) -> T:
 
 def harden(connection: Connection) -> None:
     """Make `work_items` safe against another role's inserts, and its ids 8 bytes wide (idempotent)."""
-    connection.execute(sa.text(NEW_ITEM_FUNCTION))
+    widen_ids(connection)
+    quote = connection.dialect.identifier_preparer.quote
+    schema = quote(connection.scalar(sa.text("SELECT current_schema()")))
+    sequence = connection.scalar(sa.text("SELECT pg_get_serial_sequence('work_items', 'id')"))
+    connection.execute(sa.text(NEW_ITEM_FUNCTION.format(schema=schema, sequence=sequence)))
     present = connection.scalar(
         sa.text(
             "SELECT 1 FROM pg_trigger WHERE tgname = 'orbit_new_work_item'"
@@ -102,8 +115,7 @@ def harden(connection: Connection) -> None:
         )
     )
     if not present:  # CREATE TRIGGER locks the table against inserts: only once
-        connection.execute(sa.text(NEW_ITEM_TRIGGER))
-    widen_ids(connection)
+        connection.execute(sa.text(NEW_ITEM_TRIGGER.format(schema=schema)))
 
 
 def widen_ids(connection: Connection) -> None:
@@ -121,15 +133,30 @@ def widen_ids(connection: Connection) -> None:
         connection.execute(sa.text(f"ALTER SEQUENCE {sequence} AS bigint"))
 
 
+# Who holds a lock on the inbox's tables or an advisory lock: sessions, then prepared transactions.
+LOCKING_SESSIONS = sa.text(
+    "SELECT DISTINCT a.usename, a.pid, a.state FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+    " WHERE l.granted AND l.pid <> pg_backend_pid() AND (l.locktype = 'advisory' OR l.relation IN"
+    " (to_regclass('work_items'), to_regclass('deliveries'), to_regclass('health'))) ORDER BY a.pid"
+)
+LOCKING_PREPARED = sa.text(
+    "SELECT DISTINCT p.gid, p.owner FROM pg_locks l JOIN pg_locks x"
+    " ON x.virtualtransaction = l.virtualtransaction AND x.locktype = 'transactionid'"
+    " JOIN pg_prepared_xacts p ON p.transaction = x.transactionid"
+    " WHERE l.granted AND l.pid IS NULL AND (l.locktype = 'advisory' OR l.relation IN"
+    " (to_regclass('work_items'), to_regclass('deliveries'), to_regclass('health'))) ORDER BY p.gid"
+)
+
+
 def holders(connection: Connection) -> str:
-    """Return the other sessions holding locks on the inbox or advisory locks, as `role (pid N, state)`."""
-    rows = connection.execute(
-        sa.text(
-            "SELECT DISTINCT a.usename, a.pid, a.state FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-            " WHERE l.granted AND l.pid <> pg_backend_pid()"
-            " AND (l.locktype = 'advisory' OR l.relation IN (to_regclass('work_items'),"
-            " to_regclass('deliveries'), to_regclass('health')))"
-            " ORDER BY a.pid"
-        )
-    ).all()
-    return ", ".join(f"{row.usename} (pid {row.pid}, {row.state})" for row in rows)
+    """Return who else holds locks on the inbox or advisory locks: sessions, and prepared transactions.
+
+    A session reads `role (pid N, state)`; a prepared transaction, which outlives its session and the
+    server's restart, `prepared transaction 'GID' of role` (ended by ROLLBACK PREPARED 'GID').
+    """
+    sessions = connection.execute(LOCKING_SESSIONS).all()
+    prepared = connection.execute(LOCKING_PREPARED).all()
+    return ", ".join(
+        [f"{row.usename} (pid {row.pid}, {row.state})" for row in sessions]
+        + [f"prepared transaction '{row.gid}' of {row.owner}" for row in prepared]
+    )

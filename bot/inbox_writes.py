@@ -9,7 +9,7 @@ case on both databases.
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, NamedTuple, Protocol, cast
 
 import sqlalchemy as sa
@@ -34,16 +34,19 @@ class RecordingWrites(Protocol):
 
 
 class CoreStatements(NamedTuple):
-    """The statements `CoreWrites` runs, and what it does before probing keys (take their locks)."""
+    """The statements of the writes: store deliveries, probe a key (SQLite), queue work items."""
 
     insert_new: sa.Executable
     busy_key: sa.Executable
     queue: sa.Executable
-    lock_keys: Callable[[Connection, Iterable[str]], None]
 
 
 class CoreWrites:
-    """The writes through SQLAlchemy Core, on a connection inside a transaction."""
+    """The writes through SQLAlchemy Core, on a PostgreSQL connection inside a transaction.
+
+    Whether a new item waits is decided by the database's trigger (`bot.inbox_schema`), under its
+    key's lock, whoever inserts it: these writes take no lock and probe no key.
+    """
 
     def __init__(self, connection: Connection, statements: CoreStatements) -> None:
         self._connection = connection
@@ -54,13 +57,8 @@ class CoreWrites:
         return set(self._connection.scalars(self._statements.insert_new, rows)) if rows else set()
 
     def busy_keys(self, keys: set[str]) -> set[str]:
-        """Take the keys' locks, then probe each key for its first unfinished item.
-
-        The probe stops at the key's first unfinished item: a key with a long backlog costs no more.
-        """
-        self._statements.lock_keys(self._connection, keys)
-        probe = self._statements.busy_key
-        return {key for key in sorted(keys) if self._connection.scalar(probe, {"key": key})}
+        """Return no key: the trigger sees each key's unfinished items as it inserts (see the class)."""
+        return set()
 
     def queue(self, rows: list[Row]) -> None:
         """Insert work item rows in one executemany."""

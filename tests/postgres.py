@@ -39,8 +39,11 @@ def postgres_url() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[str]:
-    """Run a throwaway cluster on a free port (Debian's binaries) and yield its SQLAlchemy URL."""
+def running_postgres(settings: str = "") -> Iterator[str]:
+    """Run a throwaway cluster on a free port (Debian's binaries) and yield its SQLAlchemy URL.
+
+    `settings`: more of the server's options, as `-c name=value`.
+    """
     binaries = postgres_bin()
     if binaries is None:
         raise RuntimeError("PostgreSQL is not installed: `make system-deps` installs it")
@@ -58,7 +61,7 @@ def running_postgres() -> Iterator[str]:
         capture_output=True,
     )
     port = free_port()
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off {settings}"
     start = [
         str(binaries / "pg_ctl"),
         "-D",

@@ -286,3 +286,38 @@ def test_a_delivery_recorded_while_its_keys_last_item_finishes_is_released(
     recording.close()
     assert box.counts() == {DONE: 1, PENDING: 1}  # not left waiting behind a finished item
     box.engine.dispose()
+
+
+def test_replicas_recording_the_same_pull_requests_in_other_orders_do_not_deadlock(
+    empty_database: str,  # noqa: F811 - the fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL: the trigger locks each new item's key; batches lock them in one order, else two
+    replicas recording the same pull requests' deliveries deadlock, and the batch is stored again
+    one delivery at a time."""
+    box = Inbox(make_engine(empty_database))
+    box.create_schema()
+    alone: list[str] = []
+    record_alone = Inbox._record_alone
+
+    def counted(self: Inbox, item: NewDelivery) -> bool | Exception:
+        alone.append(item.delivery.delivery_id)
+        return record_alone(self, item)
+
+    monkeypatch.setattr(Inbox, "_record_alone", counted)
+
+    def replica(name: str, numbers: list[int]) -> None:
+        for round_ in range(40):
+            box.record([new(number, f"{name}-{round_}-{number}") for number in numbers])
+
+    threads = [
+        threading.Thread(target=replica, args=("a", [1, 2, 3, 4, 5, 6])),
+        threading.Thread(target=replica, args=("b", [6, 5, 4, 3, 2, 1])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert alone == [], "a batch failed (deadlocked) and was stored again one at a time"
+    assert sum(box.counts().values()) == 2 * 40 * 6
+    box.engine.dispose()

@@ -2,33 +2,49 @@
 performs one attack and says what the workers must still do (start, claim, release, stay ready)."""
 
 import logging
+import re
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import ProgrammingError
 
 import bot.app
 from bot import inbox_schema
 from bot.app import build_app
 from bot.cli import main
 from bot.delivery import Delivery
-from bot.inbox import DONE, LOCK_KEY, PENDING, RUNNING, WAITING, Inbox, NewDelivery, make_engine
+from bot.inbox import DONE, PENDING, RUNNING, WAITING, Inbox, NewDelivery, make_engine
 from bot.inbox_schema import SchemaLockError
 from bot.ingest_grants import grant_ingest
 from bot.payload_codec import pack
 from bot.settings import Settings, SettingsError
 from tests.bot.test_ingest_grants import as_role, ingest_role, post_job, settings
-from tests.postgres import empty_database, postgres_url
+from tests.fakes import body_of, signed_headers
+from tests.postgres import empty_database, postgres_url, running_postgres
 from tests.serving import serve_in_thread
 
 assert postgres_url and empty_database and ingest_role  # fixtures, used by name
 pytestmark = pytest.mark.slow
 KEY = "octo-org/model#7"
+TEMP_TABLE = "CREATE TEMP TABLE t ()"
+PUSHED = body_of(
+    {
+        "action": "synchronize",
+        "number": 7,
+        "pull_request": {"number": 7, "head": {"sha": "a" * 40}, "base": {"ref": "main"}},
+        "repository": {"full_name": "octo-org/model"},
+        "installation": {"id": 1},
+    }
+)
+INGEST_ROLE_SQL = Path(__file__).parents[2] / "deploy/postgres/ingest-role.sql"
 T = TypeVar("T")
 
 
@@ -100,8 +116,7 @@ def test_a_delivery_stranded_behind_a_taken_key_lock_is_released_by_the_periodic
     (first,) = workers.claim_many(1)
     # a delivery recorded while its key's last item finishes: the recorder holds the key's lock, and
     # sees the item running; the worker's release does not see the new item, not yet committed
-    with workers.engine.begin() as recording:
-        recording.execute(LOCK_KEY, {"key": KEY})
+    with workers.engine.begin() as recording:  # the trigger takes the key's lock as it inserts
         store_delivery(recording, "second")
         recording.execute(
             sa.text(
@@ -110,18 +125,10 @@ def test_a_delivery_stranded_behind_a_taken_key_lock_is_released_by_the_periodic
             )
         )
         assert in_thread_within(5, lambda: workers.complete(first)), "the release waited on the lock"
-    with attacker.begin() as ingest:  # and the ingest's role itself queues one as waiting, key idle
-        store_delivery(ingest, "third")
-        ingest.execute(
-            sa.text(
-                "INSERT INTO work_items (delivery_id, ordering_key, status, attempts, available_at)"
-                " VALUES ('third', 'octo-org/other#1', 'waiting', 0, 0)"
-            )
-        )
-    assert workers.counts() == {DONE: 1, WAITING: 2}
-    assert workers.release_stranded() == 2
+    assert workers.counts() == {DONE: 1, WAITING: 1}
+    assert workers.release_stranded() == 1
     claimed = {item.delivery.delivery_id for item in workers.claim_many(10)}
-    assert claimed == {"second", "third"}
+    assert claimed == {"second"}
     assert workers.release_stranded() == 0  # nothing left to release
 
 
@@ -161,6 +168,44 @@ def test_a_table_lock_held_past_the_timeout_at_start_fails_it_naming_the_holder(
         assert f"held more than 0.3 s by {ingest_role} (pid" in str(failed[0])
         held.execute(sa.text("ROLLBACK"))
     build_app(settings("worker", empty_database, ingest_role))  # the lock gone, the start goes on
+
+
+def forge_item(attacker: sa.Engine, delivery_id: str, columns: str, values: str) -> None:
+    """Store a delivery and insert its work item as the ingest's role, with the values it chose."""
+    with attacker.begin() as ingest:
+        store_delivery(ingest, delivery_id)
+        ingest.execute(
+            sa.text(
+                f"INSERT INTO work_items (delivery_id, ordering_key, {columns}) VALUES (:id, :key, {values})"
+            ),
+            {"id": delivery_id, "key": KEY},
+        )
+
+
+def test_an_item_the_ingest_inserts_on_a_busy_key_waits_behind_the_keys_items(
+    workers: Inbox, attacker: sa.Engine
+) -> None:
+    workers.record([new("running"), new("waiting")])
+    (running,) = workers.claim_many(10)
+    # pending, with an id before every other: to run beside the running item, or ahead of the waiting
+    for forged, available in (("first id", "0"), ("due long ago", "'-Infinity'")):
+        forge_item(attacker, forged, "id, status, attempts, available_at", f"-5, 'pending', 0, {available}")
+    rows = {row["delivery_id"]: row for row in workers.list_items()}
+    assert {name: rows[name]["status"] for name in rows} == {
+        "running": RUNNING,
+        "waiting": WAITING,
+        "first id": WAITING,
+        "due long ago": WAITING,
+    }
+    assert rows["running"]["id"] < rows["waiting"]["id"] < rows["first id"]["id"] < rows["due long ago"]["id"]
+    assert time.time() - 60 < rows["due long ago"]["available_at"] <= time.time()
+    assert workers.claim_many(10) == [], "nothing runs beside the key's running item"
+    order = []
+    completed = [running.id]
+    while items := workers.claim_many(10, completed=completed):
+        order += [item.delivery.delivery_id for item in items]
+        completed = [item.id for item in items]
+    assert order == ["waiting", "first id", "due long ago"]  # one at a time, in the order they came
 
 
 @pytest.mark.parametrize(
@@ -205,7 +250,7 @@ def test_a_new_inbox_counts_items_past_four_bytes_and_an_old_one_is_widened(
     with admin.begin() as connection:  # an inbox made before: 4-byte ids, near their end
         connection.execute(sa.text("ALTER TABLE work_items ALTER COLUMN id TYPE integer"))
         connection.execute(sa.text("ALTER SEQUENCE work_items_id_seq AS integer"))
-        connection.execute(sa.text("SELECT setval('work_items_id_seq', 2147483646)"))
+        connection.execute(sa.text("SELECT setval('work_items_id_seq', 2147483645)"))
     workers.record([new("last of four bytes", "a")])
     with pytest.raises(sa.exc.DBAPIError, match=r"reached maximum value|out of range"):
         workers.record([new("one too many", "b")])
@@ -215,28 +260,120 @@ def test_a_new_inbox_counts_items_past_four_bytes_and_an_old_one_is_widened(
     admin.dispose()
 
 
+REFUSED_ROLES = {  # how the role is made -> what the refusal says it is
+    "SUPERUSER": "a superuser",
+    "IN ROLE {workers}": "a member of the workers' role",
+    "CREATEROLE": "a role that may make roles",
+    "REPLICATION": "a replication role",
+    "BYPASSRLS": "a role that bypasses row security",
+    "IN ROLE pg_read_all_data": "a member of pg_read_all_data",
+    "IN ROLE pg_write_all_data": "a member of pg_write_all_data",
+}
+
+
+@pytest.mark.parametrize("made", list(REFUSED_ROLES))
 def test_the_workers_refuse_to_grant_a_role_that_would_hold_their_rights(
-    empty_database: str, workers: Inbox
+    empty_database: str, workers: Inbox, made: str
 ) -> None:
     admin = sa.create_engine(empty_database, isolation_level="AUTOCOMMIT")
-    suffix = uuid.uuid4().hex[:8]
+    role = f"refused_{uuid.uuid4().hex[:8]}"
     with admin.connect() as connection:
         current = connection.scalar(sa.text("SELECT current_user"))
-        connection.execute(sa.text(f"CREATE ROLE super_{suffix} LOGIN SUPERUSER"))
-        connection.execute(sa.text(f"CREATE ROLE member_{suffix} LOGIN IN ROLE {current}"))
+        connection.execute(sa.text(f"CREATE ROLE {role} LOGIN {made.format(workers=current)}"))
     try:
-        for role, said in (
-            (current, "the workers' own role"),
-            (f"super_{suffix}", "a superuser"),
-            (f"member_{suffix}", "a member of the workers' role"),
-        ):
-            with pytest.raises(SettingsError, match=f"names {role}, {said}.*: give the ingest a role of its"):
-                grant_ingest(admin, role)
+        with pytest.raises(SettingsError, match=f"names {current}, the workers' own role"):
+            grant_ingest(admin, current)
+        with pytest.raises(SettingsError, match=f"names {role}, {REFUSED_ROLES[made]}.*: give the ingest"):
+            grant_ingest(admin, role)
     finally:
         with admin.connect() as connection:
-            connection.execute(sa.text(f"DROP ROLE super_{suffix}"))
-            connection.execute(sa.text(f"DROP ROLE member_{suffix}"))
+            connection.execute(sa.text(f"DROP ROLE {role}"))
         admin.dispose()
+
+
+@pytest.mark.parametrize(
+    ("granted", "named"),
+    [
+        ("UPDATE ON work_items TO PUBLIC", "UPDATE on work_items"),
+        ("SELECT ON deliveries TO PUBLIC", "SELECT on deliveries"),
+        ("SELECT (last_error) ON work_items TO {group}", "SELECT (last_error) on work_items"),
+        ("INSERT ON orbit_runs TO {group}", "INSERT on orbit_runs"),
+    ],
+)
+def test_the_workers_refuse_an_ingest_role_that_holds_more_through_public_or_a_group(
+    empty_database: str, ingest_role: str, workers: Inbox, granted: str, named: str
+) -> None:
+    admin = sa.create_engine(empty_database, isolation_level="AUTOCOMMIT")
+    group = f"group_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE ROLE {group}"))
+        connection.execute(sa.text(f"GRANT {group} TO {ingest_role}"))
+        connection.execute(sa.text(f"GRANT {granted.format(group=group)}"))
+    try:
+        with pytest.raises(SettingsError, match=rf"holds more than orbit grants it.*{re.escape(named)}"):
+            build_app(settings("worker", empty_database, ingest_role))
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP OWNED BY {group}"))
+            connection.execute(sa.text(f"DROP ROLE {group}"))
+        admin.dispose()
+
+
+def run_psql(url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    plain = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return subprocess.run(["psql", plain, *arguments], capture_output=True, text=True, check=False)
+
+
+def test_the_installers_script_takes_what_could_fill_the_lock_table_and_the_ingest_still_records(
+    empty_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    role = f"orbit_ingest_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(empty_database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        workers_role = connection.scalar(sa.text("SELECT current_user"))
+    made = run_psql(
+        empty_database,
+        *("-v", f"workers={workers_role}", "-v", f"ingest={role}", "-v", "password=secret"),
+        *("-f", str(INGEST_ROLE_SQL)),
+    )
+    assert made.returncode == 0, made.stderr
+    try:
+        with caplog.at_level(logging.WARNING):
+            build_app(settings("worker", empty_database, role))
+        assert "database role" not in caplog.text, "the script left a gap the workers warn of"
+        ingest_url = as_role(empty_database, role)
+        attacker = sa.create_engine(ingest_url)
+        for attack in ("SELECT pg_advisory_lock(1)", "SELECT pg_try_advisory_xact_lock(1, 2)", TEMP_TABLE):
+            with pytest.raises(ProgrammingError, match="permission denied"), attacker.begin() as connection:
+                connection.execute(sa.text(attack))
+        attacker.dispose()
+        with serve_in_thread(build_app(settings("ingest", ingest_url))) as ingest:
+            assert httpx.get(f"{ingest}/readyz").json() == {"ready": True}
+            for _ in range(2):  # the trigger locks the PR's key for the ingest, and sees it busy
+                headers = signed_headers("pull_request", PUSHED)
+                answer = httpx.post(f"{ingest}/webhook", content=PUSHED, headers=headers)
+                assert answer.json()["message"] == "queued"
+        inbox = Inbox(make_engine(empty_database))
+        assert inbox.counts() == {PENDING: 1, WAITING: 1}
+        inbox.engine.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP OWNED BY {role}"))
+            connection.execute(sa.text(f"DROP ROLE {role}"))
+        admin.dispose()
+
+
+def test_the_workers_warn_of_what_a_default_role_may_still_do(
+    empty_database: str, ingest_role: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        build_app(settings("worker", empty_database, ingest_role))
+    warned = [record.getMessage() for record in caplog.records if "database role" in record.getMessage()]
+    assert [line.split(ingest_role, 1)[1].split(":")[0] for line in warned] == [
+        " may take advisory locks",
+        " may create temporary tables",
+        " has no connection limit",
+    ]
 
 
 def test_an_ingest_with_the_workers_database_role_refuses_to_start_or_stops_being_ready(
@@ -292,23 +429,44 @@ def test_orbit_inbox_in_the_ingest_says_where_to_run_it(
 
 
 def test_running_workers_release_a_stranded_item_within_their_pass(
-    workers: Inbox,
-    attacker: sa.Engine,
-    empty_database: str,
-    ingest_role: str,
-    monkeypatch: pytest.MonkeyPatch,
+    workers: Inbox, empty_database: str, ingest_role: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(bot.app, "STRANDED_EVERY_SECONDS", 0.2)
-    with attacker.begin() as ingest:  # waiting, with nothing ahead of it
-        store_delivery(ingest, "stranded")
-        ingest.execute(
-            sa.text(
-                "INSERT INTO work_items (delivery_id, ordering_key, status, attempts, available_at)"
-                f" VALUES ('stranded', '{KEY}', 'waiting', 0, 0)"
-            )
-        )
+    workers.record([new("stranded")])
+    with workers.engine.begin() as connection:  # what a release that lost the race leaves
+        connection.execute(sa.text("UPDATE work_items SET status = 'waiting'"))
     with serve_in_thread(build_app(settings("worker", empty_database, ingest_role))):
         deadline = time.monotonic() + 10
         while WAITING in workers.counts() and time.monotonic() < deadline:
             time.sleep(0.1)
     assert WAITING not in workers.counts(), "the workers left it waiting"
+
+
+def test_a_prepared_transaction_holding_a_lock_at_start_is_named_with_how_to_end_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A server that allows prepared transactions: their locks outlive the session that made them.
+    with running_postgres("-c max_prepared_transactions=2") as url:
+        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(sa.text("CREATE ROLE orbit_ingest LOGIN"))
+        with caplog.at_level(logging.WARNING):
+            build_app(settings("worker", url, "orbit_ingest"))
+        assert "orbit_ingest may prepare transactions" in caplog.text
+        with admin.connect() as connection:  # an inbox from before the trigger: the start must make it
+            connection.execute(sa.text("DROP TRIGGER orbit_new_work_item ON work_items"))
+        attacker = sa.create_engine(as_role(url, "orbit_ingest"), isolation_level="AUTOCOMMIT")
+        with attacker.connect() as connection:
+            connection.execute(sa.text("BEGIN"))
+            connection.execute(sa.text("LOCK TABLE work_items IN ROW EXCLUSIVE MODE"))
+            connection.execute(sa.text("PREPARE TRANSACTION 'stuck'"))
+        attacker.dispose()  # the session is gone; its lock is not
+        monkeypatch.setattr(inbox_schema, "LOCK_TIMEOUT_MS", 300)
+        failed = start_error(settings("worker", url, "orbit_ingest"))
+        assert isinstance(failed, SchemaLockError)
+        assert "by prepared transaction 'stuck' of orbit_ingest" in str(failed)
+        assert "ROLLBACK PREPARED 'GID'" in str(failed)
+        with admin.connect() as connection:
+            connection.execute(sa.text("ROLLBACK PREPARED 'stuck'"))
+        build_app(settings("worker", url, "orbit_ingest"))
+        admin.dispose()

@@ -601,7 +601,9 @@ def test_ha_runs_the_ingest_apart_and_only_the_workers_hold_the_app_key_and_a_to
         ("orbit", "orbit-database-ingest", "url"),  # a role that may only store deliveries
     }
     role = render.settings()["ORBIT_INGEST_DATABASE_ROLE"]  # the workers grant it that much
-    assert f"CREATE ROLE {role} LOGIN" in (ROOT / "docs/install.md").read_text()
+    guide = (ROOT / "docs/install.md").read_text()  # step 2 makes that role with the shipped script
+    assert f"-v ingest={role} " in guide and "-f deploy/postgres/ingest-role.sql" in guide
+    assert 'CREATE ROLE :"ingest" LOGIN' in (ROOT / "deploy/postgres/ingest-role.sql").read_text()
     assert bot_environment(render, "orbit")["ORBIT_DATABASE_URL"].startswith(f"postgresql+psycopg://{role}@")
     assert "ORBIT_GITHUB_PRIVATE_KEY_PATH" not in bot_environment(render, "orbit")
     assert ingest["automountServiceAccountToken"] is False
