@@ -14,7 +14,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from time import monotonic, sleep  # not the wall clock `time.time`, which tests move by hand
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -23,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from bot import inbox_driver as driver
-from bot import inbox_schema, metrics
+from bot import inbox_keys, inbox_schema, metrics
 from bot.delivery import Delivery
 from bot.inbox_writes import CoreStatements, CoreWrites, RecordingWrites, driver_transaction
 from bot.payload_codec import UNREADABLE, pack, read_payload
@@ -73,6 +72,8 @@ health = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("checked_at", sa.Float, nullable=False),
 )
+# A row per ordering key with unfinished or unpruned work: its lock orders the key (PostgreSQL).
+work_keys = sa.Table("work_keys", metadata, sa.Column("ordering_key", sa.String(300), primary_key=True))
 # The ingest's readiness writes a table of its own: a role that may delete from the workers' table
 # may also lock it (LOCK TABLE), and hold their readiness.
 ingest_health = sa.Table(
@@ -95,11 +96,6 @@ START_ITEMS = (
     .values(status=RUNNING, attempts=work_items.c.attempts + 1, lease_expires_at=sa.bindparam("lease"))
 )
 SET_ITEM = work_items.update().where(work_items.c.id == sa.bindparam("item_id"))  # SET: the other params
-# The keys of `:keys` whose lock another session holds; the others' are taken.
-TRY_LOCK_KEYS = sa.text(
-    "SELECT key FROM unnest(CAST(:keys AS text[])) AS key WHERE NOT pg_try_advisory_xact_lock(hashtext(key))"
-)
-KEY_LOCK_PATIENCE_SECONDS = 0.05  # a recorder holds a key's lock for milliseconds; another role, for ever
 # One probe per key, stopping at its first unfinished item: a key with a long backlog costs no more.
 BUSY_KEY = (
     sa.select(sa.literal(True))
@@ -133,12 +129,13 @@ FINISH_ITEMS = (
 )
 PRUNE_BATCH = 500
 PRUNABLE = (
-    sa.select(work_items.c.id, work_items.c.delivery_id)
+    sa.select(work_items.c.id, work_items.c.delivery_id, work_items.c.ordering_key)
     .where(work_items.c.status == DONE, work_items.c.available_at < sa.bindparam("before"))
     .order_by(work_items.c.available_at)
     .limit(sa.bindparam("limit"))
 )
 STRANDED_LIMIT = 1_000
+STRANDED_PASSES = 100  # at most 100,000 keys a run: the next run goes on
 # Keys whose oldest unfinished item waits with nothing ahead of it: a release that did not happen.
 STRANDED_KEYS = (
     sa.select(work_items.c.ordering_key)
@@ -535,10 +532,15 @@ class Inbox:
         meanwhile left waiting (see `_release_next`); so may an item an ingest's role inserted as
         waiting. The workers run this now and then: a scan of the waiting items only.
         """
-        with self._writer, self.engine.begin() as connection:
-            keys = list(connection.scalars(STRANDED_KEYS))
-            _release_next(connection, keys)
-        return len(keys)
+        released = 0
+        for _ in range(STRANDED_PASSES):  # a page of keys at a time, until none is left
+            with self._writer, self.engine.begin() as connection:
+                keys = list(connection.scalars(STRANDED_KEYS))
+                _release_next(connection, keys)
+            released += len(keys)
+            if len(keys) < STRANDED_LIMIT:
+                break
+        return released
 
     def prune_batch(self, before: float, limit: int = PRUNE_BATCH) -> int:
         """Delete up to `limit` done items (and their deliveries) that became due before `before`.
@@ -552,6 +554,8 @@ class Inbox:
             if rows:
                 connection.execute(DELETE_ITEMS, {"ids": [row.id for row in rows]})
                 connection.execute(DELETE_DELIVERIES, {"ids": [row.delivery_id for row in rows]})
+                if not self.writes_locally:
+                    inbox_keys.forget_idle_keys(connection, sorted({row.ordering_key for row in rows}))
         return len(rows)
 
     def _set(self, item_id: int, **values: Any) -> None:
@@ -638,23 +642,12 @@ def _bury(connection: Connection, rows: list[tuple[Any, str]]) -> None:
 def _release_next(connection: Connection, keys: Iterable[str]) -> None:
     """Make the oldest waiting item of each key pending, once its key has nothing pending or running.
 
-    Under the keys' advisory locks, as the new-item trigger decides whether an item waits (PostgreSQL;
-    SQLite has one writer): else a delivery recorded while its key's last item finishes could wait
-    behind it, uncommitted, and not be released.
-    Any role may hold such a lock, so a worker waits for one only `KEY_LOCK_PATIENCE_SECONDS`. A key
-    released without its lock stays in order (a claim skips an item with an older one pending or
-    running); a delivery that the release then missed is released by `Inbox.release_stranded`.
+    Under the keys' locks on PostgreSQL (`inbox_keys`; SQLite has one writer). Another role may
+    hold one, so a worker waits for it only a moment. A key released without its lock stays in order
+    (a claim skips an item with an older one pending or running); a delivery that the release then
+    missed is released by `Inbox.release_stranded`.
     """
     if released := [{"key": key} for key in sorted(set(keys))]:
         if connection.dialect.name == "postgresql":
-            _try_lock_keys(connection, [key["key"] for key in released])
+            inbox_keys.lock_keys(connection, [key["key"] for key in released])
         driver.run_many(connection, RELEASE_NEXT, released)
-
-
-def _try_lock_keys(connection: Connection, keys: list[str]) -> None:
-    """Take the keys' advisory locks until commit, those held elsewhere only within a short patience."""
-    deadline = monotonic() + KEY_LOCK_PATIENCE_SECONDS
-    while keys := list(connection.scalars(TRY_LOCK_KEYS, {"keys": keys})):
-        if monotonic() > deadline:
-            return
-        sleep(0.005)

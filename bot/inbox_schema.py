@@ -6,7 +6,7 @@ take an advisory lock, though, an ingest's too, and hold it: a worker waits for 
 and then goes on without it, retrying a race it loses. Every other lock a worker waits for is bounded
 by `LOCK_TIMEOUT_MS` (`make_engine`); a lock held past it at start names the sessions holding locks.
 
-Whoever inserts into `work_items`, a trigger makes the row a new item: under its key's lock, with
+Whoever inserts into `work_items`, a trigger makes the row a new item: under its key's row lock, with
 the next id, waiting if its key has unfinished work and else pending, never tried, with no lease, due
 now (the database's clock). So an item the ingest's role writes can neither look taken by a worker,
 nor run beside or ahead of its key's earlier items, nor be due in a year and block its key (a
@@ -32,13 +32,21 @@ RACE_ATTEMPTS = 8
 # What losing a race with another replica raises: a catalogue row inserted or updated twice.
 RACES = ("23505", "XX000", "42P07", "42710", "40P01")
 
-# Run as its owner, the workers' role (SECURITY DEFINER): the key's lock and the id are taken with the
-# workers' rights, so the ingest's role needs no advisory-lock function (docs/install.md revokes them).
+# Run as its owner, the workers' role (SECURITY DEFINER): the key's row is locked and the id taken with
+# the workers' rights, which the ingest's role lacks on `work_keys` and the sequence's setval.
 NEW_ITEM_FUNCTION = """
 CREATE OR REPLACE FUNCTION {schema}.orbit_new_work_item() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtext(NEW.ordering_key));
+  -- A later snapshot would not see the key's items recorded since: it could run ahead of them.
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'work items are recorded in READ COMMITTED transactions only';
+  END IF;
+  LOOP  -- the key's row, locked until commit (`inbox_keys`); pruning may delete it meanwhile
+    INSERT INTO {schema}.work_keys (ordering_key) VALUES (NEW.ordering_key) ON CONFLICT DO NOTHING;
+    PERFORM 1 FROM {schema}.work_keys WHERE ordering_key = NEW.ordering_key FOR UPDATE;
+    EXIT WHEN FOUND;
+  END LOOP;
   NEW.id := nextval('{sequence}'::regclass);
   NEW.status := CASE WHEN EXISTS (
     SELECT 1 FROM {schema}.work_items

@@ -48,6 +48,14 @@ COLUMN_READS = sa.text(
     " AND a.attnum > 0 AND NOT a.attisdropped AND NOT has_table_privilege(:role, c.oid, 'SELECT')"
     " AND has_column_privilege(:role, c.oid, a.attnum, 'SELECT')"
 )
+# Where the role could create what the workers' statements resolve (an operator `=` for varchar in a
+# schema they search runs as them), or a schema they search first ("$user").
+CREATES = sa.text(
+    "SELECT 'CREATE on schema ' || n.nspname AS what FROM pg_namespace n"
+    " WHERE n.nspname = ANY(current_schemas(false)) AND has_schema_privilege(:role, n.oid, 'CREATE')"
+    " UNION ALL SELECT 'CREATE on database ' || current_database()"
+    " WHERE has_database_privilege(:role, current_database(), 'CREATE')"
+)
 GAPS = sa.text(
     "SELECT has_function_privilege(:role, 'pg_advisory_lock(bigint)', 'EXECUTE') AS advisory,"
     " has_database_privilege(:role, current_database(), 'TEMPORARY') AS temporary,"
@@ -81,12 +89,15 @@ def check_ingest_role(engine: Engine, role: str) -> None:
 def excess_rights(connection: Connection, role: str, allowed: set[tuple[str, str]]) -> list[str]:
     """Return what `role` may do in the inbox's schema beyond `allowed`, as `PRIVILEGE on TABLE`.
 
-    Read as the server decides it: grants to PUBLIC and to roles it is a member of count.
+    Read as the server decides it: grants to PUBLIC and to roles it is a member of count. CREATE in a
+    schema the workers search, or on the database, counts too: with it the role can make an operator
+    or a function their statements pick, which then runs with their rights.
     """
     held = {(row.relname, row.privilege) for row in connection.execute(TABLE_RIGHTS, {"role": role})}
     reads = connection.execute(COLUMN_READS, {"role": role})
     held |= {(row.relname, f"SELECT ({row.attname})") for row in reads}
-    return [f"{privilege} on {table}" for table, privilege in sorted(held - allowed)]
+    creates = list(connection.scalars(CREATES, {"role": role}))
+    return [f"{privilege} on {table}" for table, privilege in sorted(held - allowed)] + creates
 
 
 def hardening_gaps(connection: Connection, role: str) -> list[str]:

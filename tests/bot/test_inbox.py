@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot import inbox as inbox_module
+from bot import inbox_keys
 from bot.events import ordering_key
 from bot.inbox import (
     DEAD,
@@ -263,7 +263,7 @@ def test_a_delivery_recorded_while_its_keys_last_item_finishes_is_released(
 ) -> None:
     """PostgreSQL, two replicas: one records a second item of a pull request (it waits, not committed
     yet) while the other finishes the first. The finish waits for the key's lock, then releases it."""
-    monkeypatch.setattr(inbox_module, "KEY_LOCK_PATIENCE_SECONDS", 5.0)  # a slow machine's moment
+    monkeypatch.setattr(inbox_keys, "KEY_LOCK_PATIENCE_SECONDS", 5.0)  # a slow machine's moment
     box = Inbox(make_engine(empty_database))
     box.create_schema()
     first, second = new(9, "first"), new(9, "second")
@@ -320,4 +320,26 @@ def test_replicas_recording_the_same_pull_requests_in_other_orders_do_not_deadlo
         thread.join()
     assert alone == [], "a batch failed (deadlocked) and was stored again one at a time"
     assert sum(box.counts().values()) == 2 * 40 * 6
+    box.engine.dispose()
+
+
+def test_pruning_forgets_the_lock_rows_of_keys_with_no_work_left(
+    empty_database: str,  # noqa: F811 - the fixture
+) -> None:
+    """PostgreSQL: each ordering key has a row whose lock orders it; a key whose work is all pruned
+    loses its row (else one stays for every delivery without a pull request), a busy key keeps it."""
+    box = Inbox(make_engine(empty_database))
+    box.create_schema()
+    box.record([new(1, "one"), new(2, "two-a"), new(2, "two-b")])
+    done = box.claim_many(10)
+    assert sorted(item.delivery.delivery_id for item in done) == ["one", "two-a"]
+    box.complete_many([item.id for item in done])
+
+    def keys() -> list[str]:
+        with box.engine.connect() as connection:
+            return sorted(connection.scalars(sa.text("SELECT ordering_key FROM work_keys")))
+
+    assert len(keys()) == 2
+    assert box.prune_batch(before=time.time() + 60) == 2
+    assert keys() == [new(2).ordering_key], "the key with a waiting item keeps its row"
     box.engine.dispose()

@@ -78,6 +78,7 @@ ATTACKS = {
     "lock the workers' readiness": "LOCK TABLE health IN ACCESS EXCLUSIVE MODE",
     "lock work items against the workers' schema changes": "LOCK TABLE work_items IN SHARE MODE",
     "change the new item trigger": "DROP TRIGGER orbit_new_work_item ON work_items",
+    "lock an ordering key": "SELECT * FROM work_keys FOR UPDATE",
     "move the id sequence": "SELECT setval(pg_get_serial_sequence('work_items', 'id'), 2147483647)",
 }
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import ProgrammingError
 
 import bot.app
+from bot import inbox as inbox_module
 from bot import inbox_schema
 from bot.app import build_app
 from bot.cli import main
@@ -101,12 +102,55 @@ def test_a_key_lock_held_by_the_ingest_neither_stalls_the_workers_nor_strands_th
     workers.record([new("first"), new("second")])
     (first,) = workers.claim_many(1)
     with attacker.connect() as held:
-        held.execute(sa.text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": KEY})
-        # completing the key's item releases the next one: before, it waited on the lock for good
+        held.execute(sa.text("BEGIN"))  # an item inserted, never committed: the trigger locked its key
+        store_delivery(held, "held")
+        held.execute(
+            sa.text(
+                "INSERT INTO work_items (delivery_id, ordering_key, status, available_at)"
+                " VALUES ('held', :key, 'pending', 0)"
+            ),
+            {"key": KEY},
+        )
+        # completing the key's item releases the next one: it does not wait on the lock for good
+        started = time.monotonic()
         claimed = in_thread_within(5, lambda: workers.claim_many(1, completed=[first.id]))
         assert claimed, "the claim loop waited on a lock the ingest's role held"
+        assert time.monotonic() - started < 1.0
         assert [item.delivery.delivery_id for item in claimed[0]] == ["second"]
-        held.execute(sa.text("SELECT pg_advisory_unlock_all()"))
+        held.execute(sa.text("ROLLBACK"))
+
+
+def test_thousands_of_items_in_one_open_transaction_do_not_fill_the_servers_lock_table(
+    workers: Inbox, attacker: sa.Engine, empty_database: str
+) -> None:
+    workers.record([new("first"), new("second")])
+    with attacker.connect() as held:
+        held.execute(sa.text("BEGIN"))
+        held.execute(
+            sa.text(
+                "INSERT INTO deliveries SELECT 'd' || g, 'issue_comment', 'created', 0, :payload"
+                " FROM generate_series(1, 20000) g"
+            ),
+            {"payload": pack(b"{}")},
+        )
+        held.execute(
+            sa.text(
+                "INSERT INTO work_items (delivery_id, ordering_key, status, available_at)"
+                " SELECT 'd' || g, 'octo-org/model#' || (1000 + g), 'pending', 0"
+                " FROM generate_series(1, 20000) g"
+            )
+        )  # 20,000 keys locked: advisory locks would have filled the table (about 6,400 here)
+        held_locks = held.scalar(sa.text("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid()"))
+        assert held_locks < 100
+        (first,) = workers.claim_many(1)  # the workers claim, complete, release and check readiness
+        (second,) = workers.claim_many(1, completed=[first.id])
+        workers.complete(second)
+        workers.check_writable()
+        fresh = sa.create_engine(empty_database)  # and a new connection, a worker starting, connects
+        with fresh.connect() as connection:
+            assert connection.scalar(sa.text("SELECT 1")) == 1
+        fresh.dispose()
+        held.execute(sa.text("ROLLBACK"))
 
 
 def test_a_delivery_stranded_behind_a_taken_key_lock_is_released_by_the_periodic_pass(
@@ -298,6 +342,9 @@ def test_the_workers_refuse_to_grant_a_role_that_would_hold_their_rights(
         ("SELECT ON deliveries TO PUBLIC", "SELECT on deliveries"),
         ("SELECT (last_error) ON work_items TO {group}", "SELECT (last_error) on work_items"),
         ("INSERT ON orbit_runs TO {group}", "INSERT on orbit_runs"),
+        # an operator `=` for varchar made there would run as the workers, in their own statements
+        ("CREATE ON SCHEMA public TO PUBLIC", "CREATE on schema public"),
+        ("CREATE ON DATABASE {database} TO {group}", "CREATE on database"),
     ],
 )
 def test_the_workers_refuse_an_ingest_role_that_holds_more_through_public_or_a_group(
@@ -308,7 +355,8 @@ def test_the_workers_refuse_an_ingest_role_that_holds_more_through_public_or_a_g
     with admin.connect() as connection:
         connection.execute(sa.text(f"CREATE ROLE {group}"))
         connection.execute(sa.text(f"GRANT {group} TO {ingest_role}"))
-        connection.execute(sa.text(f"GRANT {granted.format(group=group)}"))
+        database = connection.scalar(sa.text("SELECT current_database()"))
+        connection.execute(sa.text(f"GRANT {granted.format(group=group, database=database)}"))
     try:
         with pytest.raises(SettingsError, match=rf"holds more than orbit grants it.*{re.escape(named)}"):
             build_app(settings("worker", empty_database, ingest_role))
@@ -470,3 +518,32 @@ def test_a_prepared_transaction_holding_a_lock_at_start_is_named_with_how_to_end
             connection.execute(sa.text("ROLLBACK PREPARED 'stuck'"))
         build_app(settings("worker", url, "orbit_ingest"))
         admin.dispose()
+
+
+def test_the_ingest_cannot_record_from_an_old_snapshot_to_run_ahead_of_a_keys_items(
+    workers: Inbox, attacker: sa.Engine
+) -> None:
+    with attacker.connect() as ingest:
+        ingest.execute(sa.text("BEGIN ISOLATION LEVEL REPEATABLE READ"))
+        ingest.execute(sa.text("SELECT count(*) FROM ingest_health"))  # the snapshot is taken
+        workers.record([new("first"), new("second")])  # the key is busy from now on
+        store_delivery(ingest, "ahead")
+        with pytest.raises(sa.exc.DBAPIError, match="READ COMMITTED transactions only"):
+            ingest.execute(
+                sa.text(
+                    "INSERT INTO work_items (delivery_id, ordering_key, status, attempts, available_at)"
+                    " VALUES ('ahead', :key, 'pending', 0, 0)"
+                ),
+                {"key": KEY},
+            )
+        ingest.execute(sa.text("ROLLBACK"))
+    assert [row["delivery_id"] for row in workers.list_items()] == ["second", "first"]
+
+
+def test_a_run_of_the_stranded_pass_releases_every_stranded_key_past_its_page(workers: Inbox) -> None:
+    keys = inbox_module.STRANDED_LIMIT * 2 + 500
+    workers.record([new(f"d{number}", f"octo-org/model#{number}") for number in range(keys)])
+    with workers.engine.begin() as connection:  # as if each release had lost its race
+        connection.execute(sa.text("UPDATE work_items SET status = 'waiting'"))
+    assert workers.release_stranded() == keys
+    assert workers.counts() == {PENDING: keys}
