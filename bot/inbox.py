@@ -486,12 +486,15 @@ class Inbox:
     def retry(self, item_id: int) -> bool:
         """Put a dead item back in the queue with fresh attempts; False if there is none."""
         with self._writer, self.engine.begin() as connection:
-            result = connection.execute(
+            # Waiting, then released like any other: its key may have a later item running by now.
+            keys = connection.scalars(
                 work_items.update()
                 .where(work_items.c.id == item_id, work_items.c.status == DEAD)
-                .values(status=PENDING, attempts=0, available_at=time.time())
-            )
-        return result.rowcount == 1
+                .values(status=WAITING, attempts=0, available_at=time.time())
+                .returning(work_items.c.ordering_key)
+            ).all()
+            _release_next(connection, keys)
+        return len(keys) == 1
 
     def list_items(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Return work items (newest first) with their event, for the CLI."""
@@ -642,10 +645,9 @@ def _bury(connection: Connection, rows: list[tuple[Any, str]]) -> None:
 def _release_next(connection: Connection, keys: Iterable[str]) -> None:
     """Make the oldest waiting item of each key pending, once its key has nothing pending or running.
 
-    Under the keys' locks on PostgreSQL (`inbox_keys`; SQLite has one writer). Another role may
-    hold one, so a worker waits for it only a moment. A key released without its lock stays in order
-    (a claim skips an item with an older one pending or running); a delivery that the release then
-    missed is released by `Inbox.release_stranded`.
+    Under the keys' locks on PostgreSQL where free (`inbox_keys`; SQLite has one writer). A key
+    released without its lock stays in order (a claim skips an item with an older one pending or
+    running); a delivery that the release then missed is released by `Inbox.release_stranded`.
     """
     if released := [{"key": key} for key in sorted(set(keys))]:
         if connection.dialect.name == "postgresql":

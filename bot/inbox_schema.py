@@ -33,22 +33,37 @@ RACE_ATTEMPTS = 8
 RACES = ("23505", "XX000", "42P07", "42710", "40P01")
 
 # Run as its owner, the workers' role (SECURITY DEFINER): the key's row is locked and the id taken with
-# the workers' rights, which the ingest's role lacks on `work_keys` and the sequence's setval.
+# the workers' rights, which the ingest's role lacks on `work_keys` and the sequence's setval. It never
+# waits on a key's row beyond a moment: a row another session holds (a worker releasing the key's
+# next item, or a role that keeps it) makes the new item wait, which keeps the key's order, and the
+# workers' stranded pass starts it if nothing ahead of it does. A key of one delivery alone
+# (`delivery:ID`) orders nothing and takes no row.
 NEW_ITEM_FUNCTION = """
 CREATE OR REPLACE FUNCTION {schema}.orbit_new_work_item() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '50ms' AS $$
+DECLARE
+  held_elsewhere boolean := false;
 BEGIN
   -- A later snapshot would not see the key's items recorded since: it could run ahead of them.
   IF current_setting('transaction_isolation') <> 'read committed' THEN
     RAISE EXCEPTION 'work items are recorded in READ COMMITTED transactions only';
   END IF;
-  LOOP  -- the key's row, locked until commit (`inbox_keys`); pruning may delete it meanwhile
-    INSERT INTO {schema}.work_keys (ordering_key) VALUES (NEW.ordering_key) ON CONFLICT DO NOTHING;
-    PERFORM 1 FROM {schema}.work_keys WHERE ordering_key = NEW.ordering_key FOR UPDATE;
-    EXIT WHEN FOUND;
-  END LOOP;
+  IF NEW.ordering_key NOT LIKE 'delivery:%' THEN
+    PERFORM 1 FROM {schema}.work_keys WHERE ordering_key = NEW.ordering_key FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+      IF EXISTS (SELECT 1 FROM {schema}.work_keys WHERE ordering_key = NEW.ordering_key) THEN
+        held_elsewhere := true;
+      ELSE
+        BEGIN  -- a new key: another session inserting it too is waited for 50 ms at most
+          INSERT INTO {schema}.work_keys (ordering_key) VALUES (NEW.ordering_key);
+        EXCEPTION WHEN unique_violation OR lock_not_available THEN
+          held_elsewhere := true;
+        END;
+      END IF;
+    END IF;
+  END IF;
   NEW.id := nextval('{sequence}'::regclass);
-  NEW.status := CASE WHEN EXISTS (
+  NEW.status := CASE WHEN held_elsewhere OR EXISTS (
     SELECT 1 FROM {schema}.work_items
     WHERE ordering_key = NEW.ordering_key AND status IN ('pending', 'running', 'waiting')
   ) THEN 'waiting' ELSE 'pending' END;

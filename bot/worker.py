@@ -199,7 +199,7 @@ class Retention:
         return pruned
 
 
-STRANDED_EVERY_SECONDS = 15.0  # how late, at worst, a delivery whose release lost its key's lock runs
+STRANDED_EVERY_SECONDS = 5.0  # how late, at worst, a delivery whose key's lock was held elsewhere runs
 
 
 def stranded_release(inbox: Inbox) -> Callable[[], Awaitable[int]]:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot import inbox_keys
 from bot.events import ordering_key
 from bot.inbox import (
     DEAD,
@@ -259,11 +258,10 @@ def test_an_inbox_made_by_an_older_orbit_gets_the_new_indexes(tmp_path: Path) ->
 
 def test_a_delivery_recorded_while_its_keys_last_item_finishes_is_released(
     empty_database: str,  # noqa: F811 - the fixture
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """PostgreSQL, two replicas: one records a second item of a pull request (it waits, not committed
-    yet) while the other finishes the first. The finish waits for the key's lock, then releases it."""
-    monkeypatch.setattr(inbox_keys, "KEY_LOCK_PATIENCE_SECONDS", 5.0)  # a slow machine's moment
+    yet, the key's row locked) while the other finishes the first. The finish does not wait for the
+    key: it goes on, and the stranded pass releases the item its release could not see."""
     box = Inbox(make_engine(empty_database))
     box.create_schema()
     first, second = new(9, "first"), new(9, "second")
@@ -271,21 +269,34 @@ def test_a_delivery_recorded_while_its_keys_last_item_finishes_is_released(
     claimed = box.claim()
     assert claimed is not None
     recording = box.engine.connect()
-    transaction = recording.begin()  # the other replica's `record`, midway: lock taken, row written
-    recording.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": second.ordering_key})
+    transaction = recording.begin()  # the other replica's `record`, midway: key locked, row written
     stored = {"event": "issue_comment", "action": "created", "payload": pack(second.body)}
     recording.execute(deliveries.insert().values(delivery_id="second", received_at=time.time(), **stored))
     waiting = {"ordering_key": second.ordering_key, "status": WAITING, "attempts": 0}
     recording.execute(work_items.insert().values(delivery_id="second", available_at=time.time(), **waiting))
     with ThreadPoolExecutor(1) as pool:
         finishing = pool.submit(box.complete_many, [claimed.id])
-        time.sleep(0.3)
-        assert not finishing.done()  # it waits for the key's lock
+        finishing.result(timeout=5)  # it did not wait for the key's lock
         transaction.commit()
-        finishing.result(timeout=10)
     recording.close()
+    assert box.counts() == {DONE: 1, WAITING: 1}
+    assert box.release_stranded() == 1
     assert box.counts() == {DONE: 1, PENDING: 1}  # not left waiting behind a finished item
     box.engine.dispose()
+
+
+def test_a_dead_item_retried_waits_for_its_keys_running_item(inbox: Inbox) -> None:
+    """On both databases: a dead item retried while a later item of its pull request runs does not
+    run beside it; it runs once that item is done."""
+    inbox.record([new(9, "early")])
+    (early,) = inbox.claim_many(1)
+    inbox.fail(early, "GitHub answered 422", temporary=False)
+    inbox.record([new(9, "late")])
+    (late,) = inbox.claim_many(1)
+    assert inbox.retry(early.id)
+    assert inbox.claim_many(10) == [], "the retried item ran beside the key's running one"
+    (again,) = inbox.claim_many(10, completed=[late.id])
+    assert (again.delivery.delivery_id, again.attempts) == ("early", 1)
 
 
 def test_replicas_recording_the_same_pull_requests_in_other_orders_do_not_deadlock(

@@ -547,3 +547,32 @@ def test_a_run_of_the_stranded_pass_releases_every_stranded_key_past_its_page(wo
         connection.execute(sa.text("UPDATE work_items SET status = 'waiting'"))
     assert workers.release_stranded() == keys
     assert workers.counts() == {PENDING: keys}
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["a key with a row", "a new key"])
+def test_a_key_the_ingest_holds_holds_up_no_other_recording(
+    workers: Inbox, attacker: sa.Engine, known: bool
+) -> None:
+    if known:  # the key has had work: its row exists
+        workers.record([new("earlier")])
+        workers.complete_many([item.id for item in workers.claim_many(1)])
+    with attacker.connect() as held:
+        held.execute(sa.text("BEGIN"))  # an item inserted, never committed: the trigger holds its key
+        store_delivery(held, "held")
+        held.execute(
+            sa.text(
+                "INSERT INTO work_items (delivery_id, ordering_key, status, available_at)"
+                " VALUES ('held', :key, 'pending', 0)"
+            ),
+            {"key": KEY},
+        )
+        # the other ingest replica records this key's delivery and another's, in one batch
+        started = time.monotonic()
+        recorded = in_thread_within(5, lambda: workers.record([new("legit"), new("other", "octo-org/b#1")]))
+        assert recorded == [[True, True]], "the recording waited on the key the ingest's role held"
+        assert time.monotonic() - started < 1.0
+        held.execute(sa.text("ROLLBACK"))
+    statuses = {row["delivery_id"]: row["status"] for row in workers.list_items()}
+    assert (statuses["legit"], statuses["other"]) == (WAITING, PENDING)  # in order, whatever was held
+    assert workers.release_stranded() == 1
+    assert {item.delivery.delivery_id for item in workers.claim_many(10)} == {"legit", "other"}
