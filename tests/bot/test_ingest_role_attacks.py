@@ -87,6 +87,19 @@ def start_error(start: Settings) -> Exception | None:
     return None
 
 
+def hold_key(held: sa.Connection) -> None:
+    """Begin a transaction that inserts an item of `KEY` and is never committed: the trigger holds the key."""
+    held.execute(sa.text("BEGIN"))
+    store_delivery(held, "held")
+    held.execute(
+        sa.text(
+            "INSERT INTO work_items (delivery_id, ordering_key, status, available_at)"
+            " VALUES ('held', :key, 'pending', 0)"
+        ),
+        {"key": KEY},
+    )
+
+
 def in_thread_within(seconds: float, work: Callable[[], T]) -> list[T]:
     """Run `work` in a thread; return its result in a list, empty if it had not returned in time."""
     result: list[T] = []
@@ -102,15 +115,7 @@ def test_a_key_lock_held_by_the_ingest_neither_stalls_the_workers_nor_strands_th
     workers.record([new("first"), new("second")])
     (first,) = workers.claim_many(1)
     with attacker.connect() as held:
-        held.execute(sa.text("BEGIN"))  # an item inserted, never committed: the trigger locked its key
-        store_delivery(held, "held")
-        held.execute(
-            sa.text(
-                "INSERT INTO work_items (delivery_id, ordering_key, status, available_at)"
-                " VALUES ('held', :key, 'pending', 0)"
-            ),
-            {"key": KEY},
-        )
+        hold_key(held)
         # completing the key's item releases the next one: it does not wait on the lock for good
         started = time.monotonic()
         claimed = in_thread_within(5, lambda: workers.claim_many(1, completed=[first.id]))
@@ -557,15 +562,7 @@ def test_a_key_the_ingest_holds_holds_up_no_other_recording(
         workers.record([new("earlier")])
         workers.complete_many([item.id for item in workers.claim_many(1)])
     with attacker.connect() as held:
-        held.execute(sa.text("BEGIN"))  # an item inserted, never committed: the trigger holds its key
-        store_delivery(held, "held")
-        held.execute(
-            sa.text(
-                "INSERT INTO work_items (delivery_id, ordering_key, status, available_at)"
-                " VALUES ('held', :key, 'pending', 0)"
-            ),
-            {"key": KEY},
-        )
+        hold_key(held)
         # the other ingest replica records this key's delivery and another's, in one batch
         started = time.monotonic()
         recorded = in_thread_within(5, lambda: workers.record([new("legit"), new("other", "octo-org/b#1")]))
