@@ -1,6 +1,7 @@
 """Wire the bot together from its settings: database, routers, GitHub client, workers, runners, app."""
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import NoReturn, cast
 
 import sqlalchemy as sa
@@ -135,8 +136,19 @@ def build_app(settings: Settings) -> ASGIApp:
         redeliverer = redeliverer_for(settings, inbox)
         periodic.append(Periodic("redeliver", redeliverer.run_once, settings.redeliver_interval_seconds))
     return create_app(
-        inbox, ingest if settings.role == "all" else None, workers, settings.webhook_path, periodic
+        inbox,
+        ingest if settings.role == "all" else None,
+        workers,
+        settings.webhook_path,
+        periodic,
+        warmups=warmups(github, runners),
     )
+
+
+def warmups(github: GitHubAppClient, runners: Runners | None) -> list[Callable[[], Awaitable[None]]]:
+    """Return what the workers warm at start-up: GitHub's REST areas, the runners' Kubernetes pools."""
+    clusters = (runners.cluster, *runners.namespaced.values()) if runners else ()
+    return [github.warm, *(cluster.http.warm for cluster in clusters if isinstance(cluster, KubeCluster))]
 
 
 def ingest_app(settings: Settings, inbox: Inbox) -> ASGIApp:

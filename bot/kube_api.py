@@ -146,6 +146,14 @@ class KubeApi:
             raise TemporaryError(f"cannot reach Kubernetes: {type(error).__name__}") from error
         return status, _decoded(status, data)
 
+    async def warm(self) -> None:
+        """Make this event loop's pool now, not on its first request: its TLS context takes tens of ms.
+
+        Whatever fails here (a bad CA) fails that request too, and is reported there.
+        """
+        if self._pools is not None:
+            self._pools.session()
+
     def _url(self, path: str, query: list[tuple[str, str]] | None) -> str:
         return str(self.api.configuration.host) + path + (f"?{urlencode(query)}" if query else "")
 

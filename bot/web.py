@@ -42,6 +42,14 @@ async def _repeat(job: Periodic, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), job.every)
 
 
+async def _warm(warmup: Callable[[], Awaitable[None]]) -> None:
+    """Run one warm-up; a failure is only logged: the first event does the same work and reports it."""
+    try:
+        await warmup()
+    except Exception:
+        log.warning("a warm-up at start failed; the first event will do its work", exc_info=True)
+
+
 def checkpoint_job(inbox: Inbox, with_workers: bool) -> Periodic:
     """Return the job copying SQLite's write-ahead log into the database, often where workers run.
 
@@ -59,11 +67,13 @@ def create_app(
     workers: WorkerPool | None,
     webhook_path: str = "/webhook",
     periodic: Sequence[Periodic] = (),
+    warmups: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> ASGIApp:
     """Build the ASGI app; `workers` run in the same process unless None.
 
     `/webhook` is served unless `ingest` is None: a worker process answers health, readiness and
-    metrics only.
+    metrics only. `warmups` run at start-up, before anything is served: what the first event would
+    otherwise pay once (connection pools, modules imported on first use).
     """
 
     @contextlib.asynccontextmanager
@@ -72,6 +82,8 @@ def create_app(
         # has cores + 4 of them, fewer than the workers that wait on such calls at once.
         threads = ThreadPoolExecutor((workers.concurrency if workers else 0) + 8, thread_name_prefix="orbit")
         asyncio.get_running_loop().set_default_executor(threads)
+        for warmup in warmups:
+            await _warm(warmup)
         # What start-up built lives as long as the process: keep the collector from walking it again
         # and again (a full collection over the imported libraries takes tens of milliseconds).
         gc.freeze()

@@ -41,24 +41,38 @@ class RepoConfigs:
     """Each run's `.github/orbit.yml`, kept briefly, so that a run's three jobs read it once.
 
     Read at the run's own commit: the default branch's, which it was dispatched from, never a PR's.
+    Jobs that arrive together (a matrix, a burst) wait for the one read already under way.
     """
 
     ttl_s: float = CONFIG_TTL_S
     clock: Callable[[], float] = time.monotonic
     entries: dict[tuple[str, str], tuple[float, RepoConfig | None, str]] = field(default_factory=dict)
+    reading: dict[tuple[str, str], asyncio.Future[tuple[RepoConfig | None, str]]] = field(
+        default_factory=dict
+    )
 
     async def read(self, github: Pulls, repo: Repo, sha: str) -> tuple[RepoConfig | None, str]:
         """Return the config at the commit (None when invalid) and why it is invalid ("" when valid)."""
-        key, now = (repo.full_name, sha), self.clock()
+        key = (repo.full_name, sha)
         cached = self.entries.get(key)
-        if cached is not None and now - cached[0] < self.ttl_s:
+        if cached is not None and self.clock() - cached[0] < self.ttl_s:
             return cached[1], cached[2]
+        under_way = self.reading.get(key)
+        if under_way is None:
+            under_way = asyncio.ensure_future(self._fetch(github, repo, sha))
+            self.reading[key] = under_way
+            under_way.add_done_callback(lambda done: _forget(self.reading, key, done))
+        # One caller cancelled (its handler timed out) leaves the read to the others.
+        return await asyncio.shield(under_way)
+
+    async def _fetch(self, github: Pulls, repo: Repo, sha: str) -> tuple[RepoConfig | None, str]:
         try:
             config, problem = parse_config(await github.file_text(repo, CONFIG_PATH, sha)), ""
         except RepoConfigError as error:
             config, problem = None, str(error)
+        now = self.clock()
         self.entries = {k: v for k, v in self.entries.items() if now - v[0] < self.ttl_s}
-        self.entries[key] = (now, config, problem)
+        self.entries[(repo.full_name, sha)] = (now, config, problem)
         return config, problem
 
     async def spec(
@@ -70,6 +84,16 @@ class RepoConfigs:
             return None, f"the installation's default runners are used, for {problem}"
         workflow = run.workflow.rsplit("/", 1)[-1]
         return config.runners.get(workflow, {}).get(label), ""
+
+
+def _forget(
+    reading: dict[tuple[str, str], asyncio.Future[T]], key: tuple[str, str], done: asyncio.Future[T]
+) -> None:
+    """Drop a finished read; its failure was its callers' to see (retrieved here when none waited)."""
+    if reading.get(key) is done:
+        del reading[key]
+    if not done.cancelled():
+        done.exception()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from githubkit import GitHub
 from bot.errors import PermanentError
 from bot.events import Repo
 from bot.github.calls import Conflict, NotFound, body_of, call
+from bot.github.direct import THROUGH_GITHUBKIT, DirectCalls, repo_path
 
 RunStatus = Literal["queued", "in_progress", "waiting", "requested", "pending"]
 # The most an artifact download reads unless its caller says less: an artifact's content is untrusted,
@@ -147,6 +148,7 @@ class ActionsMixin:
 
     _github: GitHub[Any]
     _rest: Any
+    _direct: DirectCalls
 
     async def dispatch_workflow(self, repo: Repo, workflow: str, ref: str, inputs: dict[str, str]) -> int:
         """Start a workflow_dispatch run and return its id (`return_run_details`: 200 with the run)."""
@@ -195,13 +197,19 @@ class ActionsMixin:
     async def workflow_job(self, repo: Repo, job_id: int) -> JobInfo | None:
         """Return a workflow job, or None when GitHub does not know it."""
         try:
-            response = await call(
-                "get_job",
-                lambda: self._rest.actions.async_get_job_for_workflow_run(repo.owner, repo.name, job_id),
-            )
+            answer = await self._direct.json("get_job", "GET", f"{repo_path(repo)}/actions/jobs/{job_id}")
+            if answer is THROUGH_GITHUBKIT:
+                answer = body_of(
+                    await call(
+                        "get_job",
+                        lambda: self._rest.actions.async_get_job_for_workflow_run(
+                            repo.owner, repo.name, job_id
+                        ),
+                    )
+                )
         except NotFound:
             return None
-        return _job(body_of(response))
+        return _job(answer)
 
     async def run_jobs(self, repo: Repo, run_id: int) -> list[JobInfo]:
         """Return the jobs of a workflow run."""

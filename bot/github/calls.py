@@ -24,6 +24,9 @@ class Unprocessable(PermanentError):
     """GitHub answered 422 (a ref that is not a fast-forward, one that already exists)."""
 
 
+KINDS: dict[int, type[PermanentError]] = {404: NotFound, 409: Conflict, 422: Unprocessable}
+
+
 async def call(name: str, request: Callable[[], Awaitable[T]]) -> T:
     """Run one API call, count it by outcome, and translate its failure."""
     try:
@@ -36,8 +39,7 @@ async def call(name: str, request: Callable[[], Awaitable[T]]) -> T:
         GITHUB_CALLS.labels(name, str(status)).inc()
         if status >= 500 or status == 429:
             raise TemporaryError(f"GitHub answered {status} to {name}", _retry_after(error)) from error
-        kind = {404: NotFound, 409: Conflict, 422: Unprocessable}.get(status, PermanentError)
-        raise kind(f"GitHub answered {status} to {name}") from error
+        raise KINDS.get(status, PermanentError)(f"GitHub answered {status} to {name}") from error
     except (RequestError, httpx.TransportError) as error:
         GITHUB_CALLS.labels(name, "network").inc()
         raise TemporaryError(f"network error calling GitHub ({name}): {type(error).__name__}") from error

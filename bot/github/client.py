@@ -15,6 +15,7 @@ from githubkit.cache import MemCacheStrategy
 from bot.github.actions import ActionsMixin, Artifacts, Jobs, Workflows
 from bot.github.checks import CheckDetails, Checks, ChecksMixin
 from bot.github.deployments import Deployments, DeploymentsMixin, Merges
+from bot.github.direct import Authorizations, DirectCalls
 from bot.github.git import GitData, GitDataMixin
 from bot.github.issues import AppIdentity, Conversation, ConversationMixin
 from bot.github.pulls import Pulls, PullsMixin
@@ -52,11 +53,22 @@ class InstallationClient(
 ):
     """`GitHubApi` over githubkit, as one installation."""
 
-    def __init__(self, github: GitHub[AppAuthStrategy], installation_id: int, identity: AppIdentity) -> None:
+    def __init__(
+        self,
+        github: GitHub[AppAuthStrategy],
+        installation_id: int,
+        identity: AppIdentity,
+        authorizations: Authorizations,
+    ) -> None:
         self._github = github.with_auth(github.auth.as_installation(installation_id))
         self._rest = self._github.rest
+        self._direct = DirectCalls(self._github, installation_id, authorizations)
         self._identity = identity
 
+
+# The REST areas orbit calls. githubkit imports an area's module on its first use, a few milliseconds
+# each, which would fall on the first event's handling: they are imported at start-up instead.
+REST_AREAS = ("actions", "apps", "checks", "git", "issues", "pulls", "reactions", "repos")
 
 # Every call to GitHub (and to the storage its downloads redirect to) gives up when connecting, or
 # waiting for the next bytes of an answer, takes longer than this: a worker is never held forever.
@@ -94,7 +106,13 @@ class GitHubAppClient:
             async_transport=SharedTransport(timeout, retries=0),
         )
         self._identity = AppIdentity(self._github)
+        self._authorizations = Authorizations()
+
+    async def warm(self) -> None:
+        """Import the REST areas orbit calls now, not on the first event that calls each."""
+        for area in REST_AREAS:
+            getattr(self._github.rest, area)
 
     def for_installation(self, installation_id: int) -> GitHubApi:
         """Return a client acting as the installation."""
-        return InstallationClient(self._github, installation_id, self._identity)
+        return InstallationClient(self._github, installation_id, self._identity, self._authorizations)

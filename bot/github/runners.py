@@ -6,11 +6,13 @@ workflow of the organisation (docs/install.md, step 6).
 """
 
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from githubkit import GitHub
 
 from bot.events import Repo
 from bot.github.calls import NotFound, body_of, call
+from bot.github.direct import THROUGH_GITHUBKIT, DirectCalls, repo_path
 
 REPOSITORY_GROUP = 1  # a repository's runners are all in its one group, the default
 
@@ -38,26 +40,35 @@ class RunnersMixin:
 
     _github: GitHub[Any]
     _rest: Any
+    _direct: DirectCalls
 
     async def generate_jit_config(
         self, repo: Repo, name: str, labels: list[str], runner_group_id: int | None
     ) -> tuple[int, str]:
         """Register a just-in-time runner; return its id and its encoded configuration."""
-        fields = {"name": name, "labels": labels, "work_folder": "_work"}
-        actions = self._rest.actions
-        response = await call(
-            "generate_jitconfig",
-            lambda: (
-                actions.async_generate_runner_jitconfig_for_repo(
-                    repo.owner, repo.name, runner_group_id=REPOSITORY_GROUP, **fields
-                )
-                if runner_group_id is None
-                else actions.async_generate_runner_jitconfig_for_org(
-                    repo.owner, runner_group_id=runner_group_id, **fields
-                )
-            ),
+        fields: dict[str, Any] = {"name": name, "labels": labels, "work_folder": "_work"}
+        path = (
+            f"{repo_path(repo)}/actions/runners/generate-jitconfig"
+            if runner_group_id is None
+            else f"/orgs/{quote(repo.owner, safe='')}/actions/runners/generate-jitconfig"
         )
-        data = body_of(response)
+        body = {**fields, "runner_group_id": runner_group_id or REPOSITORY_GROUP}
+        data = await self._direct.json("generate_jitconfig", "POST", path, body)
+        if data is THROUGH_GITHUBKIT:
+            actions = self._rest.actions
+            response = await call(
+                "generate_jitconfig",
+                lambda: (
+                    actions.async_generate_runner_jitconfig_for_repo(
+                        repo.owner, repo.name, runner_group_id=REPOSITORY_GROUP, **fields
+                    )
+                    if runner_group_id is None
+                    else actions.async_generate_runner_jitconfig_for_org(
+                        repo.owner, runner_group_id=runner_group_id, **fields
+                    )
+                ),
+            )
+            data = body_of(response)
         return int(data["runner"]["id"]), str(data["encoded_jit_config"])
 
     async def find_runner(self, repo: Repo, name: str, in_organization: bool = False) -> int | None:

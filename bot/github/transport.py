@@ -34,7 +34,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._tls = httpx.create_ssl_context()  # the certificates httpx itself would trust
         self._pools = LoopSessions(self._new_session)
 
-    def _session(self) -> aiohttp.ClientSession:
+    def session(self) -> aiohttp.ClientSession:
+        """Return this event loop's session (calls sent straight share its connections)."""
         return self._pools.session()
 
     def _new_session(self) -> aiohttp.ClientSession:
@@ -55,7 +56,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         ]
         body = await request.aread()
         try:
-            response = await self._session().request(
+            response = await self.session().request(
                 request.method,
                 URL(str(request.url), encoded=True),
                 headers=headers,
@@ -63,7 +64,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 # aiohttp would add a Content-Type to a POST httpx sent without one (an empty body)
                 skip_auto_headers=() if "content-type" in request.headers else ("Content-Type",),
-                timeout=_client_timeout(timeouts),
+                timeout=client_timeout(timeouts),
             )
         except aiohttp.ConnectionTimeoutError as error:
             raise httpx.ConnectTimeout(str(error), request=request) from error
@@ -109,7 +110,7 @@ class _Body(httpx.AsyncByteStream):
         self._response.release()
 
 
-def _client_timeout(timeouts: dict[str, Any]) -> aiohttp.ClientTimeout:
+def client_timeout(timeouts: dict[str, Any]) -> aiohttp.ClientTimeout:
     """Return httpx's (connect, read, write, pool) seconds as aiohttp's timeouts."""
     connect, read, pool = timeouts.get("connect"), timeouts.get("read"), timeouts.get("pool")
     waiting = None if connect is None or pool is None else connect + pool  # a free connection, then connect

@@ -162,5 +162,5 @@ async def test_the_connection_is_reused_after_a_whole_body(server: str) -> None:
     shared = transport()
     for _ in range(3):
         assert (await get(shared, f"{server}/x")).text == "ok"
-    connector = shared._session().connector
+    connector = shared.session().connector
     assert connector is not None and sum(len(c) for c in connector._conns.values()) == 1

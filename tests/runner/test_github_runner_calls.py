@@ -1,4 +1,8 @@
-"""The runner and training calls of the real GitHub client, over respx: exactly what is sent."""
+"""The runner and training calls of the real GitHub client, over respx: exactly what is sent.
+
+The job read and the runner registration go straight on aiohttp once a token is cached, past respx:
+tests/bot/test_github_direct.py holds both paths to the same requests over real HTTP.
+"""
 
 import json
 from collections.abc import Iterator
@@ -72,28 +76,6 @@ async def test_a_runner_group_registers_the_runner_in_the_organisation(github: r
     assert deleted.call_count == 1
     # never on the repository, where any workflow of the repository could be given the runner
     assert not [call for call in github.calls if call.request.url.path.startswith(BASE)]
-
-
-async def test_the_still_queued_check_reads_the_job(github: respx.MockRouter) -> None:
-    github.get(f"{BASE}/actions/jobs/5").respond(
-        200,
-        json={
-            "id": 5,
-            "run_id": 9,
-            "status": "queued",
-            "labels": ["self-hosted", "orbit-gpu"],
-            "head_sha": "abc",
-            "html_url": "https://github.com/octo-org/model/actions/runs/9/job/5",
-            "runner_name": None,
-            "created_at": "2026-11-27T10:00:00Z",
-        },
-    )
-    github.get(f"{BASE}/actions/jobs/6").respond(404, json={"message": "Not Found"})
-    client = api().for_installation(1)
-    job = await client.workflow_job(REPO, 5)
-    assert job is not None
-    assert (job.status, job.run_id, job.labels) == ("queued", 9, ["self-hosted", "orbit-gpu"])
-    assert await client.workflow_job(REPO, 6) is None
 
 
 async def test_dispatch_asks_for_the_run_and_answers_its_id(github: respx.MockRouter) -> None:

@@ -1,6 +1,7 @@
 """Runner classes per workflow: a repository sizes its pods in `.github/orbit.yml`, within the installation's
 limits, and names GPU types the admin defined; it never writes a nodeSelector or a toleration itself."""
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,7 @@ from kubernetes import client
 from kubernetes_validate import validate
 from pydantic import ValidationError
 
+from bot.errors import TemporaryError
 from bot.events import Repo
 from bot.repo_config import RunnerSpec
 from bot.settings import Settings
@@ -253,3 +255,59 @@ async def test_a_config_is_read_again_once_its_time_is_up() -> None:
         found, problem = await configs.read(github, repo, "d" * 40)
         assert found is not None and problem == ""
     assert len(github.named("file")) == 2
+
+
+class SlowGitHub(FakeGitHub):
+    """Answers file reads only once `answer` is set, failing them with `failure` when one is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+        self.failure: Exception | None = None
+
+    async def file_text(self, repo: Repo, path: str, ref: str) -> str | None:
+        found = await super().file_text(repo, path, ref)
+        await self.answer.wait()
+        if self.failure is not None:
+            raise self.failure
+        return found
+
+
+async def test_jobs_arriving_together_share_one_read_of_the_config() -> None:
+    github, configs, repo = SlowGitHub(), RepoConfigs(), Repo("octo-org", "model")
+    github.texts[(".github/orbit.yml", "d" * 40)] = config(cpu="6")
+    readers = [asyncio.create_task(configs.read(github, repo, "d" * 40)) for _ in range(20)]
+    await asyncio.sleep(0)
+    github.answer.set()
+    found = await asyncio.gather(*readers)
+    assert len(github.named("file")) == 1, "twenty jobs of one run read its config once"
+    assert {id(config) for config, _ in found} == {id(found[0][0])} and found[0][0] is not None
+    assert configs.reading == {}, "a finished read is not kept as under way"
+
+
+async def test_a_failed_shared_read_fails_every_waiter_and_is_tried_again() -> None:
+    github, configs, repo = SlowGitHub(), RepoConfigs(), Repo("octo-org", "model")
+    github.texts[(".github/orbit.yml", "d" * 40)] = config(cpu="6")
+    github.failure = TemporaryError("GitHub answered 502 to get_content")
+    readers = [asyncio.create_task(configs.read(github, repo, "d" * 40)) for _ in range(3)]
+    await asyncio.sleep(0)
+    github.answer.set()
+    outcomes = await asyncio.gather(*readers, return_exceptions=True)
+    assert all(isinstance(outcome, TemporaryError) for outcome in outcomes), outcomes
+    github.failure = None
+    found, problem = await configs.read(github, repo, "d" * 40)
+    assert found is not None and problem == "", "a failure is not kept: the next job reads again"
+    assert len(github.named("file")) == 2
+
+
+async def test_a_cancelled_reader_leaves_the_read_to_the_others() -> None:
+    github, configs, repo = SlowGitHub(), RepoConfigs(), Repo("octo-org", "model")
+    github.texts[(".github/orbit.yml", "d" * 40)] = config(cpu="6")
+    first = asyncio.create_task(configs.read(github, repo, "d" * 40))
+    second = asyncio.create_task(configs.read(github, repo, "d" * 40))
+    await asyncio.sleep(0)
+    first.cancel()  # its handler ran out of time
+    github.answer.set()
+    found, _ = await second
+    assert first.cancelled() and found is not None
+    assert len(github.named("file")) == 1

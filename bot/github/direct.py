@@ -1,0 +1,160 @@
+"""The calls of a runner's start, sent straight on the shared aiohttp pool.
+
+Every queued job makes two calls (is it still queued? register its runner). Through githubkit each
+costs about 0.5 ms of CPU, four times a bare request on the same pool: httpx builds a client, parses
+URLs and keeps cookies per request. A burst of jobs waits on that CPU, so these two go straight:
+the same URL, headers, installation token (githubkit's, from its cache) and timeouts, and the same
+translation of failures as `calls.call`. Until githubkit has cached the installation's token they go
+through githubkit, which mints it; a redirect (a renamed repository) is left to githubkit to follow.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import quote
+
+import aiohttp
+import httpx
+import orjson
+from githubkit import GitHub
+from githubkit.versions import LATEST_VERSION
+from yarl import URL
+
+from bot.errors import PermanentError, TemporaryError
+from bot.events import Repo
+from bot.github.calls import KINDS
+from bot.github.transport import AiohttpTransport, client_timeout
+from bot.metrics import GITHUB_CALLS
+
+log = logging.getLogger("bot.github")
+API_VERSION: Final = LATEST_VERSION  # the REST version githubkit's own calls ask for
+THROUGH_GITHUBKIT: Final = object()
+
+
+@dataclass
+class Authorizations:
+    """Each installation's Authorization header as githubkit's token cache last gave it, kept briefly.
+
+    githubkit drops a token a minute before it expires, so one it hands out is good for a minute at
+    least: kept `keep_s` (less than that), it is never sent expired. Reading githubkit's cache costs
+    as much as the request itself (an httpx request built and its URL parsed twice).
+    """
+
+    keep_s: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    known: dict[int, tuple[float, str]] = field(default_factory=dict)
+
+    def get(self, installation_id: int) -> str | None:
+        """Return the installation's header if it was read from githubkit within `keep_s`."""
+        seen = self.known.get(installation_id)
+        return seen[1] if seen is not None and self.clock() - seen[0] < self.keep_s else None
+
+    def put(self, installation_id: int, header: str) -> None:
+        """Keep a header githubkit just gave."""
+        self.known[installation_id] = (self.clock(), header)
+
+
+def repo_path(repo: Repo) -> str:
+    """Return the repository's REST path, its owner and name quoted."""
+    return f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}"
+
+
+class DirectCalls:
+    """Send a call straight, as the installation githubkit's client `github` acts as."""
+
+    def __init__(self, github: GitHub[Any], installation_id: int, authorizations: Authorizations) -> None:
+        self._auth = github.auth.get_auth_flow(github)
+        self._installation_id = installation_id
+        self._authorizations = authorizations
+        config = github.config
+        transport = config.async_transport
+        self._transport = transport if isinstance(transport, AiohttpTransport) else None
+        self._base = str(config.base_url).rstrip("/")
+        self._headers = {
+            "User-Agent": config.user_agent,
+            "Accept": config.accept,
+            "X-GitHub-Api-Version": API_VERSION,
+        }
+        self._timeout = client_timeout(config.timeout.as_dict())
+
+    async def json(self, name: str, method: str, path: str, body: object = None) -> Any:
+        """Return the answer's JSON, or `THROUGH_GITHUBKIT`: make the call through githubkit instead.
+
+        That is the answer when githubkit holds no token for the installation (nothing was sent), and
+        to a redirect (GitHub did nothing; githubkit follows it, the token kept from another host).
+        A failure raises as `calls.call` raises it: temporary for 5xx, 429 and rate limits, and
+        `NotFound`, `Conflict`, `Unprocessable` or `PermanentError` for the others.
+        """
+        url = self._base + path
+        authorization = await self._authorization()
+        if authorization is None or self._transport is None:
+            return THROUGH_GITHUBKIT
+        headers = {**self._headers, "Authorization": authorization}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._transport.session().request(
+                method,
+                URL(url, encoded=True),
+                data=None if body is None else orjson.dumps(body),
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                status, data = response.status, await response.read()
+                answer_headers = response.headers
+        except (aiohttp.ClientError, OSError) as error:  # OSError: timeouts, TLS
+            GITHUB_CALLS.labels(name, "network").inc()
+            raise TemporaryError(f"network error calling GitHub ({name}): {type(error).__name__}") from error
+        log.info('HTTP Request: %s %s "HTTP/1.1 %s %s"', method, url, status, response.reason or "")
+        if 300 <= status < 400:
+            return THROUGH_GITHUBKIT
+        GITHUB_CALLS.labels(name, "ok" if status < 300 else str(status)).inc()
+        if status >= 300:
+            raise failure(name, status, answer_headers, data)
+        return orjson.loads(data) if data else None
+
+    async def _authorization(self) -> str | None:
+        """Return the installation's Authorization header when githubkit has its token cached."""
+        known = self._authorizations.get(self._installation_id)
+        if known is not None:
+            return known
+        request = httpx.Request("GET", self._base + "/installation/repositories")  # any installation route
+        flow = self._auth.async_auth_flow(request)
+        try:
+            first = await anext(flow)
+        finally:
+            await flow.aclose()  # a token request it would send instead is never sent
+        header = first.headers.get("Authorization") if first is request else None
+        if header is not None:
+            self._authorizations.put(self._installation_id, header)
+        return header
+
+
+def failure(name: str, status: int, headers: Mapping[str, str], data: bytes) -> Exception:
+    """Return the error `calls.call` raises for such an answer (githubkit's rate-limit rules first)."""
+    if status in (403, 429):
+        retry_after = _rate_limited(headers, data)
+        if retry_after is not None:
+            return TemporaryError(f"GitHub rate limit on {name}", retry_after)
+    if status >= 500 or status == 429:
+        value = headers.get("retry-after")
+        return TemporaryError(
+            f"GitHub answered {status} to {name}", float(value) if value and value.isdigit() else None
+        )
+    return KINDS.get(status, PermanentError)(f"GitHub answered {status} to {name}")
+
+
+def _rate_limited(headers: Mapping[str, str], data: bytes) -> float | None:
+    """Return the seconds to wait when a 403 or 429 is a rate limit (githubkit's test), else None."""
+    if "retry-after" in headers:
+        return float(int(headers["retry-after"]))
+    if headers.get("x-ratelimit-remaining") != "0":
+        return None
+    if "x-ratelimit-reset" in headers:
+        reset = datetime.fromtimestamp(int(headers["x-ratelimit-reset"]), tz=UTC)
+        return max((reset - datetime.now(tz=UTC)).total_seconds(), 0.0)
+    return 60.0
