@@ -50,7 +50,10 @@ class Authorizations:
     def get(self, installation_id: int) -> str | None:
         """Return the installation's header if it was read from githubkit within `keep_s`."""
         seen = self.known.get(installation_id)
-        return seen[1] if seen is not None and self.clock() - seen[0] < self.keep_s else None
+        if seen is not None and self.clock() - seen[0] >= self.keep_s:
+            del self.known[installation_id]  # an old token is never kept
+            return None
+        return None if seen is None else seen[1]
 
     def put(self, installation_id: int, header: str) -> None:
         """Keep a header githubkit just gave."""
@@ -58,8 +61,14 @@ class Authorizations:
 
 
 def repo_path(repo: Repo) -> str:
-    """Return the repository's REST path, its owner and name quoted."""
-    return f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}"
+    """Return the repository's REST path, its owner and name quoted (dot segments too: never resolved)."""
+    return f"/repos/{segment(repo.owner)}/{segment(repo.name)}"
+
+
+def segment(name: str) -> str:
+    """Return a name quoted as one path segment; `.` and `..` are encoded, so no server resolves them."""
+    quoted = quote(name, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 class DirectCalls:
@@ -103,6 +112,7 @@ class DirectCalls:
                 headers=headers,
                 allow_redirects=False,
                 timeout=self._timeout,
+                auto_decompress=True,  # the pool leaves bodies to httpx; GitHub compresses its answers
             ) as response:
                 status, data = response.status, await response.read()
                 answer_headers = response.headers
@@ -112,10 +122,13 @@ class DirectCalls:
         log.info('HTTP Request: %s %s "HTTP/1.1 %s %s"', method, url, status, response.reason or "")
         if 300 <= status < 400:
             return THROUGH_GITHUBKIT
-        GITHUB_CALLS.labels(name, "ok" if status < 300 else str(status)).inc()
         if status >= 300:
-            raise failure(name, status, answer_headers, data)
-        return orjson.loads(data) if data else None
+            # Built before it is counted: a Retry-After githubkit cannot read raises, uncounted, as there.
+            refused = failure(name, status, answer_headers, data)
+            GITHUB_CALLS.labels(name, str(status)).inc()
+            raise refused
+        GITHUB_CALLS.labels(name, "ok").inc()
+        return orjson.loads(data)  # an empty body fails as githubkit's `response.json()` fails
 
     async def _authorization(self) -> str | None:
         """Return the installation's Authorization header when githubkit has its token cached."""

@@ -6,13 +6,12 @@ workflow of the organisation (docs/install.md, step 6).
 """
 
 from typing import Any, Protocol
-from urllib.parse import quote
 
 from githubkit import GitHub
 
 from bot.events import Repo
 from bot.github.calls import NotFound, body_of, call
-from bot.github.direct import THROUGH_GITHUBKIT, DirectCalls, repo_path
+from bot.github.direct import THROUGH_GITHUBKIT, DirectCalls, repo_path, segment
 
 REPOSITORY_GROUP = 1  # a repository's runners are all in its one group, the default
 
@@ -50,9 +49,9 @@ class RunnersMixin:
         path = (
             f"{repo_path(repo)}/actions/runners/generate-jitconfig"
             if runner_group_id is None
-            else f"/orgs/{quote(repo.owner, safe='')}/actions/runners/generate-jitconfig"
+            else f"/orgs/{segment(repo.owner)}/actions/runners/generate-jitconfig"
         )
-        body = {**fields, "runner_group_id": runner_group_id or REPOSITORY_GROUP}
+        body = {**fields, "runner_group_id": REPOSITORY_GROUP if runner_group_id is None else runner_group_id}
         data = await self._direct.json("generate_jitconfig", "POST", path, body)
         if data is THROUGH_GITHUBKIT:
             actions = self._rest.actions

@@ -6,6 +6,8 @@ both to the same request and the same outcome.
 """
 
 import asyncio
+import gzip
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ class Recorded:
     seen: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
     mints: int = 0
     token_seconds: int = 3600
+    compressed: int = 0  # answers sent gzipped, as GitHub sends them to a client that accepts it
 
 
 def stand_in(state: Recorded) -> Starlette:
@@ -57,7 +60,11 @@ def stand_in(state: Recorded) -> Starlette:
             (request.method, request.url.path, dict(request.headers), orjson.loads(body or b"null"))
         )
         status, headers, answer = state.answers.get(request.url.path, (404, {}, {"message": "Not Found"}))
-        return Response(orjson.dumps(answer), status, headers=headers, media_type="application/json")
+        content = answer if isinstance(answer, bytes) else orjson.dumps(answer)
+        if content and "gzip" in request.headers.get("accept-encoding", ""):  # as api.github.com answers
+            content, headers = gzip.compress(content), {**headers, "content-encoding": "gzip"}
+            state.compressed += 1
+        return Response(content, status, headers=headers, media_type="application/json")
 
     return Starlette(
         routes=[
@@ -95,6 +102,7 @@ async def test_the_job_read_sends_what_githubkit_sends(github: tuple[Recorded, s
     assert through_githubkit(kit_headers) and not through_githubkit(direct_headers)
     assert compared(state.seen[0]) == compared(state.seen[1])
     assert direct_headers["authorization"] == "token ghs_1" and state.mints == 1
+    assert state.compressed == 2, "both answers came gzipped, as GitHub's do, and were read"
 
 
 @pytest.mark.parametrize("group", [None, 7], ids=["repository", "organisation group"])
@@ -126,6 +134,8 @@ def test_the_rest_version_is_the_one_githubkit_asks_for() -> None:
 
 def test_owner_and_name_are_quoted_into_the_path() -> None:
     assert repo_path(Repo("octo-org", "../../user")) == "/repos/octo-org/..%2F..%2Fuser"
+    assert repo_path(Repo("..", ".")) == "/repos/%2E%2E/%2E", "no server resolves a dot segment"
+    assert repo_path(Repo("octo-org", "model.v2")) == "/repos/octo-org/model.v2"
 
 
 FAILURES = [
@@ -242,3 +252,37 @@ def test_a_header_is_kept_no_longer_than_its_time() -> None:
     assert kept.get(1) == "token a"
     now[0] = 30.0
     assert kept.get(1) is None
+    assert kept.known == {}, "an old header is dropped, not only hidden"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [(200, {}, b""), (201, {}, b"<html>not json</html>")],
+    ids=["empty", "not json"],
+)
+async def test_a_success_that_is_not_json_fails_as_through_githubkit(
+    github: tuple[Recorded, str], answer: tuple[int, dict[str, str], bytes]
+) -> None:
+    state, url = github
+    state.answers[f"{repo_path(REPO)}/actions/runners/generate-jitconfig"] = answer
+    client = GitHubAppClient(4242, PEM.decode(), url).for_installation(1)
+    for _ in range(2):
+        with pytest.raises(json.JSONDecodeError):
+            await client.generate_jit_config(REPO, "orbit-runner-5", ["self-hosted"], None)
+    assert [through_githubkit(headers) for _, _, headers, _ in state.seen] == [True, False]
+
+
+async def test_a_retry_after_githubkit_cannot_read_fails_uncounted_on_both_paths(
+    github: tuple[Recorded, str],
+) -> None:
+    state, url = github
+    answer = (429, {"retry-after": "1.5"}, {"message": "slow down"})
+    state.answers[f"{repo_path(REPO)}/actions/runners/generate-jitconfig"] = answer
+    client = GitHubAppClient(4242, PEM.decode(), url).for_installation(1)
+    counted = {"call": "generate_jitconfig", "status": "429"}
+    before = REGISTRY.get_sample_value("orbit_github_calls_total", counted)
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"1\.5"):
+            await client.generate_jit_config(REPO, "orbit-runner-5", ["self-hosted"], None)
+    assert [through_githubkit(headers) for _, _, headers, _ in state.seen] == [True, False]
+    assert REGISTRY.get_sample_value("orbit_github_calls_total", counted) == before
