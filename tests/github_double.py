@@ -17,6 +17,8 @@ import httpx
 import jwt
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -395,7 +397,10 @@ def make_app(state: GitHubState) -> Starlette:
             status_code=201,
         )
 
+    # api.github.com gzips what it answers a client that accepts it (artifacts' zips excepted)
+    gzipped = Middleware(GZipMiddleware, minimum_size=1, compresslevel=1)
     return Starlette(
+        middleware=[gzipped],
         routes=[
             # Before the report routes: storage that may stream an artifact without its length.
             Route("/_storage/artifacts/{artifact:int}", unsized_storage),
@@ -417,7 +422,7 @@ def make_app(state: GitHubState) -> Starlette:
             Route("/repos/{owner}/{repo}/issues/comments/{comment}/reactions", reaction, methods=["POST"]),
             Route("/repos/{owner}/{repo}/issues/comments/{comment}/reactions", reactions),
             Route("/repos/{owner}/{repo}/issues/{number:int}/comments", comment, methods=["POST"]),
-        ]
+        ],
     )
 
 
