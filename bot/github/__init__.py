@@ -3,7 +3,9 @@
 `calls` runs one request and translates its failure (temporary or permanent); each area module
 (`issues`, `pulls`, `checks`, `actions`, `runners`, `git`, `deployments`) holds its small Protocol,
 its value types and their githubkit implementation; `client` composes them per installation.
-`hooks` acts as the App itself (not an installation): its webhook deliveries, and redelivery.
+`direct` sends a runner's two calls per queued job (the job read, the runner registration) straight on
+`transport`'s pool with githubkit's token, past githubkit's per-request cost. `hooks` acts as the App
+itself (not an installation): its webhook deliveries, and redelivery.
 """
 
 from bot.github.actions import (
