@@ -1,6 +1,6 @@
 """One GitHub API call: counted by outcome, its failure translated into temporary or permanent."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -24,7 +24,7 @@ class Unprocessable(PermanentError):
     """GitHub answered 422 (a ref that is not a fast-forward, one that already exists)."""
 
 
-KINDS: dict[int, type[PermanentError]] = {404: NotFound, 409: Conflict, 422: Unprocessable}
+_KINDS: dict[int, type[PermanentError]] = {404: NotFound, 409: Conflict, 422: Unprocessable}
 
 
 async def call(name: str, request: Callable[[], Awaitable[T]]) -> T:
@@ -37,9 +37,7 @@ async def call(name: str, request: Callable[[], Awaitable[T]]) -> T:
     except RequestFailed as error:
         status = error.response.status_code
         GITHUB_CALLS.labels(name, str(status)).inc()
-        if status >= 500 or status == 429:
-            raise TemporaryError(f"GitHub answered {status} to {name}", _retry_after(error)) from error
-        raise KINDS.get(status, PermanentError)(f"GitHub answered {status} to {name}") from error
+        raise refusal(name, status, error.response.headers) from error
     except (RequestError, httpx.TransportError) as error:
         GITHUB_CALLS.labels(name, "network").inc()
         raise TemporaryError(f"network error calling GitHub ({name}): {type(error).__name__}") from error
@@ -47,9 +45,13 @@ async def call(name: str, request: Callable[[], Awaitable[T]]) -> T:
     return result
 
 
-def _retry_after(error: RequestFailed) -> float | None:
-    value = error.response.headers.get("retry-after")
-    return float(value) if value and value.isdigit() else None
+def refusal(name: str, status: int, headers: Mapping[str, str]) -> PermanentError | TemporaryError:
+    """Return the error for an answer of `status` that is not a rate limit: temporary for 5xx and 429."""
+    if status >= 500 or status == 429:
+        value = headers.get("retry-after")
+        retry_after = float(value) if value and value.isdigit() else None
+        return TemporaryError(f"GitHub answered {status} to {name}", retry_after)
+    return _KINDS.get(status, PermanentError)(f"GitHub answered {status} to {name}")
 
 
 def body_of(response: Any) -> Any:  # JSON, read leniently field by field

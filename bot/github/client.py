@@ -15,7 +15,7 @@ from githubkit.cache import MemCacheStrategy
 from bot.github.actions import ActionsMixin, Artifacts, Jobs, Workflows
 from bot.github.checks import CheckDetails, Checks, ChecksMixin
 from bot.github.deployments import Deployments, DeploymentsMixin, Merges
-from bot.github.direct import Authorizations, DirectCalls
+from bot.github.direct import Authorizations, DirectCalls, Endpoint
 from bot.github.git import GitData, GitDataMixin
 from bot.github.issues import AppIdentity, Conversation, ConversationMixin
 from bot.github.pulls import Pulls, PullsMixin
@@ -58,11 +58,11 @@ class InstallationClient(
         github: GitHub[AppAuthStrategy],
         installation_id: int,
         identity: AppIdentity,
-        authorizations: Authorizations,
+        endpoint: Endpoint,
     ) -> None:
         self._github = github.with_auth(github.auth.as_installation(installation_id))
         self._rest = self._github.rest
-        self._direct = DirectCalls(self._github, installation_id, authorizations)
+        self._direct = DirectCalls(self._github, installation_id, endpoint)
         self._identity = identity
 
 
@@ -107,6 +107,7 @@ class GitHubAppClient:
         )
         self._identity = AppIdentity(self._github)
         self._authorizations = Authorizations()
+        self._endpoint = Endpoint.of(self._github, self._authorizations)
 
     async def warm(self) -> None:
         """Import the REST areas orbit calls now, not on the first event that calls each."""
@@ -115,4 +116,4 @@ class GitHubAppClient:
 
     def for_installation(self, installation_id: int) -> GitHubApi:
         """Return a client acting as the installation."""
-        return InstallationClient(self._github, installation_id, self._identity, self._authorizations)
+        return InstallationClient(self._github, installation_id, self._identity, self._endpoint)

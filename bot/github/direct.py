@@ -23,9 +23,9 @@ from githubkit import GitHub
 from githubkit.versions import LATEST_VERSION
 from yarl import URL
 
-from bot.errors import PermanentError, TemporaryError
+from bot.errors import TemporaryError
 from bot.events import Repo
-from bot.github.calls import KINDS
+from bot.github.calls import refusal
 from bot.github.transport import AiohttpTransport, client_timeout
 from bot.metrics import GITHUB_CALLS
 
@@ -71,23 +71,37 @@ def segment(name: str) -> str:
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """What every installation's straight calls share: GitHub's API as githubkit's client is set up."""
+
+    transport: AiohttpTransport | None  # None: githubkit's transport is another, every call goes through it
+    base: str
+    headers: dict[str, str]
+    timeout: aiohttp.ClientTimeout
+    authorizations: Authorizations
+
+    @classmethod
+    def of(cls, github: GitHub[Any], authorizations: Authorizations) -> "Endpoint":
+        """Return the endpoint githubkit's client `github` calls."""
+        config = github.config
+        transport = config.async_transport
+        return cls(
+            transport if isinstance(transport, AiohttpTransport) else None,
+            str(config.base_url).rstrip("/"),
+            {"User-Agent": config.user_agent, "Accept": config.accept, "X-GitHub-Api-Version": API_VERSION},
+            client_timeout(config.timeout.as_dict()),
+            authorizations,
+        )
+
+
 class DirectCalls:
     """Send a call straight, as the installation githubkit's client `github` acts as."""
 
-    def __init__(self, github: GitHub[Any], installation_id: int, authorizations: Authorizations) -> None:
-        self._auth = github.auth.get_auth_flow(github)
+    def __init__(self, github: GitHub[Any], installation_id: int, endpoint: Endpoint) -> None:
+        self._github = github
         self._installation_id = installation_id
-        self._authorizations = authorizations
-        config = github.config
-        transport = config.async_transport
-        self._transport = transport if isinstance(transport, AiohttpTransport) else None
-        self._base = str(config.base_url).rstrip("/")
-        self._headers = {
-            "User-Agent": config.user_agent,
-            "Accept": config.accept,
-            "X-GitHub-Api-Version": API_VERSION,
-        }
-        self._timeout = client_timeout(config.timeout.as_dict())
+        self._endpoint = endpoint
 
     async def json(self, name: str, method: str, path: str, body: object = None) -> Any:
         """Return the answer's JSON, or `THROUGH_GITHUBKIT`: make the call through githubkit instead.
@@ -97,21 +111,22 @@ class DirectCalls:
         A failure raises as `calls.call` raises it: temporary for 5xx, 429 and rate limits, and
         `NotFound`, `Conflict`, `Unprocessable` or `PermanentError` for the others.
         """
-        url = self._base + path
+        endpoint = self._endpoint
+        url = endpoint.base + path
         authorization = await self._authorization()
-        if authorization is None or self._transport is None:
+        if authorization is None or endpoint.transport is None:
             return THROUGH_GITHUBKIT
-        headers = {**self._headers, "Authorization": authorization}
+        headers = {**endpoint.headers, "Authorization": authorization}
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
-            async with self._transport.session().request(
+            async with endpoint.transport.session().request(
                 method,
                 URL(url, encoded=True),
                 data=None if body is None else orjson.dumps(body),
                 headers=headers,
                 allow_redirects=False,
-                timeout=self._timeout,
+                timeout=endpoint.timeout,
                 auto_decompress=True,  # the pool leaves bodies to httpx; GitHub compresses its answers
             ) as response:
                 status, data = response.status, await response.read()
@@ -124,7 +139,7 @@ class DirectCalls:
             return THROUGH_GITHUBKIT
         if status >= 300:
             # Built before it is counted: a Retry-After githubkit cannot read raises, uncounted, as there.
-            refused = failure(name, status, answer_headers, data)
+            refused = failure(name, status, answer_headers)
             GITHUB_CALLS.labels(name, str(status)).inc()
             raise refused
         GITHUB_CALLS.labels(name, "ok").inc()
@@ -132,36 +147,32 @@ class DirectCalls:
 
     async def _authorization(self) -> str | None:
         """Return the installation's Authorization header when githubkit has its token cached."""
-        known = self._authorizations.get(self._installation_id)
+        kept = self._endpoint.authorizations
+        known = kept.get(self._installation_id)
         if known is not None:
             return known
-        request = httpx.Request("GET", self._base + "/installation/repositories")  # any installation route
-        flow = self._auth.async_auth_flow(request)
+        request = httpx.Request("GET", self._endpoint.base + "/installation/repositories")  # any such route
+        flow = self._github.auth.get_auth_flow(self._github).async_auth_flow(request)
         try:
             first = await anext(flow)
         finally:
             await flow.aclose()  # a token request it would send instead is never sent
         header = first.headers.get("Authorization") if first is request else None
         if header is not None:
-            self._authorizations.put(self._installation_id, header)
+            kept.put(self._installation_id, header)
         return header
 
 
-def failure(name: str, status: int, headers: Mapping[str, str], data: bytes) -> Exception:
+def failure(name: str, status: int, headers: Mapping[str, str]) -> Exception:
     """Return the error `calls.call` raises for such an answer (githubkit's rate-limit rules first)."""
     if status in (403, 429):
-        retry_after = _rate_limited(headers, data)
+        retry_after = _rate_limited(headers)
         if retry_after is not None:
             return TemporaryError(f"GitHub rate limit on {name}", retry_after)
-    if status >= 500 or status == 429:
-        value = headers.get("retry-after")
-        return TemporaryError(
-            f"GitHub answered {status} to {name}", float(value) if value and value.isdigit() else None
-        )
-    return KINDS.get(status, PermanentError)(f"GitHub answered {status} to {name}")
+    return refusal(name, status, headers)
 
 
-def _rate_limited(headers: Mapping[str, str], data: bytes) -> float | None:
+def _rate_limited(headers: Mapping[str, str]) -> float | None:
     """Return the seconds to wait when a 403 or 429 is a rate limit (githubkit's test), else None."""
     if "retry-after" in headers:
         return float(int(headers["retry-after"]))
