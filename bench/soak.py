@@ -2,8 +2,11 @@
 
 Each delivery is for one of 1,000 pull requests. The bot (bench/ingest_server.py, `--role ingest`
 and `--role worker`, as `orbit serve` runs them apart, on one SQLite file) runs on one core with a
-retention of a few seconds, so that the retention pass deletes handled deliveries while ingest goes
-on; the worker drains at its lower priority, between rounds and beside them. The load comes
+retention of a few seconds, so that the retention pass has handled deliveries to delete while ingest
+goes on; the worker drains at its lower priority, between rounds and beside them, and the retention
+pass rests between its batches so that the ingest goes first: under this flood it falls behind, and
+the benchmark prints how long, after the last round, the worker took to drain what was left and to
+delete everything handled more than the retention ago. The load comes
 from the other core: 32 keep-alive connections, 10 rounds of 10,000 deliveries. After each round:
 the round's ingest rate, each process's RSS and what the inbox holds. With both roles in one process
 (`--role all`, `--all`) the workers draining the backlog take the core from the ingest: the rounds
@@ -15,6 +18,7 @@ first round, measured in the same run.
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -55,6 +59,29 @@ async def send_round(url: str, requests: list[bytes]) -> float:
     for _, writer in connections:
         writer.close()
     return len(requests) / elapsed
+
+
+def caught_up(database: Path, timeout: float = 300.0) -> tuple[float, int]:
+    """Wait until nothing is left to run nor anything handled past the retention; return (seconds, done left).
+
+    A pass runs every second: "past the retention" allows for it and one batch's rest.
+    """
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
+    began = time.monotonic()
+    try:
+        while time.monotonic() - began < timeout:
+            now = time.time()
+            unfinished, overdue, done = connection.execute(
+                "SELECT sum(status IN ('pending', 'waiting', 'running')),"
+                " sum(status = 'done' AND available_at < ?), sum(status = 'done') FROM work_items",
+                (now - RETENTION_SECONDS - 2,),
+            ).fetchone()
+            if not unfinished and not overdue:
+                return time.monotonic() - began, done or 0
+            time.sleep(0.5)
+    finally:
+        connection.close()
+    raise RuntimeError(f"the worker did not catch up within {timeout:.0f} s")
 
 
 def requests_of(host: str, body: bytes, first: int) -> list[bytes]:
@@ -102,6 +129,11 @@ def main() -> None:
                     f"  round {number + 1:>2}: {rates[-1]:7,.0f}/s ({rates[-1] / rates[0]:.2f}x round 1),"
                     f" RSS {sizes[-1]:.0f} MiB, inbox {dict(sorted(counts.items()))}"
                 )
+            seconds, left = caught_up(database)
+            print(
+                f"  after the last round: backlog drained and every delivery handled over"
+                f" {RETENTION_SECONDS:.0f} s ago deleted within {seconds:.1f} s ({left:,} handled since kept)"
+            )
         finally:
             for each in servers:
                 stop(each.process)

@@ -1,5 +1,6 @@
 """The retention pass: handled deliveries past the retention are deleted, a small batch at a time."""
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,7 +90,57 @@ async def test_a_pass_over_many_runs_in_batches_until_none_is_left(inbox: Inbox)
         return deleted
 
     inbox.prune_batch = counted  # type: ignore[method-assign]
-    assert await Retention(inbox, days=14, pause_seconds=0).run_once() == count
+    assert await Retention(inbox, days=14, rest_ratio=0).run_once() == count
     assert batches == [PRUNE_BATCH, PRUNE_BATCH, 7]  # each its own short transaction
     assert inbox.counts() == {}
     assert stored_ids(inbox) == set()
+
+
+@pytest.mark.parametrize("inbox", ["sqlite"], indirect=True)
+async def test_the_pass_rests_after_each_batch_so_that_ingest_goes_first(inbox: Inbox) -> None:
+    """A batch holds SQLite's one writer: the pass rests `rest_ratio` times as long as a batch took.
+
+    A pruning worker at its lower CPU priority that held the writer back to back took a fifth of the
+    ingest's throughput in the soak benchmark; resting bounds its share of the writer.
+    """
+    handled(inbox, PRUNE_BATCH * 3, age_days=30, prefix="many")
+    spans: list[tuple[float, float]] = []
+    prune_batch = inbox.prune_batch
+
+    def slow(before: float, limit: int = PRUNE_BATCH) -> int:
+        began = time.monotonic()
+        time.sleep(0.01)  # a batch that holds the writer 10 ms
+        deleted = prune_batch(before, limit)
+        spans.append((began, time.monotonic()))
+        return deleted
+
+    inbox.prune_batch = slow  # type: ignore[method-assign]
+    assert await Retention(inbox, days=14, rest_ratio=4).run_once() == PRUNE_BATCH * 3
+    assert len(spans) == 4  # three full batches, then one that finds nothing left
+    for (began, ended), (next_began, _) in itertools.pairwise(spans):
+        assert next_began - ended >= 4 * (ended - began)  # the writer was left to others meanwhile
+    writer_share = sum(ended - began for began, ended in spans[:-1]) / (spans[-1][0] - spans[0][0])
+    assert writer_share <= 1 / 5
+
+
+@pytest.mark.parametrize("inbox", ["sqlite"], indirect=True)
+async def test_a_pass_ends_in_its_time_and_the_next_goes_on(inbox: Inbox) -> None:
+    """A stop waits for the pass that runs: a long backlog is deleted over several passes instead."""
+    handled(inbox, PRUNE_BATCH * 6, age_days=30, prefix="many")
+    prune_batch = inbox.prune_batch
+
+    def slow(before: float, limit: int = PRUNE_BATCH) -> int:
+        time.sleep(0.01)
+        return prune_batch(before, limit)
+
+    inbox.prune_batch = slow  # type: ignore[method-assign]
+    retention = Retention(inbox, days=14, rest_ratio=4, max_pass_seconds=0.12)
+    began = time.monotonic()
+    first = await retention.run_once()
+    assert time.monotonic() - began < 0.12 + 0.1  # the deadline, and no more than one batch past it
+    assert PRUNE_BATCH <= first < PRUNE_BATCH * 6
+    passes = [first]
+    while sum(passes) < PRUNE_BATCH * 6:
+        passes.append(await retention.run_once())
+        assert passes[-1] > 0
+    assert inbox.counts() == {}
