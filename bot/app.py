@@ -121,9 +121,8 @@ def build_app(settings: Settings) -> ASGIApp:
     ingest = Ingest(inbox, router, settings.webhook_secret.get_secret_value().encode(), wake)
     if settings.role == "worker":
         workers.poll_seconds = settings.worker_poll_seconds  # no ingest here to wake it
-    periodic = [
-        Periodic("retention", Retention(inbox, settings.retention_days).run_once, Retention.EVERY_SECONDS)
-    ]
+    retention = Retention(inbox, settings.retention_days)
+    periodic = [Periodic("retention", retention.run_once, Retention.EVERY_SECONDS, cut_short=True)]
     if not inbox.writes_locally:  # on PostgreSQL a release may find its key's lock taken
         periodic.append(Periodic("release-stranded", stranded_release(inbox), STRANDED_EVERY_SECONDS))
     if runners:

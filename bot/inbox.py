@@ -549,7 +549,7 @@ class Inbox:
         """Delete up to `limit` done items (and their deliveries) that became due before `before`.
 
         Return how many were deleted. One short transaction: a range of the claim index, then deletes
-        by primary key, so the writer is held for about 2 ms and ingest waits no longer.
+        by primary key, so SQLite's writer is held for about 2 ms and ingest waits no longer.
         A delivery pruned here is no longer recognised as a duplicate if GitHub sends it again.
         """
         with self._writer, self.engine.begin() as connection:

@@ -25,17 +25,38 @@ INGEST_ONLY_CHECKPOINT_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class Periodic:
-    """A background job run at start-up and then every `every` seconds (checkpoints, the reconciler)."""
+    """A background job run at start-up and then every `every` seconds (checkpoints, the reconciler).
+
+    `cut_short`: a pass still running when the process stops is cancelled instead of waited for: a
+    long job that is safe to stop anywhere (the retention pass) never holds up a stop.
+    """
 
     name: str
     run: Callable[[], Awaitable[object]]
     every: float
+    cut_short: bool = False
+
+
+async def _until_stopped(work: Awaitable[object], stop: asyncio.Event) -> None:
+    """Await `work`, or cancel it when `stop` is set first; its exception, if it ends with one, is raised."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if not task.cancelled():
+        task.result()
 
 
 async def _repeat(job: Periodic, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
-            await job.run()
+            await (_until_stopped(job.run(), stop) if job.cut_short else job.run())
         except Exception:  # a failed pass is logged; the next one runs on time
             log.exception("%s failed", job.name)
         with contextlib.suppress(TimeoutError):

@@ -123,24 +123,10 @@ async def test_the_pass_rests_after_each_batch_so_that_ingest_goes_first(inbox: 
     assert writer_share <= 1 / 5
 
 
-@pytest.mark.parametrize("inbox", ["sqlite"], indirect=True)
-async def test_a_pass_ends_in_its_time_and_the_next_goes_on(inbox: Inbox) -> None:
-    """A stop waits for the pass that runs: a long backlog is deleted over several passes instead."""
-    handled(inbox, PRUNE_BATCH * 6, age_days=30, prefix="many")
-    prune_batch = inbox.prune_batch
-
-    def slow(before: float, limit: int = PRUNE_BATCH) -> int:
-        time.sleep(0.01)
-        return prune_batch(before, limit)
-
-    inbox.prune_batch = slow  # type: ignore[method-assign]
-    retention = Retention(inbox, days=14, rest_ratio=4, max_pass_seconds=0.12)
-    began = time.monotonic()
-    first = await retention.run_once()
-    assert time.monotonic() - began < 0.12 + 0.1  # the deadline, and no more than one batch past it
-    assert PRUNE_BATCH <= first < PRUNE_BATCH * 6
-    passes = [first]
-    while sum(passes) < PRUNE_BATCH * 6:
-        passes.append(await retention.run_once())
-        assert passes[-1] > 0
-    assert inbox.counts() == {}
+def test_the_rest_is_for_sqlite_s_one_writer_and_bounded(inbox: Inbox) -> None:
+    retention = Retention(inbox, days=14)
+    if inbox.writes_locally:
+        assert retention.rest_after(0.002) == pytest.approx(0.038)  # 19 times the batch
+        assert retention.rest_after(5.0) == Retention.MAX_REST_SECONDS  # a starved batch: 1 s, no more
+    else:
+        assert retention.rest_after(0.002) == 0.0  # PostgreSQL: the ingest waits for no one writer
