@@ -37,26 +37,10 @@ class Periodic:
     cut_short: bool = False
 
 
-async def _until_stopped(work: Awaitable[object], stop: asyncio.Event) -> None:
-    """Await `work`, or cancel it when `stop` is set first; its exception, if it ends with one, is raised."""
-    task = asyncio.ensure_future(work)
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if not task.cancelled():
-        task.result()
-
-
 async def _repeat(job: Periodic, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
-            await (_until_stopped(job.run(), stop) if job.cut_short else job.run())
+            await job.run()
         except Exception:  # a failed pass is logged; the next one runs on time
             log.exception("%s failed", job.name)
         with contextlib.suppress(TimeoutError):
@@ -110,12 +94,18 @@ def create_app(
         gc.freeze()
         stop = asyncio.Event()
         checkpoint = checkpoint_job(inbox, with_workers=workers is not None)
-        tasks = [asyncio.create_task(_repeat(job, stop)) for job in (checkpoint, *periodic)]
+        jobs = (checkpoint, *periodic)
+        tasks = [asyncio.create_task(_repeat(job, stop)) for job in jobs]
         if workers:
             tasks.append(asyncio.create_task(workers.run(stop)))
         yield
         stop.set()
-        await asyncio.gather(*tasks)
+        cut = [task for job, task in zip(jobs, tasks, strict=False) if job.cut_short]  # not the workers'
+        for task in cut:
+            task.cancel()
+        await asyncio.gather(*(task for task in tasks if task not in cut))
+        if cut:
+            await asyncio.wait(cut)  # each ends at its next await
 
     app = FastAPI(title="orbit", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
